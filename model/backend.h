@@ -1,0 +1,60 @@
+/* Private to model/: the compute backend seam (after ggml). The net walks its
+ * layers and calls these entries; it never knows which backend runs them.
+ * Buffers passed in are the backend's own memory (host memory for the CPU
+ * backend, device memory for a GPU backend). */
+#ifndef IMGRET_MODEL_BACKEND_H
+#define IMGRET_MODEL_BACKEND_H
+
+#include "model/model.h"
+
+typedef struct model_backend model_backend_t;
+
+typedef struct model_backend_ops {
+    const char *name;
+    void (*destroy)(model_backend_t *be);
+    /* Zero-filled buffer of `count` floats (or int32s), NULL when out of memory. */
+    void *(*alloc)(model_backend_t *be, size_t count);
+    void (*release)(model_backend_t *be, void *p);
+    int (*upload)(model_backend_t *be, float *dst, const float *src, size_t count);
+    int (*download)(model_backend_t *be, float *dst, const float *src, size_t count);
+
+    int (*conv_forward)(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                        const float *x, const float *w, const float *b, float *y,
+                        util_err_t *err);
+    int (*conv_backward)(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                         const float *x, const float *w, const float *dy, float *dx, float *dw,
+                         float *db, util_err_t *err);
+    void (*relu_forward)(model_backend_t *be, size_t count, const float *x, float *y);
+    void (*relu_backward)(model_backend_t *be, size_t count, const float *y, const float *dy,
+                          float *dx);
+    int (*lrn_forward)(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                       const float *x, float *y, float *scale, util_err_t *err);
+    int (*lrn_backward)(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                        const float *x, const float *y, const float *scale, const float *dy,
+                        float *dx, util_err_t *err);
+    int (*pool_forward)(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                        const float *x, float *y, int32_t *argmax, util_err_t *err);
+    int (*pool_backward)(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                         const float *dy, const int32_t *argmax, float *dx, util_err_t *err);
+    int (*fc_forward)(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                      const float *w, const float *b, float *y, util_err_t *err);
+    int (*fc_backward)(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                       const float *w, const float *dy, float *dx, float *dw, float *db,
+                       util_err_t *err);
+    int (*dropout_forward)(model_backend_t *be, float p, size_t count, const float *x, float *y,
+                           float *mask, util_rng_t *rng, util_err_t *err);
+    void (*dropout_backward)(model_backend_t *be, size_t count, const float *mask,
+                             const float *dy, float *dx);
+    void (*copy)(model_backend_t *be, float *dst, const float *src, size_t count);
+    /* v <- momentum v - wd lr w - lr g; w <- w + v */
+    void (*sgd_update)(model_backend_t *be, size_t count, float *w, const float *g, float *v,
+                       const model_sgd_t *sgd);
+} model_backend_ops_t;
+
+struct model_backend {
+    const model_backend_ops_t *ops;
+};
+
+model_backend_t *model_backend_cpu_create(void);
+
+#endif

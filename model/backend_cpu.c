@@ -1,0 +1,166 @@
+/* The CPU backend: OpenBLAS sgemm + OpenMP, host memory. */
+#include "model/backend.h"
+#include "model/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cpu_backend {
+    model_backend_t base;
+    model_workspace_t *ws;
+} cpu_backend_t;
+
+static model_workspace_t *ws_of(model_backend_t *be) {
+    return ((cpu_backend_t *)be)->ws;
+}
+
+static void cpu_destroy(model_backend_t *be) {
+    if (!be) return;
+    model_workspace_free(ws_of(be));
+    free(be);
+}
+
+static void *cpu_alloc(model_backend_t *be, size_t count) {
+    (void)be;
+    size_t bytes;
+    if (count == 0 || util_mul_size(count, sizeof(float), &bytes)) return NULL;
+    void *p = NULL;
+    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63)) return NULL;
+    memset(p, 0, bytes);
+    return p;
+}
+
+static void cpu_release(model_backend_t *be, void *p) {
+    (void)be;
+    free(p);
+}
+
+static int cpu_transfer(model_backend_t *be, float *dst, const float *src, size_t count) {
+    (void)be;
+    memcpy(dst, src, count * sizeof(float));
+    return 0;
+}
+
+static int cpu_conv_forward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                            const float *x, const float *w, const float *b, float *y,
+                            util_err_t *err) {
+    return model_conv_forward(ws_of(be), p, in, x, w, b, y, err);
+}
+
+static int cpu_conv_backward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                             const float *x, const float *w, const float *dy, float *dx, float *dw,
+                             float *db, util_err_t *err) {
+    return model_conv_backward(ws_of(be), p, in, x, w, dy, dx, dw, db, err);
+}
+
+static void cpu_relu_forward(model_backend_t *be, size_t count, const float *x, float *y) {
+    (void)be;
+    model_relu_forward(count, x, y);
+}
+
+static void cpu_relu_backward(model_backend_t *be, size_t count, const float *y, const float *dy,
+                              float *dx) {
+    (void)be;
+    model_relu_backward(count, y, dy, dx);
+}
+
+static int cpu_lrn_forward(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                           const float *x, float *y, float *scale, util_err_t *err) {
+    (void)be;
+    return model_lrn_forward(p, in, x, y, scale, err);
+}
+
+static int cpu_lrn_backward(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                            const float *x, const float *y, const float *scale, const float *dy,
+                            float *dx, util_err_t *err) {
+    (void)be;
+    return model_lrn_backward(p, in, x, y, scale, dy, dx, err);
+}
+
+static int cpu_pool_forward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                            const float *x, float *y, int32_t *argmax, util_err_t *err) {
+    (void)be;
+    return model_pool_forward(p, in, x, y, argmax, err);
+}
+
+static int cpu_pool_backward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                             const float *dy, const int32_t *argmax, float *dx, util_err_t *err) {
+    (void)be;
+    return model_pool_backward(p, in, dy, argmax, dx, err);
+}
+
+static int cpu_fc_forward(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                          const float *w, const float *b, float *y, util_err_t *err) {
+    (void)be;
+    return model_fc_forward(p, n, x, w, b, y, err);
+}
+
+static int cpu_fc_backward(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                           const float *w, const float *dy, float *dx, float *dw, float *db,
+                           util_err_t *err) {
+    (void)be;
+    return model_fc_backward(p, n, x, w, dy, dx, dw, db, err);
+}
+
+static int cpu_dropout_forward(model_backend_t *be, float p, size_t count, const float *x,
+                               float *y, float *mask, util_rng_t *rng, util_err_t *err) {
+    (void)be;
+    return model_dropout_forward(p, count, x, y, mask, rng, err);
+}
+
+static void cpu_dropout_backward(model_backend_t *be, size_t count, const float *mask,
+                                 const float *dy, float *dx) {
+    (void)be;
+    model_dropout_backward(count, mask, dy, dx);
+}
+
+static void cpu_copy(model_backend_t *be, float *dst, const float *src, size_t count) {
+    (void)be;
+    memcpy(dst, src, count * sizeof(float));
+}
+
+static void cpu_sgd_update(model_backend_t *be, size_t count, float *w, const float *g, float *v,
+                           const model_sgd_t *sgd) {
+    (void)be;
+    const float mom = sgd->momentum, decay = sgd->weight_decay * sgd->lr, lr = sgd->lr;
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+    for (size_t j = 0; j < count; j++) {
+        v[j] = mom * v[j] - decay * w[j] - lr * g[j];
+        w[j] += v[j];
+    }
+}
+
+static const model_backend_ops_t cpu_ops = {
+    .name = "cpu",
+    .destroy = cpu_destroy,
+    .alloc = cpu_alloc,
+    .release = cpu_release,
+    .upload = cpu_transfer,
+    .download = cpu_transfer,
+    .conv_forward = cpu_conv_forward,
+    .conv_backward = cpu_conv_backward,
+    .relu_forward = cpu_relu_forward,
+    .relu_backward = cpu_relu_backward,
+    .lrn_forward = cpu_lrn_forward,
+    .lrn_backward = cpu_lrn_backward,
+    .pool_forward = cpu_pool_forward,
+    .pool_backward = cpu_pool_backward,
+    .fc_forward = cpu_fc_forward,
+    .fc_backward = cpu_fc_backward,
+    .dropout_forward = cpu_dropout_forward,
+    .dropout_backward = cpu_dropout_backward,
+    .copy = cpu_copy,
+    .sgd_update = cpu_sgd_update,
+};
+
+model_backend_t *model_backend_cpu_create(void) {
+    cpu_backend_t *be = calloc(1, sizeof *be);
+    if (!be) return NULL;
+    be->base.ops = &cpu_ops;
+    be->ws = model_workspace_create();
+    if (!be->ws) {
+        free(be);
+        return NULL;
+    }
+    return &be->base;
+}

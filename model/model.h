@@ -1,0 +1,260 @@
+/* model: the AlexNet of Krizhevsky, Sutskever & Hinton (2012) — tensors,
+ * layers with forward and backward, the network spec as data, the net
+ * (forward, backward, SGD) on a compute backend.
+ *
+ * Layout: every activation is an NCHW float32 array (batch, channels, height,
+ * width), row-major. Convolution weights are (out, in/groups, kh, kw); fully
+ * connected weights are (out, in). These are the layouts of Caffe and PyTorch,
+ * so imported weights need no transposition.
+ *
+ * Errors: every function that can fail returns 0 on success and -1 on error
+ * with a sentence in `err` (which may be NULL); nothing here prints or exits.
+ */
+#ifndef IMGRET_MODEL_H
+#define IMGRET_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "util/util.h"
+
+/* ---------------------------------------------------------------- shapes */
+
+typedef struct model_shape {
+    int n, c, h, w;
+} model_shape_t;
+
+/* Number of elements, or 0 when a dimension is not positive. */
+size_t model_shape_count(model_shape_t s);
+
+/* Largest dimension and element count a layer accepts: keeps every index
+ * inside int and every buffer size far from overflow. */
+#define MODEL_MAX_DIM 65536
+#define MODEL_MAX_ELEMS ((size_t)1 << 31)
+
+/* ------------------------------------------------------------- workspace */
+
+/* Scratch memory for the layer kernels (im2col columns, per-thread gradient
+ * accumulators). Grows on demand and is reused between calls, so a steady
+ * forward/backward loop allocates nothing. Not shared between threads that
+ * call layer functions concurrently. */
+typedef struct model_workspace model_workspace_t;
+
+model_workspace_t *model_workspace_create(void);
+void model_workspace_free(model_workspace_t *ws); /* accepts NULL */
+
+/* ---------------------------------------------------------------- layers */
+
+/* Convolution. Output size: (in + 2*pad - kernel) / stride + 1 (floor).
+ * groups splits input and output channels into that many independent
+ * columns: output channel o of group g sees input channels
+ * [g*in_c/groups, (g+1)*in_c/groups) only (the paper's two-GPU columns). */
+typedef struct model_conv_param {
+    int in_c, out_c, kernel, stride, pad, groups;
+} model_conv_param_t;
+
+/* Checks the settings against an input shape and gives the output shape. */
+int model_conv_shape(const model_conv_param_t *p, model_shape_t in, model_shape_t *out,
+                     util_err_t *err);
+/* y (n, out_c, oh, ow) = conv(x) + b. w: out_c*(in_c/groups)*k*k, b: out_c. */
+int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
+                       const float *x, const float *w, const float *b, float *y, util_err_t *err);
+/* Given dy, writes dw and db (overwritten, not accumulated) and, when dx is
+ * not NULL, dx. x and w are the forward inputs. */
+int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
+                        const float *x, const float *w, const float *dy, float *dx, float *dw,
+                        float *db, util_err_t *err);
+
+/* ReLU: y = max(x, 0); backward dx = dy where y > 0. y may alias x, dx may alias dy. */
+void model_relu_forward(size_t count, const float *x, float *y);
+void model_relu_backward(size_t count, const float *y, const float *dy, float *dx);
+
+/* Local response normalisation across channels:
+ *   b_c = a_c / (k + alpha' * sum_{c' in [c - size/2, c + (size-1)/2]} a_c'^2)^beta
+ * with alpha' = alpha under the paper's convention (k=2, size=5, alpha=1e-4,
+ * beta=0.75) and alpha' = alpha/size under Caffe's, ONNX's and PyTorch's. */
+typedef enum model_lrn_alpha {
+    MODEL_LRN_ALPHA_PAPER = 0,  /* alpha multiplies the sum, as in the paper */
+    MODEL_LRN_ALPHA_OVER_N = 1, /* alpha/size multiplies the sum (Caffe, ONNX, PyTorch) */
+} model_lrn_alpha_t;
+
+typedef struct model_lrn_param {
+    int size;
+    float k, alpha, beta;
+    model_lrn_alpha_t alpha_mode;
+} model_lrn_param_t;
+
+int model_lrn_check(const model_lrn_param_t *p, model_shape_t in, util_err_t *err);
+/* scale (same shape as x) receives k + alpha' * sum(a^2), kept for backward. */
+int model_lrn_forward(const model_lrn_param_t *p, model_shape_t in, const float *x, float *y,
+                      float *scale, util_err_t *err);
+int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float *x,
+                       const float *y, const float *scale, const float *dy, float *dx,
+                       util_err_t *err);
+
+/* Max pooling with a square window. ceil_mode rounds the output size up (as
+ * Caffe always does and ONNX/PyTorch do with ceil_mode=1); a window that
+ * would start inside the right/bottom padding only is dropped, as PyTorch
+ * does. Padding never wins the max. */
+typedef struct model_pool_param {
+    int kernel, stride, pad, ceil_mode;
+} model_pool_param_t;
+
+int model_pool_shape(const model_pool_param_t *p, model_shape_t in, model_shape_t *out,
+                     util_err_t *err);
+/* argmax (same count as y) receives the input offset, within the (n, c)
+ * plane, of each window's maximum; backward routes dy there. */
+int model_pool_forward(const model_pool_param_t *p, model_shape_t in, const float *x, float *y,
+                       int32_t *argmax, util_err_t *err);
+int model_pool_backward(const model_pool_param_t *p, model_shape_t in, const float *dy,
+                        const int32_t *argmax, float *dx, util_err_t *err);
+
+/* Fully connected: y (n, out) = x (n, in) W^T + b, W (out, in). */
+typedef struct model_fc_param {
+    int in, out;
+} model_fc_param_t;
+
+int model_fc_forward(const model_fc_param_t *p, int n, const float *x, const float *w,
+                     const float *b, float *y, util_err_t *err);
+/* dw, db overwritten; dx written when not NULL. */
+int model_fc_backward(const model_fc_param_t *p, int n, const float *x, const float *w,
+                      const float *dy, float *dx, float *dw, float *db, util_err_t *err);
+
+/* Dropout. The paper zeroes each unit with probability p while training and
+ * multiplies outputs by (1-p) at test time. imgret uses the equivalent
+ * "inverted" form: training keeps a unit with probability 1-p and scales it by
+ * 1/(1-p); at test time the layer is the identity. Both compute the same
+ * function (weights differ by the constant factor), and the inverted form is
+ * what Caffe, ONNX and PyTorch weights assume, so imported weights work as
+ * they are. mask receives 0 or 1/(1-p) per unit. */
+int model_dropout_forward(float p, size_t count, const float *x, float *y, float *mask,
+                          util_rng_t *rng, util_err_t *err);
+void model_dropout_backward(size_t count, const float *mask, const float *dy, float *dx);
+
+/* Softmax over each row of logits (n, classes) into probs. */
+void model_softmax(int n, int classes, const float *logits, float *probs);
+/* Softmax + cross-entropy, mean over the batch. probs receives the softmax,
+ * dlogits (may be NULL) the gradient of the mean loss. Labels outside
+ * [0, classes) are an error. */
+int model_softmax_xent(int n, int classes, const float *logits, const int *labels, float *probs,
+                       float *dlogits, float *loss, util_err_t *err);
+
+/* ------------------------------------------------------------------ spec */
+
+typedef enum model_layer_kind {
+    MODEL_CONV = 0,
+    MODEL_RELU,
+    MODEL_LRN,
+    MODEL_MAXPOOL,
+    MODEL_FC,
+    MODEL_DROPOUT,
+} model_layer_kind_t;
+
+typedef struct model_layer_spec {
+    model_layer_kind_t kind;
+    char name[16];
+    int out;                    /* conv: kernels; fc: outputs */
+    int kernel, stride, pad;    /* conv, maxpool */
+    int groups;                 /* conv */
+    int ceil_mode;              /* maxpool */
+    model_lrn_param_t lrn;      /* lrn */
+    float dropout;              /* dropout: probability of zeroing */
+    float weight_std;           /* conv, fc: N(0, weight_std) initialisation */
+    float bias_init;            /* conv, fc: constant bias initialisation */
+} model_layer_spec_t;
+
+#define MODEL_MAX_LAYERS 40
+
+/* A network as data: the input geometry and the layers in order. The last
+ * layer is a fully connected layer giving the class logits. */
+typedef struct model_spec {
+    char name[32];
+    int in_c, in_h, in_w;
+    int n_layers;
+    model_layer_spec_t layer[MODEL_MAX_LAYERS];
+} model_spec_t;
+
+/* The paper's network: 3x227x227 in; conv1 96 11x11/4; conv2 256 5x5 pad 2
+ * groups 2; conv3 384 3x3 pad 1; conv4 384 3x3 pad 1 groups 2; conv5 256 3x3
+ * pad 1 groups 2; ReLU after each; LRN (k=2, n=5, alpha=1e-4, beta=0.75)
+ * after relu1 and relu2; max pool 3/2 after LRN1, LRN2 and relu5; fc6 4096,
+ * fc7 4096 with ReLU and dropout 0.5; fc8 1000. Initialisation N(0, 0.01);
+ * biases 1 in conv2, conv4, conv5, fc6, fc7 and 0 elsewhere. */
+void model_spec_alexnet(model_spec_t *spec);
+
+/* The same layer sequence scaled for small greyscale or colour images (e.g.
+ * Fashion-MNIST at 28x28 or CIFAR at 32x32): conv1 64 5x5/1 pad 2, conv2 128
+ * 5x5 pad 2 groups 2, conv3 192, conv4 192 groups 2, conv5 128 groups 2 (3x3
+ * pad 1), the paper's LRN and 3/2 pooling, fc6 and fc7 4096 (FC7 stays the
+ * paper's 4096-d descriptor), fc8 `classes`. in_hw must be at least 12. */
+int model_spec_alexnet_small(model_spec_t *spec, int in_c, int in_hw, int classes,
+                             util_err_t *err);
+
+/* Checks every layer's settings and computes the output shape of each layer
+ * for batch n (shapes may be NULL; else it holds spec->n_layers entries). */
+int model_spec_shapes(const model_spec_t *spec, int n, model_shape_t *shapes, util_err_t *err);
+
+/* Index of the layer with this name, or -1. */
+int model_spec_find(const model_spec_t *spec, const char *name);
+
+/* ------------------------------------------------------------------- net */
+
+typedef struct model_param {
+    char name[24];   /* "conv1.weight", "fc8.bias", ... */
+    int layer;       /* index in the spec */
+    int ndim;
+    int dims[4];
+    size_t count;
+    float *data;     /* the parameter */
+    float *grad;     /* gradient of the mean loss, after model_net_backward */
+    float *momentum; /* SGD velocity */
+} model_param_t;
+
+typedef struct model_net model_net_t;
+
+/* Builds a network for batches of up to max_batch images on the CPU backend.
+ * Parameters are zero until model_net_init or until written through
+ * model_net_param. The net keeps its own copy of the spec. */
+model_net_t *model_net_create(const model_spec_t *spec, int max_batch, util_err_t *err);
+void model_net_free(model_net_t *net); /* accepts NULL */
+
+const model_spec_t *model_net_spec(const model_net_t *net);
+int model_net_max_batch(const model_net_t *net);
+
+/* The paper's initialisation: weights N(0, weight_std), biases bias_init,
+ * momentum zero; also seeds the dropout RNG. */
+void model_net_init(model_net_t *net, uint64_t seed);
+/* Reseeds the dropout RNG only. */
+void model_net_seed_dropout(model_net_t *net, uint64_t seed);
+util_rng_t *model_net_rng(model_net_t *net);
+
+int model_net_n_params(const model_net_t *net);
+model_param_t *model_net_param(model_net_t *net, int i);
+model_param_t *model_net_find_param(model_net_t *net, const char *name);
+size_t model_net_param_total(const model_net_t *net);
+
+/* Forward pass over n images x (n, in_c, in_h, in_w). train=1 applies
+ * dropout and keeps what backward needs. */
+int model_net_forward(model_net_t *net, const float *x, int n, int train, util_err_t *err);
+
+/* Output of layer i of the last forward pass (NULL when i is out of range);
+ * shape receives its shape. The logits are the last layer's output. */
+const float *model_net_output(const model_net_t *net, int layer, model_shape_t *shape);
+const float *model_net_logits(const model_net_t *net, model_shape_t *shape);
+
+/* After a forward pass with train=1: softmax cross-entropy against labels
+ * (mean over the batch) and backward through every layer, leaving the
+ * gradient of the mean loss in each param's grad. probs (may be NULL)
+ * receives the softmax. */
+int model_net_backward(model_net_t *net, const int *labels, float *loss, float *probs,
+                       util_err_t *err);
+
+/* The paper's update, for every parameter:
+ *   v <- momentum*v - weight_decay*lr*w - lr*grad;  w <- w + v */
+typedef struct model_sgd {
+    float lr, momentum, weight_decay;
+} model_sgd_t;
+
+void model_net_sgd_step(model_net_t *net, const model_sgd_t *sgd);
+
+#endif

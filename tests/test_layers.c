@@ -1,0 +1,473 @@
+/* Layer tests: finite-difference gradient checks for every layer (input and
+ * parameter gradients), forward values against the formulas, shapes. */
+#include "model/model.h"
+#include "test.h"
+
+#include <stdlib.h>
+
+static util_rng_t rng;
+
+static float *randn(size_t n, float scale) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t j = 0; j < n; j++) v[j] = (float)util_rng_normal(&rng) * scale;
+    return v;
+}
+
+/* Values spaced at least 0.05 apart (a shuffled ramp), so that neither a max
+ * nor a ReLU kink lies within the finite-difference step. */
+static float *spaced(size_t n, int signed_values) {
+    float *v = malloc(n * sizeof *v);
+    for (size_t j = 0; j < n; j++) v[j] = 0.05f * (float)(j + 1) - (signed_values ? 0.025f * (float)n : 0.0f);
+    if (signed_values)
+        for (size_t j = 0; j < n; j++)
+            if (fabsf(v[j]) < 0.02f) v[j] = 0.03f;
+    for (size_t j = n - 1; j > 0; j--) {
+        size_t k = util_rng_below(&rng, (uint32_t)(j + 1));
+        float t = v[j];
+        v[j] = v[k];
+        v[k] = t;
+    }
+    return v;
+}
+
+typedef double (*loss_fn)(void *ctx);
+
+/* Compares analytic[j] with the central difference of f in v[j], for up to
+ * max_checks indices spread over the array. Returns the number of mismatches. */
+static int gradcheck(const char *what, loss_fn f, void *ctx, float *v, const float *analytic,
+                     size_t count, size_t max_checks, float eps) {
+    size_t step = count > max_checks ? count / max_checks : 1;
+    int bad = 0;
+    for (size_t j = 0; j < count; j += step) {
+        float save = v[j];
+        v[j] = save + eps;
+        double lp = f(ctx);
+        v[j] = save - eps;
+        double lm = f(ctx);
+        v[j] = save;
+        double num = (lp - lm) / (2.0 * eps), a = analytic[j];
+        double tol = 2e-3 + 1e-2 * fmax(fabs(a), fabs(num));
+        if (fabs(a - num) > tol) {
+            if (bad < 5)
+                fprintf(stderr, "  %s[%zu]: analytic %.6g, numeric %.6g\n", what, j, a, num);
+            bad++;
+        }
+    }
+    return bad;
+}
+
+static double dot(const float *y, const float *r, size_t n) {
+    double s = 0.0;
+    for (size_t j = 0; j < n; j++) s += (double)y[j] * r[j];
+    return s;
+}
+
+/* ------------------------------------------------------------------ conv */
+
+typedef struct {
+    model_workspace_t *ws;
+    model_conv_param_t p;
+    model_shape_t in, out;
+    float *x, *w, *b, *y, *r;
+} conv_ctx;
+
+static double conv_loss(void *c) {
+    conv_ctx *k = c;
+    if (model_conv_forward(k->ws, &k->p, k->in, k->x, k->w, k->b, k->y, NULL)) return NAN;
+    return dot(k->y, k->r, model_shape_count(k->out));
+}
+
+static void conv_gradcheck(model_conv_param_t p, model_shape_t in) {
+    conv_ctx k = {model_workspace_create(), p, in, {0, 0, 0, 0}, NULL, NULL, NULL, NULL, NULL};
+    util_err_t err;
+    CHECK_MSG(model_conv_shape(&p, in, &k.out, &err) == 0, "%s", err.msg);
+    size_t nx = model_shape_count(in), ny = model_shape_count(k.out);
+    size_t nw = (size_t)p.out_c * (p.in_c / p.groups) * p.kernel * p.kernel;
+    k.x = randn(nx, 1.0f);
+    k.w = randn(nw, 0.3f);
+    k.b = randn((size_t)p.out_c, 0.3f);
+    k.y = malloc(ny * sizeof(float));
+    k.r = randn(ny, 1.0f);
+    float *dx = malloc(nx * sizeof(float)), *dw = malloc(nw * sizeof(float)),
+          *db = malloc((size_t)p.out_c * sizeof(float));
+    conv_loss(&k);
+    CHECK(model_conv_backward(k.ws, &p, in, k.x, k.w, k.r, dx, dw, db, &err) == 0);
+    CHECK(gradcheck("conv dx", conv_loss, &k, k.x, dx, nx, 400, 1e-2f) == 0);
+    CHECK(gradcheck("conv dw", conv_loss, &k, k.w, dw, nw, 400, 1e-2f) == 0);
+    CHECK(gradcheck("conv db", conv_loss, &k, k.b, db, (size_t)p.out_c, 400, 1e-2f) == 0);
+    /* dx = NULL (first layer) still gives the same parameter gradients. */
+    float *dw2 = malloc(nw * sizeof(float));
+    CHECK(model_conv_backward(k.ws, &p, in, k.x, k.w, k.r, NULL, dw2, db, &err) == 0);
+    CHECK(memcmp(dw, dw2, nw * sizeof(float)) == 0);
+    free(dw2);
+    free(k.x), free(k.w), free(k.b), free(k.y), free(k.r), free(dx), free(dw), free(db);
+    model_workspace_free(k.ws);
+}
+
+static void test_conv_gradients_groups_stride_padding(void) {
+    conv_gradcheck((model_conv_param_t){4, 6, 3, 2, 1, 2}, (model_shape_t){3, 4, 7, 7});
+}
+
+static void test_conv_gradients_stride4_like_conv1(void) {
+    conv_gradcheck((model_conv_param_t){3, 4, 5, 4, 0, 1}, (model_shape_t){2, 3, 13, 13});
+}
+
+static void test_conv_gradients_5x5_pad2_groups2_like_conv2(void) {
+    conv_gradcheck((model_conv_param_t){4, 4, 5, 1, 2, 2}, (model_shape_t){2, 4, 6, 6});
+}
+
+static void test_conv_gradients_1x1_direct(void) {
+    conv_gradcheck((model_conv_param_t){4, 2, 1, 1, 0, 2}, (model_shape_t){2, 4, 5, 5});
+}
+
+static void test_conv_forward_matches_direct_sum(void) {
+    model_conv_param_t p = {4, 6, 3, 2, 1, 2};
+    model_shape_t in = {2, 4, 7, 6}, o;
+    CHECK(model_conv_shape(&p, in, &o, NULL) == 0);
+    CHECK(o.h == 4 && o.w == 3);
+    float *x = randn(model_shape_count(in), 1), *w = randn(6 * 2 * 9, 1), *b = randn(6, 1);
+    float *y = malloc(model_shape_count(o) * sizeof(float));
+    model_workspace_t *ws = model_workspace_create();
+    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, NULL) == 0);
+    double worst = 0;
+    for (int n = 0; n < 2; n++)
+        for (int oc = 0; oc < 6; oc++)
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++) {
+                    int g = oc / 3;
+                    double s = b[oc];
+                    for (int ic = 0; ic < 2; ic++)
+                        for (int ky = 0; ky < 3; ky++)
+                            for (int kx = 0; kx < 3; kx++) {
+                                int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
+                                if (iy < 0 || iy >= 7 || ix < 0 || ix >= 6) continue;
+                                s += (double)w[((oc * 2 + ic) * 3 + ky) * 3 + kx] *
+                                     x[((n * 4 + g * 2 + ic) * 7 + iy) * 6 + ix];
+                            }
+                    double got = y[((n * 6 + oc) * o.h + oy) * o.w + ox];
+                    worst = fmax(worst, fabs(got - s));
+                }
+    CHECK_NEAR(worst, 0, 1e-5);
+    free(x), free(w), free(b), free(y);
+    model_workspace_free(ws);
+}
+
+/* ------------------------------------------------------------------- lrn */
+
+typedef struct {
+    model_lrn_param_t p;
+    model_shape_t in;
+    float *x, *y, *scale, *r;
+} lrn_ctx;
+
+static double lrn_loss(void *c) {
+    lrn_ctx *k = c;
+    if (model_lrn_forward(&k->p, k->in, k->x, k->y, k->scale, NULL)) return NAN;
+    return dot(k->y, k->r, model_shape_count(k->in));
+}
+
+static void lrn_gradcheck(model_lrn_param_t p) {
+    model_shape_t in = {2, 7, 3, 4};
+    size_t n = model_shape_count(in);
+    lrn_ctx k = {p, in, randn(n, 1.5f), malloc(n * 4), malloc(n * 4), randn(n, 1.0f)};
+    float *dx = malloc(n * 4);
+    lrn_loss(&k);
+    CHECK(model_lrn_backward(&p, in, k.x, k.y, k.scale, k.r, dx, NULL) == 0);
+    CHECK(gradcheck("lrn dx", lrn_loss, &k, k.x, dx, n, 1000, 1e-2f) == 0);
+    free(k.x), free(k.y), free(k.scale), free(k.r), free(dx);
+}
+
+static void test_lrn_gradients_paper_alpha(void) {
+    lrn_gradcheck((model_lrn_param_t){5, 2.0f, 0.1f, 0.75f, MODEL_LRN_ALPHA_PAPER});
+}
+
+static void test_lrn_gradients_alpha_over_n(void) {
+    lrn_gradcheck((model_lrn_param_t){5, 1.0f, 0.5f, 0.75f, MODEL_LRN_ALPHA_OVER_N});
+}
+
+static void test_lrn_gradients_even_size_general_beta(void) {
+    lrn_gradcheck((model_lrn_param_t){4, 1.5f, 0.3f, 0.6f, MODEL_LRN_ALPHA_PAPER});
+}
+
+static void test_lrn_matches_paper_formula(void) {
+    /* b = a / (k + alpha * sum_{n=5 adjacent maps} a^2)^beta with the paper's
+     * constants; for the alpha/n convention alpha is divided by 5. */
+    model_shape_t in = {1, 8, 2, 2};
+    size_t n = model_shape_count(in);
+    float *x = randn(n, 20.0f), *y = malloc(n * 4), *s = malloc(n * 4);
+    for (int mode = 0; mode < 2; mode++) {
+        model_lrn_param_t p = {5, 2.0f, 1e-4f, 0.75f, (model_lrn_alpha_t)mode};
+        CHECK(model_lrn_forward(&p, in, x, y, s, NULL) == 0);
+        double worst = 0;
+        for (int c = 0; c < 8; c++)
+            for (int j = 0; j < 4; j++) {
+                double sum = 0;
+                for (int cc = c - 2; cc <= c + 2; cc++)
+                    if (cc >= 0 && cc < 8) sum += (double)x[cc * 4 + j] * x[cc * 4 + j];
+                double alpha = mode ? 1e-4 / 5 : 1e-4;
+                double want = x[c * 4 + j] / pow(2.0 + alpha * sum, 0.75);
+                worst = fmax(worst, fabs(want - y[c * 4 + j]) / fmax(1e-6, fabs(want)));
+            }
+        CHECK_NEAR(worst, 0, 1e-6);
+    }
+    free(x), free(y), free(s);
+}
+
+/* --------------------------------------------------------------- maxpool */
+
+typedef struct {
+    model_pool_param_t p;
+    model_shape_t in, out;
+    float *x, *y, *r;
+    int32_t *arg;
+} pool_ctx;
+
+static double pool_loss(void *c) {
+    pool_ctx *k = c;
+    if (model_pool_forward(&k->p, k->in, k->x, k->y, k->arg, NULL)) return NAN;
+    return dot(k->y, k->r, model_shape_count(k->out));
+}
+
+static void pool_gradcheck(model_pool_param_t p, model_shape_t in, int want_h) {
+    pool_ctx k = {p, in, {0, 0, 0, 0}, NULL, NULL, NULL, NULL};
+    util_err_t err;
+    CHECK_MSG(model_pool_shape(&p, in, &k.out, &err) == 0, "%s", err.msg);
+    CHECK_MSG(k.out.h == want_h, "pooled %d, want %d", k.out.h, want_h);
+    size_t nx = model_shape_count(in), ny = model_shape_count(k.out);
+    k.x = spaced(nx, 1);
+    k.y = malloc(ny * 4);
+    k.r = randn(ny, 1.0f);
+    k.arg = malloc(ny * 4);
+    float *dx = malloc(nx * 4);
+    pool_loss(&k);
+    CHECK(model_pool_backward(&p, in, k.r, k.arg, dx, NULL) == 0);
+    CHECK(gradcheck("pool dx", pool_loss, &k, k.x, dx, nx, 1000, 1e-2f) == 0);
+    free(k.x), free(k.y), free(k.r), free(k.arg), free(dx);
+}
+
+static void test_pool_gradients_overlapping_floor(void) {
+    pool_gradcheck((model_pool_param_t){3, 2, 0, 0}, (model_shape_t){2, 3, 8, 8}, 3);
+}
+
+static void test_pool_gradients_overlapping_ceil(void) {
+    pool_gradcheck((model_pool_param_t){3, 2, 0, 1}, (model_shape_t){2, 3, 8, 8}, 4);
+}
+
+static void test_pool_gradients_ceil_with_pad(void) {
+    /* 9 + 2 - 3 = 8 -> ceil(8/2)+1 = 5 windows; the 5th starts at 8*1-1... 4*2 = 8 < 9+1. */
+    pool_gradcheck((model_pool_param_t){3, 2, 1, 1}, (model_shape_t){1, 2, 9, 9}, 5);
+}
+
+static void test_pool_ceil_drops_window_starting_in_padding(void) {
+    /* H=4, k=2, s=2, pad=1: ceil((4+2-2)/2)+1 = 3, and the third window starts
+     * at 2*2 = 4 >= H + pad - ... = 5? no: 4 < 5 so it stays (PyTorch gives 3). */
+    model_pool_param_t p = {2, 2, 1, 1};
+    model_shape_t o;
+    CHECK(model_pool_shape(&p, (model_shape_t){1, 1, 4, 4}, &o, NULL) == 0);
+    CHECK(o.h == 3);
+    /* H=5, k=3, s=3, pad=1: ceil((5+2-3)/3)+1 = 3, third starts at 6 >= 5+1: dropped. */
+    model_pool_param_t q = {3, 3, 1, 1};
+    CHECK(model_pool_shape(&q, (model_shape_t){1, 1, 5, 5}, &o, NULL) == 0);
+    CHECK(o.h == 2);
+}
+
+/* -------------------------------------------------------------------- fc */
+
+typedef struct {
+    model_fc_param_t p;
+    int n;
+    float *x, *w, *b, *y, *r;
+} fc_ctx;
+
+static double fc_loss(void *c) {
+    fc_ctx *k = c;
+    if (model_fc_forward(&k->p, k->n, k->x, k->w, k->b, k->y, NULL)) return NAN;
+    return dot(k->y, k->r, (size_t)k->n * k->p.out);
+}
+
+static void test_fc_gradients(void) {
+    fc_ctx k = {{10, 4}, 3, randn(30, 1), randn(40, 0.5f), randn(4, 0.5f), malloc(12 * 4),
+                randn(12, 1)};
+    float dx[30], dw[40], db[4];
+    fc_loss(&k);
+    CHECK(model_fc_backward(&k.p, k.n, k.x, k.w, k.r, dx, dw, db, NULL) == 0);
+    CHECK(gradcheck("fc dx", fc_loss, &k, k.x, dx, 30, 100, 1e-2f) == 0);
+    CHECK(gradcheck("fc dw", fc_loss, &k, k.w, dw, 40, 100, 1e-2f) == 0);
+    CHECK(gradcheck("fc db", fc_loss, &k, k.b, db, 4, 100, 1e-2f) == 0);
+    free(k.x), free(k.w), free(k.b), free(k.y), free(k.r);
+}
+
+/* ------------------------------------------------- relu, dropout, softmax */
+
+typedef struct {
+    size_t n;
+    float *x, *y, *r;
+} relu_ctx;
+
+static double relu_loss(void *c) {
+    relu_ctx *k = c;
+    model_relu_forward(k->n, k->x, k->y);
+    return dot(k->y, k->r, k->n);
+}
+
+static void test_relu_gradients(void) {
+    relu_ctx k = {200, spaced(200, 1), malloc(800), randn(200, 1)};
+    float dx[200];
+    relu_loss(&k);
+    model_relu_backward(k.n, k.y, k.r, dx);
+    CHECK(gradcheck("relu dx", relu_loss, &k, k.x, dx, 200, 200, 1e-2f) == 0);
+    free(k.x), free(k.y), free(k.r);
+}
+
+typedef struct {
+    size_t n;
+    float p, *x, *y, *mask, *r;
+} drop_ctx;
+
+static double drop_loss(void *c) {
+    drop_ctx *k = c;
+    util_rng_t fixed;
+    util_rng_seed(&fixed, 77); /* the same mask on every evaluation */
+    if (model_dropout_forward(k->p, k->n, k->x, k->y, k->mask, &fixed, NULL)) return NAN;
+    return dot(k->y, k->r, k->n);
+}
+
+static void test_dropout_gradients_and_paper_rate(void) {
+    size_t n = 20000;
+    drop_ctx k = {n, 0.5f, randn(n, 1), malloc(n * 4), malloc(n * 4), randn(n, 1)};
+    float *dx = malloc(n * 4);
+    drop_loss(&k);
+    model_dropout_backward(n, k.mask, k.r, dx);
+    CHECK(gradcheck("dropout dx", drop_loss, &k, k.x, dx, n, 300, 1e-2f) == 0);
+    size_t zeros = 0;
+    for (size_t j = 0; j < n; j++) {
+        zeros += k.mask[j] == 0.0f;
+        CHECK(k.mask[j] == 0.0f || k.mask[j] == 2.0f); /* kept units scaled by 1/(1-p) */
+    }
+    CHECK_MSG(fabs((double)zeros / n - 0.5) < 0.02, "dropped fraction %g", (double)zeros / n);
+    CHECK(model_dropout_forward(1.0f, n, k.x, k.y, k.mask, &rng, NULL) == -1);
+    free(k.x), free(k.y), free(k.mask), free(k.r), free(dx);
+}
+
+typedef struct {
+    float *logits, *probs;
+    int labels[3];
+} xent_ctx;
+
+static double xent_loss(void *c) {
+    xent_ctx *k = c;
+    float loss;
+    if (model_softmax_xent(3, 5, k->logits, k->labels, k->probs, NULL, &loss, NULL)) return NAN;
+    return loss;
+}
+
+static void test_softmax_xent_gradients_and_value(void) {
+    xent_ctx k = {randn(15, 2), malloc(15 * 4), {0, 4, 2}};
+    float d[15], loss;
+    CHECK(model_softmax_xent(3, 5, k.logits, k.labels, k.probs, d, &loss, NULL) == 0);
+    double want = 0;
+    for (int i = 0; i < 3; i++) {
+        double s = 0;
+        for (int c = 0; c < 5; c++) s += exp(k.logits[i * 5 + c]);
+        want += -log(exp(k.logits[i * 5 + k.labels[i]]) / s) / 3;
+    }
+    CHECK_NEAR(loss, want, 1e-5);
+    CHECK(gradcheck("xent dlogits", xent_loss, &k, k.logits, d, 15, 15, 1e-2f) == 0);
+    int bad[3] = {0, 5, 1};
+    CHECK(model_softmax_xent(3, 5, k.logits, bad, k.probs, d, &loss, NULL) == -1);
+    free(k.logits), free(k.probs);
+}
+
+/* ------------------------------------------------------------------ spec */
+
+static void test_alexnet_spec_shapes_and_parameter_count(void) {
+    model_spec_t s;
+    model_spec_alexnet(&s);
+    model_shape_t sh[MODEL_MAX_LAYERS];
+    util_err_t err;
+    CHECK_MSG(model_spec_shapes(&s, 1, sh, &err) == 0, "%s", err.msg);
+    const char *names[] = {"conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool5"};
+    const int sizes[] = {55, 27, 27, 13, 13, 13, 13, 6};
+    for (int i = 0; i < 8; i++) {
+        int l = model_spec_find(&s, names[i]);
+        CHECK(l >= 0);
+        if (l >= 0) CHECK_MSG(sh[l].h == sizes[i], "%s: %d", names[i], sh[l].h);
+    }
+    int fc6 = model_spec_find(&s, "fc6");
+    CHECK(sh[fc6 - 1].c * sh[fc6 - 1].h * sh[fc6 - 1].w == 9216);
+    model_net_t *net = model_net_create(&s, 1, &err);
+    CHECK_MSG(net != NULL, "%s", err.msg);
+    if (net) CHECK(model_net_param_total(net) == 60965224);
+    model_net_free(net);
+}
+
+static void test_alexnet_224_input_needs_ceil_pooling(void) {
+    model_spec_t s;
+    model_spec_alexnet(&s);
+    s.in_h = s.in_w = 224;
+    model_shape_t sh[MODEL_MAX_LAYERS];
+    CHECK(model_spec_shapes(&s, 1, sh, NULL) == 0);
+    CHECK(sh[model_spec_find(&s, "conv1")].h == 54);
+    CHECK(sh[model_spec_find(&s, "pool5")].h == 5); /* floor pooling loses a row */
+    for (int i = 0; i < s.n_layers; i++)
+        if (s.layer[i].kind == MODEL_MAXPOOL) s.layer[i].ceil_mode = 1;
+    CHECK(model_spec_shapes(&s, 1, sh, NULL) == 0);
+    CHECK(sh[model_spec_find(&s, "pool1")].h == 27);
+    CHECK(sh[model_spec_find(&s, "pool2")].h == 13);
+    CHECK(sh[model_spec_find(&s, "pool5")].h == 6);
+}
+
+static void test_small_variant_keeps_4096_fc7(void) {
+    model_spec_t s;
+    util_err_t err;
+    CHECK_MSG(model_spec_alexnet_small(&s, 1, 28, 10, &err) == 0, "%s", err.msg);
+    model_shape_t sh[MODEL_MAX_LAYERS];
+    CHECK(model_spec_shapes(&s, 4, sh, NULL) == 0);
+    CHECK(sh[model_spec_find(&s, "fc7")].c == 4096);
+    CHECK(sh[s.n_layers - 1].c == 10);
+    CHECK(model_spec_alexnet_small(&s, 1, 8, 10, &err) == -1);
+}
+
+static void test_paper_initialisation(void) {
+    model_spec_t s;
+    model_spec_alexnet_small(&s, 1, 28, 10, NULL);
+    model_net_t *net = model_net_create(&s, 2, NULL);
+    model_net_init(net, 5);
+    const char *ones[] = {"conv2.bias", "conv4.bias", "conv5.bias", "fc6.bias", "fc7.bias"};
+    const char *zeros[] = {"conv1.bias", "conv3.bias", "fc8.bias"};
+    for (int i = 0; i < 5; i++) CHECK(model_net_find_param(net, ones[i])->data[0] == 1.0f);
+    for (int i = 0; i < 3; i++) CHECK(model_net_find_param(net, zeros[i])->data[3] == 0.0f);
+    model_param_t *w = model_net_find_param(net, "fc7.weight");
+    double s2 = 0;
+    for (size_t j = 0; j < w->count; j++) s2 += (double)w->data[j] * w->data[j];
+    CHECK_NEAR(sqrt(s2 / w->count), 0.01, 2e-4);
+    model_net_free(net);
+}
+
+int main(int argc, char **argv) {
+    util_rng_seed(&rng, 12345);
+    static const test_case_t tests[] = {
+        T(test_conv_gradients_groups_stride_padding),
+        T(test_conv_gradients_stride4_like_conv1),
+        T(test_conv_gradients_5x5_pad2_groups2_like_conv2),
+        T(test_conv_gradients_1x1_direct),
+        T(test_conv_forward_matches_direct_sum),
+        T(test_lrn_gradients_paper_alpha),
+        T(test_lrn_gradients_alpha_over_n),
+        T(test_lrn_gradients_even_size_general_beta),
+        T(test_lrn_matches_paper_formula),
+        T(test_pool_gradients_overlapping_floor),
+        T(test_pool_gradients_overlapping_ceil),
+        T(test_pool_gradients_ceil_with_pad),
+        T(test_pool_ceil_drops_window_starting_in_padding),
+        T(test_fc_gradients),
+        T(test_relu_gradients),
+        T(test_dropout_gradients_and_paper_rate),
+        T(test_softmax_xent_gradients_and_value),
+        T(test_alexnet_spec_shapes_and_parameter_count),
+        T(test_alexnet_224_input_needs_ceil_pooling),
+        T(test_small_variant_keeps_4096_fc7),
+        T(test_paper_initialisation),
+    };
+    return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+}
