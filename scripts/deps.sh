@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages imgret needs, when any is missing.
+# Each module adds the packages it needs to PACKAGES below.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libopenblas-openmp-dev        # model/: sgemm (the OpenMP build)
+  zlib1g-dev                    # data/: IDX files read straight from .gz
+  python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
+)
+# Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
+PACKAGES+=("$@")
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "deps: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

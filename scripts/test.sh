@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test command of README.md (and of .ci/run): installs what is missing,
+# builds with warnings as errors, runs every test, then builds again under
+# AddressSanitizer + UBSan and runs the unit tests there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+
+jobs=$(nproc)
+cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release -DIMGRET_WERROR=ON >/dev/null
+cmake --build build/release -j"$jobs"
+ctest --test-dir build/release --output-on-failure -j"$jobs"
+
+cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DIMGRET_WERROR=ON -DIMGRET_SANITIZE=ON >/dev/null
+cmake --build build/asan -j"$jobs"
+# OpenMP's runtime keeps its thread pool alive at exit: not a leak of ours.
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
+  ctest --test-dir build/asan --output-on-failure -j"$jobs" -L unit
