@@ -186,7 +186,7 @@ void model_spec_alexnet(model_spec_t *spec);
  * Fashion-MNIST at 28x28 or CIFAR at 32x32): conv1 64 5x5/1 pad 2, conv2 128
  * 5x5 pad 2 groups 2, conv3 192, conv4 192 groups 2, conv5 128 groups 2 (3x3
  * pad 1), the paper's LRN and 3/2 pooling, fc6 and fc7 4096 (FC7 stays the
- * paper's 4096-d descriptor), fc8 `classes`. in_hw must be at least 12. */
+ * paper's 4096-d descriptor), fc8 `classes`. in_hw must be at least 15. */
 int model_spec_alexnet_small(model_spec_t *spec, int in_c, int in_hw, int classes,
                              util_err_t *err);
 

@@ -88,9 +88,9 @@ void model_spec_alexnet(model_spec_t *spec) {
 
 int model_spec_alexnet_small(model_spec_t *spec, int in_c, int in_hw, int classes,
                              util_err_t *err) {
-    if (in_c < 1 || in_c > 4 || in_hw < 12 || in_hw > 256 || classes < 2 || classes > 100000)
+    if (in_c < 1 || in_c > 4 || in_hw < 15 || in_hw > 256 || classes < 2 || classes > 100000)
         return util_fail(err,
-                         "alexnet-small: needs 1-4 channels, 12-256 pixels and 2-100000 classes "
+                         "alexnet-small: needs 1-4 channels, 15-256 pixels and 2-100000 classes "
                          "(got %d, %d, %d)",
                          in_c, in_hw, classes);
     memset(spec, 0, sizeof *spec);

@@ -43,10 +43,11 @@ static int dump(const char *name, const float *v, const int *dims, int ndim) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: oracle_alexnet OUTDIR\n");
+    if (argc < 2 || argc > 3 || (argc == 3 && strcmp(argv[2], "small"))) {
+        fprintf(stderr, "usage: oracle_alexnet OUTDIR [small]\n");
         return 2;
     }
+    const int small = argc == 3;
     dir = argv[1];
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/manifest.txt", dir);
@@ -55,10 +56,32 @@ int main(int argc, char **argv) {
         fprintf(stderr, "oracle: cannot write %s: %s\n", mpath, strerror(errno));
         return 1;
     }
-    const int N = 2;
+    const int N = small ? 4 : 2;
     model_spec_t spec;
-    model_spec_alexnet(&spec);
     util_err_t err = {{0}};
+    if (small) {
+        if (model_spec_alexnet_small(&spec, 1, 28, 10, &err)) {
+            fprintf(stderr, "oracle: %s\n", err.msg);
+            return 1;
+        }
+    } else {
+        model_spec_alexnet(&spec);
+    }
+    /* The layer list, for the PyTorch side to build the same network. */
+    char spath[4096];
+    snprintf(spath, sizeof spath, "%s/spec.txt", dir);
+    FILE *sf = fopen(spath, "w");
+    if (!sf) {
+        fprintf(stderr, "oracle: cannot write %s\n", spath);
+        return 1;
+    }
+    for (int i = 0; i < spec.n_layers; i++) {
+        const model_layer_spec_t *l = &spec.layer[i];
+        fprintf(sf, "%d %s %d %d %d %d %d %d %g %g %g %d\n", (int)l->kind, l->name, l->out,
+                l->kernel, l->stride, l->pad, l->groups, l->ceil_mode, (double)l->lrn.k,
+                (double)l->lrn.alpha, (double)l->lrn.beta, l->lrn.size);
+    }
+    fclose(sf);
     model_net_t *net = model_net_create(&spec, N, &err);
     if (!net) {
         fprintf(stderr, "oracle: %s\n", err.msg);
@@ -77,17 +100,18 @@ int main(int argc, char **argv) {
         for (size_t j = 0; j < p->count; j++) p->data[j] = (float)(util_rng_normal(&rng) * std);
     }
     model_net_seed_dropout(net, 7);
-    size_t nx = (size_t)N * 3 * 227 * 227;
+    size_t nx = (size_t)N * spec.in_c * spec.in_h * spec.in_w;
     float *x = malloc(nx * sizeof *x);
     for (size_t j = 0; j < nx; j++) x[j] = (float)(util_rng_normal(&rng) * 60.0);
-    int labels[2] = {3, 871};
-    float loss, flabels[2] = {3, 871};
+    int labels[4] = {3, 871 % spec.layer[spec.n_layers - 1].out, 5, 1};
+    float loss, flabels[4];
+    for (int i = 0; i < 4; i++) flabels[i] = (float)labels[i];
     if (model_net_forward(net, x, N, 1, &err) || model_net_backward(net, labels, &loss, NULL, &err)) {
         fprintf(stderr, "oracle: %s\n", err.msg);
         return 1;
     }
     int rc = 0;
-    int xd[4] = {N, 3, 227, 227}, ld[1] = {N}, one[1] = {1};
+    int xd[4] = {N, spec.in_c, spec.in_h, spec.in_w}, ld[1] = {N}, one[1] = {1};
     rc |= dump("input", x, xd, 4);
     rc |= dump("labels", flabels, ld, 1);
     rc |= dump("loss", &loss, one, 1);

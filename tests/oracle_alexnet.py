@@ -26,26 +26,41 @@ def load(d):
     return out
 
 
-def paper_lrn(x):
-    # Paper: k=2, n=5, alpha=1e-4 multiplying the plain sum; PyTorch divides
-    # alpha by n, so it gets 5 * 1e-4.
-    return F.local_response_norm(x, size=5, alpha=5 * 1e-4, beta=0.75, k=2.0)
+CONV, RELU, LRN, MAXPOOL, FC, DROPOUT = range(6)
 
 
-def alexnet(t, x, masks, lrn=True):
-    p = lambda n: t[n]
-    x = F.conv2d(x, p("conv1.weight"), p("conv1.bias"), stride=4)
-    norm = paper_lrn if lrn else (lambda a: a)
-    x = F.max_pool2d(norm(F.relu(x)), 3, 2)
-    x = F.conv2d(x, p("conv2.weight"), p("conv2.bias"), padding=2, groups=2)
-    x = F.max_pool2d(norm(F.relu(x)), 3, 2)
-    x = F.relu(F.conv2d(x, p("conv3.weight"), p("conv3.bias"), padding=1))
-    x = F.relu(F.conv2d(x, p("conv4.weight"), p("conv4.bias"), padding=1, groups=2))
-    x = F.relu(F.conv2d(x, p("conv5.weight"), p("conv5.bias"), padding=1, groups=2))
-    x = F.max_pool2d(x, 3, 2).flatten(1)
-    x = F.relu(F.linear(x, p("fc6.weight"), p("fc6.bias"))) * masks[0]
-    x = F.relu(F.linear(x, p("fc7.weight"), p("fc7.bias"))) * masks[1]
-    return F.linear(x, p("fc8.weight"), p("fc8.bias"))
+def read_spec(d):
+    layers = []
+    with open(os.path.join(d, "spec.txt")) as f:
+        for line in f:
+            v = line.split()
+            layers.append(dict(kind=int(v[0]), name=v[1], out=int(v[2]), kernel=int(v[3]),
+                               stride=int(v[4]), pad=int(v[5]), groups=int(v[6]),
+                               ceil=bool(int(v[7])), k=float(v[8]), alpha=float(v[9]),
+                               beta=float(v[10]), size=int(v[11])))
+    return layers
+
+
+def alexnet(layers, t, x, masks, lrn=True):
+    """The network of spec.txt in PyTorch. The paper's LRN multiplies the plain
+    sum by alpha; PyTorch divides alpha by size, so it is given alpha*size."""
+    for l in layers:
+        n, kind = l["name"], l["kind"]
+        if kind == CONV:
+            x = F.conv2d(x, t[n + ".weight"], t[n + ".bias"], stride=l["stride"],
+                         padding=l["pad"], groups=l["groups"])
+        elif kind == RELU:
+            x = F.relu(x)
+        elif kind == LRN and lrn:
+            x = F.local_response_norm(x, size=l["size"], alpha=l["alpha"] * l["size"],
+                                      beta=l["beta"], k=l["k"])
+        elif kind == MAXPOOL:
+            x = F.max_pool2d(x, l["kernel"], l["stride"], l["pad"], ceil_mode=l["ceil"])
+        elif kind == FC:
+            x = F.linear(x.flatten(1), t[n + ".weight"], t[n + ".bias"])
+        elif kind == DROPOUT:
+            x = x * masks[n]
+    return x
 
 
 def rel(a, b):
@@ -60,10 +75,10 @@ def main():
     params = [n for n in v if n.endswith(".weight") or n.endswith(".bias")]
     t = {n: torch.tensor(v[n], dtype=torch.float64, requires_grad=True) for n in params}
     x = torch.tensor(v["input"], dtype=torch.float64)
-    masks = [torch.tensor(v["drop6.mask"], dtype=torch.float64),
-             torch.tensor(v["drop7.mask"], dtype=torch.float64)]
+    layers = read_spec(d)
+    masks = {n: torch.tensor(v[n + ".mask"], dtype=torch.float64) for n in ("drop6", "drop7")}
     labels = torch.tensor(v["labels"].astype(np.int64))
-    logits = alexnet(t, x, masks)
+    logits = alexnet(layers, t, x, masks)
     loss = F.cross_entropy(logits, labels)
     loss.backward()
 
@@ -87,7 +102,7 @@ def main():
     # with Caffe's alpha convention mistaken for the paper's) the logits
     # move by far more than the tolerance.
     with torch.no_grad():
-        e_nolrn = rel(alexnet(t, x, masks, lrn=False).numpy(), logits.detach().numpy())
+        e_nolrn = rel(alexnet(layers, t, x, masks, lrn=False).numpy(), logits.detach().numpy())
     ok = e_nolrn > 100 * LOGITS_TOL
     failures += not ok
     print(f"{'ok  ' if ok else 'FAIL'} sensitivity       logits without LRN differ by {e_nolrn:.3e}")
