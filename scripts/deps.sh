@@ -7,6 +7,8 @@ PACKAGES=(
   build-essential cmake pkg-config git
   libopenblas-openmp-dev        # model/: sgemm (the OpenMP build)
   zlib1g-dev                    # data/: IDX files read straight from .gz
+  libturbojpeg0-dev libpng-dev  # data/: JPEG decode/encode (TurboJPEG), PNG decode
+  dataset-fashion-mnist         # data/ tests and training: Fashion-MNIST IDX files
   python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
 )
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
