@@ -46,7 +46,10 @@ static inline void fx_rmtree(const char *path) {
 }
 
 static inline void fx_path(char *out, size_t size, const char *dir, const char *name) {
-    snprintf(out, size, "%s/%s", dir, name);
+    if (snprintf(out, size, "%s/%s", dir, name) >= (int)size) {
+        fprintf(stderr, "path too long: %s/%s\n", dir, name);
+        exit(2);
+    }
 }
 
 static inline void fx_mkdir(const char *dir, const char *name) {
@@ -95,10 +98,10 @@ static inline double fx_mean_abs_diff(const data_image_t *a, const data_image_t 
 
 /* The bad image kinds of issue 3, each written to dir/<name>. */
 enum { FX_BAD_CORRUPT, FX_BAD_TRUNCATED, FX_BAD_EMPTY, FX_BAD_NOT_JPEG, FX_BAD_HUGE_JPEG,
-       FX_BAD_HUGE_PNG, FX_BAD_KINDS };
+       FX_BAD_HUGE_PNG, FX_BAD_CORRUPT_SCAN, FX_BAD_KINDS };
 static const char *const fx_bad_names[FX_BAD_KINDS] = {
     "corrupt.jpg", "truncated.jpg", "empty.jpg", "not-a-jpeg.jpg", "huge-65000.jpg",
-    "huge-100000.png"};
+    "huge-100000.png", "corrupt-scan.jpg"};
 
 
 static inline void fx_write_bad(const char *dir, int kind) {
@@ -111,12 +114,22 @@ static inline void fx_write_bad(const char *dir, int kind) {
     data_image_free(im);
     switch (kind) {
     case FX_BAD_CORRUPT: {
-        /* Garbage over the tables after the SOI: markers and lengths are wrong. */
-        for (size_t i = 2; i < 300 && i < len; i++) jpg[i] = (uint8_t)(0x5a ^ (i * 7));
+        /* Garbage over the tables after the first marker: the signature is
+         * intact but marker lengths and tables are wrong. */
+        for (size_t i = 24; i < 300 && i < len; i++) jpg[i] = (uint8_t)(0x5a ^ (i * 7));
         fx_write(path, jpg, len);
         break;
     }
     case FX_BAD_TRUNCATED: fx_write(path, jpg, len / 2); break;
+    case FX_BAD_CORRUPT_SCAN: {
+        /* Valid headers, garbage entropy-coded data (EOI kept). */
+        size_t sos = 0;
+        for (size_t i = 2; i + 1 < len && !sos; i++)
+            if (jpg[i] == 0xff && jpg[i + 1] == 0xda) sos = i;
+        for (size_t i = sos + 20; i + 2 < len; i++) jpg[i] = (uint8_t)((i * 131) ^ 0x3c);
+        fx_write(path, jpg, len);
+        break;
+    }
     case FX_BAD_EMPTY: fx_write(path, "", 0); break;
     case FX_BAD_NOT_JPEG: {
         static const char text[] = "this is a text file, not an image\n";

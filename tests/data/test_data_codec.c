@@ -125,7 +125,7 @@ static void test_png_decode(void) {
 static void test_each_bad_image_kind_gives_an_error_naming_the_file(void) {
     static const char *const expect[FX_BAD_KINDS] = {
         "JPEG", "corrupt or truncated JPEG", "empty file", "not a JPEG or PNG", "exceeds the limit",
-        "exceeds the limit"};
+        "exceeds the limit", "corrupt or truncated JPEG"};
     for (int k = 0; k < FX_BAD_KINDS; k++) {
         fx_write_bad(tmp, k);
         char path[4096];
