@@ -12,12 +12,14 @@
 void data_eigen_sym(int c, const double *a_in, double *vals, double *vecs) {
     double a[9], v[9];
     memcpy(a, a_in, sizeof(double) * (size_t)(c * c));
-    for (int i = 0; i < c * c; i++) v[i] = (i % (c + 1)) == 0 ? 1.0 : 0.0;
+    for (int i = 0; i < c * c; i++)
+        v[i] = (i % (c + 1)) == 0 ? 1.0 : 0.0;
     /* Cyclic Jacobi rotations: converges in a handful of sweeps for 3x3. */
     for (int sweep = 0; sweep < 64; sweep++) {
         double off = 0;
         for (int p = 0; p < c; p++)
-            for (int q = p + 1; q < c; q++) off += a[p * c + q] * a[p * c + q];
+            for (int q = p + 1; q < c; q++)
+                off += a[p * c + q] * a[p * c + q];
         if (off < 1e-30) break;
         for (int p = 0; p < c; p++)
             for (int q = p + 1; q < c; q++) {
@@ -58,7 +60,8 @@ void data_eigen_sym(int c, const double *a_in, double *vals, double *vecs) {
         for (int k = 1; k < c; k++)
             if (fabs(v[k * c + src]) > fabs(v[big * c + src])) big = k;
         double sign = v[big * c + src] < 0 ? -1.0 : 1.0;
-        for (int k = 0; k < c; k++) vecs[k * c + i] = sign * v[k * c + src];
+        for (int k = 0; k < c; k++)
+            vecs[k * c + i] = sign * v[k * c + src];
     }
 }
 
@@ -120,8 +123,8 @@ static void *stats_worker(void *arg) {
         if (im && (im->w != j->w || im->h != j->h || im->c != c)) {
             char name[512];
             data_dataset_item_name(j->ds, idx, name, sizeof name);
-            util_fail(&e, "%s: stored image is %dx%dx%d, the others %dx%dx%d", name, im->w,
-                      im->h, im->c, j->w, j->h, c);
+            util_fail(&e, "%s: stored image is %dx%dx%d, the others %dx%dx%d", name, im->w, im->h,
+                      im->c, j->w, j->h, c);
             data_image_free(im);
             im = NULL;
         }
@@ -162,7 +165,8 @@ static void *stats_worker(void *arg) {
                 pp[4] += g * b;
                 pp[5] += b * b;
             }
-            for (int ch = 0; ch < 3; ch++) j->chan_sum[ch] += s[ch];
+            for (int ch = 0; ch < 3; ch++)
+                j->chan_sum[ch] += s[ch];
             static const int at[6][2] = {{0, 0}, {0, 1}, {0, 2}, {1, 1}, {1, 2}, {2, 2}};
             for (int q = 0; q < 6; q++) {
                 j->prod_sum[at[q][0] * 3 + at[q][1]] += pp[q];
@@ -236,9 +240,11 @@ data_stats_t *data_stats_compute(const data_dataset_t *ds, const data_prep_t *pr
         }
         started++;
     }
-    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
     if (failed) {
-        for (int t = 0; jobs && t < threads; t++) free(jobs[t].pixel_sum);
+        for (int t = 0; jobs && t < threads; t++)
+            free(jobs[t].pixel_sum);
         free(jobs);
         free(tid);
         data_stats_free(st);
@@ -251,9 +257,12 @@ data_stats_t *data_stats_compute(const data_dataset_t *ds, const data_prep_t *pr
     for (int t = 0; t < threads; t++) {
         stats_job_t *j = &jobs[t];
         if (t > 0)
-            for (size_t i = 0; i < hwc; i++) jobs[0].pixel_sum[i] += j->pixel_sum[i];
-        for (int q = 0; q < 3; q++) chan[q] += j->chan_sum[q];
-        for (int q = 0; q < 9; q++) prod[q] += j->prod_sum[q];
+            for (size_t i = 0; i < hwc; i++)
+                jobs[0].pixel_sum[i] += j->pixel_sum[i];
+        for (int q = 0; q < 3; q++)
+            chan[q] += j->chan_sum[q];
+        for (int q = 0; q < 9; q++)
+            prod[q] += j->prod_sum[q];
         loaded += j->loaded;
         nfail += j->failed;
         if (j->first_fail < ff) {
@@ -262,7 +271,8 @@ data_stats_t *data_stats_compute(const data_dataset_t *ds, const data_prep_t *pr
         }
     }
     if (loaded == 0) {
-        for (int t = 0; t < threads; t++) free(jobs[t].pixel_sum);
+        for (int t = 0; t < threads; t++)
+            free(jobs[t].pixel_sum);
         free(jobs);
         free(tid);
         data_stats_free(st);
@@ -270,7 +280,8 @@ data_stats_t *data_stats_compute(const data_dataset_t *ds, const data_prep_t *pr
                   first_error ? first_error->msg : "unknown");
         return NULL;
     }
-    for (size_t i = 0; i < hwc; i++) st->mean[i] = (float)((double)jobs[0].pixel_sum[i] / loaded);
+    for (size_t i = 0; i < hwc; i++)
+        st->mean[i] = (float)((double)jobs[0].pixel_sum[i] / loaded);
     double npix = (double)loaded * h * w, mean[3], cov[9];
     for (int q = 0; q < c; q++) {
         mean[q] = (double)chan[q] / npix;
@@ -283,11 +294,14 @@ data_stats_t *data_stats_compute(const data_dataset_t *ds, const data_prep_t *pr
         }
     double vals[3], vecs[9];
     data_eigen_sym(c, cov, vals, vecs);
-    for (int i = 0; i < c; i++) st->eigval[i] = (float)(vals[i] > 0 ? vals[i] : 0);
-    for (int i = 0; i < c * c; i++) st->eigvec[i] = (float)vecs[i];
+    for (int i = 0; i < c; i++)
+        st->eigval[i] = (float)(vals[i] > 0 ? vals[i] : 0);
+    for (int i = 0; i < c * c; i++)
+        st->eigvec[i] = (float)vecs[i];
     st->count = loaded;
     st->failed = nfail;
-    for (int t = 0; t < threads; t++) free(jobs[t].pixel_sum);
+    for (int t = 0; t < threads; t++)
+        free(jobs[t].pixel_sum);
     free(jobs);
     free(tid);
     return st;
@@ -299,14 +313,16 @@ void data_lighting_offset(const data_stats_t *st, const float *alpha, float *off
     const int c = st->c;
     for (int k = 0; k < c; k++) {
         double s = 0;
-        for (int i = 0; i < c; i++) s += (double)st->eigvec[k * c + i] * alpha[i] * st->eigval[i];
+        for (int i = 0; i < c; i++)
+            s += (double)st->eigvec[k * c + i] * alpha[i] * st->eigval[i];
         offset[k] = (float)(255.0 * s);
     }
 }
 
 void data_lighting_draw(const data_stats_t *st, float std, util_rng_t *rng, float *offset) {
     float alpha[3];
-    for (int i = 0; i < st->c; i++) alpha[i] = (float)(std * util_rng_normal(rng));
+    for (int i = 0; i < st->c; i++)
+        alpha[i] = (float)(std * util_rng_normal(rng));
     data_lighting_offset(st, alpha, offset);
 }
 
@@ -322,10 +338,13 @@ int data_crop_to_float(const data_image_t *im, int x, int y, int size, int mirro
     data_mean_mode_t mode = norm ? norm->mean_mode : DATA_MEAN_NONE;
     const data_stats_t *st = norm ? norm->stats : NULL;
     float scale = norm && norm->scale != 0 ? norm->scale : 1.0f;
-    if (mode != DATA_MEAN_NONE && !st) return util_fail(err, "crop: mean subtraction without stats");
+    if (mode != DATA_MEAN_NONE && !st)
+        return util_fail(err, "crop: mean subtraction without stats");
     if (mode == DATA_MEAN_PIXEL && (st->c != c || st->h != im->h || st->w != im->w))
-        return util_fail(err, "crop: the mean image is %dx%dx%d but the stored image is "
-                         "%dx%dx%d", st->w, st->h, st->c, im->w, im->h, c);
+        return util_fail(err,
+                         "crop: the mean image is %dx%dx%d but the stored image is "
+                         "%dx%dx%d",
+                         st->w, st->h, st->c, im->w, im->h, c);
     if (mode == DATA_MEAN_CHANNEL && st->c != c)
         return util_fail(err, "crop: the stats have %d channels, the image %d", st->c, c);
     if (mode != DATA_MEAN_NONE && mode != DATA_MEAN_PIXEL && mode != DATA_MEAN_CHANNEL)
@@ -361,8 +380,8 @@ int data_crop_to_float(const data_image_t *im, int x, int y, int size, int mirro
 
 int data_center_crop(const data_image_t *im, int size, const data_norm_t *norm, float *out,
                      util_err_t *err) {
-    return data_crop_to_float(im, (im->w - size) / 2, (im->h - size) / 2, size, 0, norm, NULL,
-                              out, err);
+    return data_crop_to_float(im, (im->w - size) / 2, (im->h - size) / 2, size, 0, norm, NULL, out,
+                              err);
 }
 
 int data_ten_crop(const data_image_t *im, int size, const data_norm_t *norm, float *out,

@@ -12,8 +12,7 @@
 int image_check_size(int w, int h, size_t max_pixels, const char *name, util_err_t *err) {
     if (!name) name = "image";
     if (max_pixels == 0 || max_pixels > DATA_MAX_PIXELS) max_pixels = DATA_MAX_PIXELS;
-    if (w <= 0 || h <= 0)
-        return util_fail(err, "%s: invalid image size %dx%d", name, w, h);
+    if (w <= 0 || h <= 0) return util_fail(err, "%s: invalid image size %dx%d", name, w, h);
     if (w > DATA_MAX_SIDE || h > DATA_MAX_SIDE)
         return util_fail(err, "%s: image size %dx%d exceeds the limit of %d pixels per side", name,
                          w, h, DATA_MAX_SIDE);
@@ -64,12 +63,14 @@ data_image_t *data_image_convert(const data_image_t *im, int c, util_err_t *err)
     const uint8_t *s = im->pixels;
     uint8_t *d = out->pixels;
     if (c == 3) {
-        for (size_t i = 0; i < n; i++) d[3 * i] = d[3 * i + 1] = d[3 * i + 2] = s[i];
+        for (size_t i = 0; i < n; i++)
+            d[3 * i] = d[3 * i + 1] = d[3 * i + 2] = s[i];
     } else {
         /* BT.601 luma in 16-bit fixed point: 19595 + 38470 + 7471 = 65536. */
         for (size_t i = 0; i < n; i++)
             d[i] = (uint8_t)((19595u * s[3 * i] + 38470u * s[3 * i + 1] + 7471u * s[3 * i + 2] +
-                              32768u) >> 16);
+                              32768u) >>
+                             16);
     }
     return out;
 }
@@ -260,8 +261,8 @@ int data_encode_jpeg(const data_image_t *im, int quality, uint8_t **out, size_t 
     if (!tj) return util_fail(err, "JPEG encode: cannot create an encoder");
     unsigned char *jbuf = NULL;
     unsigned long jlen = 0;
-    int rc = tjCompress2(tj, im->pixels, im->w, 0, im->h, im->c == 1 ? TJPF_GRAY : TJPF_RGB,
-                         &jbuf, &jlen, im->c == 1 ? TJSAMP_GRAY : TJSAMP_420, quality, 0);
+    int rc = tjCompress2(tj, im->pixels, im->w, 0, im->h, im->c == 1 ? TJPF_GRAY : TJPF_RGB, &jbuf,
+                         &jlen, im->c == 1 ? TJSAMP_GRAY : TJSAMP_420, quality, 0);
     if (rc != 0) {
         util_fail(err, "JPEG encode: %s", tjGetErrorStr2(tj));
         tjFree(jbuf);
@@ -281,8 +282,7 @@ int data_encode_jpeg(const data_image_t *im, int quality, uint8_t **out, size_t 
     return 0;
 }
 
-int data_image_write_jpeg(const data_image_t *im, const char *path, int quality,
-                          util_err_t *err) {
+int data_image_write_jpeg(const data_image_t *im, const char *path, int quality, util_err_t *err) {
     uint8_t *buf;
     size_t len;
     if (data_encode_jpeg(im, quality, &buf, &len, err)) return util_fail_prefix(err, "%s", path);

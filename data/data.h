@@ -69,8 +69,7 @@ data_image_t *data_image_read(const char *path, const data_decode_opts_t *opts, 
 int data_encode_jpeg(const data_image_t *im, int quality, uint8_t **out, size_t *out_len,
                      util_err_t *err);
 /* Encodes and writes a JPEG file. */
-int data_image_write_jpeg(const data_image_t *im, const char *path, int quality,
-                          util_err_t *err);
+int data_image_write_jpeg(const data_image_t *im, const char *path, int quality, util_err_t *err);
 
 /* Reads a whole file into memory (malloc'd, caller frees); an empty file or
  * one larger than max_bytes (0: 1 GiB) is an error naming the path. */
@@ -187,16 +186,16 @@ data_image_t *data_prep_load(const data_dataset_t *ds, size_t i, const data_prep
  * them: the paper gives no unit, and on a 0..255 scale alpha*lambda would
  * shift pixels by hundreds of levels. */
 typedef struct data_stats {
-    int c, h, w;         /* the stored geometry the mean image belongs to */
-    float *mean;         /* c*h*w, CHW, 0..255; owned */
+    int c, h, w;           /* the stored geometry the mean image belongs to */
+    float *mean;           /* c*h*w, CHW, 0..255; owned */
     float channel_mean[3]; /* 0..255, first c used */
     /* eigvec[k*c + i]: channel k of the i-th eigenvector (columns are the
      * vectors, as in the paper's [p1 p2 p3]); eigval descending. c x c. */
     float eigvec[9];
     float eigval[3];
-    float cov[9];        /* the c x c covariance (of [0,1] values) */
-    size_t count;        /* images that went into the statistics */
-    size_t failed;       /* images that could not be loaded (skipped) */
+    float cov[9];  /* the c x c covariance (of [0,1] values) */
+    size_t count;  /* images that went into the statistics */
+    size_t failed; /* images that could not be loaded (skipped) */
 } data_stats_t;
 
 /* Zeroed statistics for a c x h x w geometry (to be filled, e.g. from a
@@ -249,8 +248,7 @@ void data_lighting_draw(const data_stats_t *st, float std, util_rng_t *rng, floa
  * image's geometry; its window at (x, y) is subtracted, mirrored with the
  * crop. lighting: c offsets or NULL. */
 int data_crop_to_float(const data_image_t *im, int x, int y, int size, int mirror,
-                       const data_norm_t *norm, const float *lighting, float *out,
-                       util_err_t *err);
+                       const data_norm_t *norm, const float *lighting, float *out, util_err_t *err);
 
 /* Centre crop (offset floor((W - size) / 2), floor((H - size) / 2)). */
 int data_center_crop(const data_image_t *im, int size, const data_norm_t *norm, float *out,
@@ -272,18 +270,18 @@ typedef enum data_crop_mode {
 } data_crop_mode_t;
 
 typedef struct data_loader_opts {
-    int batch_size;       /* items per batch (> 0) */
-    data_prep_t prep;     /* stored geometry */
-    int crop;             /* crop side (<= stored side) */
+    int batch_size;   /* items per batch (> 0) */
+    data_prep_t prep; /* stored geometry */
+    int crop;         /* crop side (<= stored side) */
     data_crop_mode_t mode;
-    int mirror;           /* DATA_CROP_RANDOM: mirror with probability 1/2 */
-    float lighting_std;   /* DATA_CROP_RANDOM: PCA lighting alpha std (0: off; paper 0.1) */
-    data_norm_t norm;     /* mean subtraction and scale; stats needed for lighting */
-    int shuffle;          /* permute the items every epoch */
+    int mirror;         /* DATA_CROP_RANDOM: mirror with probability 1/2 */
+    float lighting_std; /* DATA_CROP_RANDOM: PCA lighting alpha std (0: off; paper 0.1) */
+    data_norm_t norm;   /* mean subtraction and scale; stats needed for lighting */
+    int shuffle;        /* permute the items every epoch */
     uint64_t seed;
-    int threads;          /* worker threads (>= 1) */
-    int prefetch;         /* batches decoded ahead (0: 2) */
-    int drop_last;        /* drop a final batch smaller than batch_size */
+    int threads;   /* worker threads (>= 1) */
+    int prefetch;  /* batches decoded ahead (0: 2) */
+    int drop_last; /* drop a final batch smaller than batch_size */
 } data_loader_opts_t;
 
 /* batch 128, crop 224 of 256 stored, random crops with mirror and lighting

@@ -56,7 +56,8 @@ data_image_t *data_dataset_load(const data_dataset_t *ds, size_t i, const data_d
 
 static void free_names(char **names, int n) {
     if (!names) return;
-    for (int i = 0; i < n; i++) free(names[i]);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
     free(names);
 }
 
@@ -103,7 +104,8 @@ static int lines_read(const char *path, lines_t *l, util_err_t *err) {
         return util_fail(err, "%s: not a text file (holds NUL bytes)", path);
     }
     size_t n = 1;
-    for (size_t i = 0; i < len; i++) n += text[i] == '\n';
+    for (size_t i = 0; i < len; i++)
+        n += text[i] == '\n';
     l->line = malloc(sizeof(char *) * n);
     if (!l->line) {
         free(text);
@@ -115,8 +117,10 @@ static int lines_read(const char *path, lines_t *l, util_err_t *err) {
         char *e = strchr(p, '\n');
         if (e) *e = '\0';
         size_t m = strlen(p);
-        while (m && (p[m - 1] == '\r' || isspace((unsigned char)p[m - 1]))) p[--m] = '\0';
-        while (isspace((unsigned char)*p)) p++;
+        while (m && (p[m - 1] == '\r' || isspace((unsigned char)p[m - 1])))
+            p[--m] = '\0';
+        while (isspace((unsigned char)*p))
+            p++;
         l->line[l->n++] = p;
         if (!e) break;
         p = e + 1;
@@ -154,8 +158,7 @@ static int read_names(const char *path, char ***names, int *n, util_err_t *err) 
 }
 
 /* Fills ds->class_names: `given` (taken over) padded with "<label>" up to n. */
-static int set_class_names(data_dataset_t *ds, int n, char **given, int n_given,
-                           util_err_t *err) {
+static int set_class_names(data_dataset_t *ds, int n, char **given, int n_given, util_err_t *err) {
     if (n < n_given) n = n_given;
     char **v = calloc(n ? (size_t)n : 1, sizeof *v);
     if (!v) {
@@ -169,7 +172,8 @@ static int set_class_names(data_dataset_t *ds, int n, char **given, int n_given,
             char tmp[32];
             snprintf(tmp, sizeof tmp, "%d", i);
             if (!(v[i] = dup_str(tmp))) {
-                for (int j = i + 1; j < n_given; j++) free(given[j]);
+                for (int j = i + 1; j < n_given; j++)
+                    free(given[j]);
                 free(given);
                 free_names(v, i);
                 return util_fail(err, "dataset: out of memory");
@@ -184,8 +188,10 @@ static int set_class_names(data_dataset_t *ds, int n, char **given, int n_given,
 
 static data_dataset_t *dataset_new(const dataset_ops_t *ops, util_err_t *err) {
     data_dataset_t *ds = calloc(1, sizeof *ds);
-    if (!ds) util_fail(err, "dataset: out of memory");
-    else ds->ops = ops;
+    if (!ds)
+        util_fail(err, "dataset: out of memory");
+    else
+        ds->ops = ops;
     return ds;
 }
 
@@ -234,8 +240,10 @@ static int idx_read(const char *path, idx_file_t *f, util_err_t *err) {
     }
     if (head[2] != 0x08) {
         gzclose(gz);
-        return util_fail(err, "%s: IDX element type 0x%02x is not supported (only 0x08, unsigned "
-                         "bytes)", path, head[2]);
+        return util_fail(err,
+                         "%s: IDX element type 0x%02x is not supported (only 0x08, unsigned "
+                         "bytes)",
+                         path, head[2]);
     }
     f->ndims = head[3];
     if (f->ndims < 1 || f->ndims > 4) {
@@ -288,8 +296,10 @@ static int idx_read(const char *path, idx_file_t *f, util_err_t *err) {
     if (len < total) {
         free(buf);
         gzclose(gz);
-        return util_fail(err, "%s: truncated IDX data: the header promises %zu bytes, the file "
-                         "holds %zu", path, total, len);
+        return util_fail(err,
+                         "%s: truncated IDX data: the header promises %zu bytes, the file "
+                         "holds %zu",
+                         path, total, len);
     }
     uint8_t extra;
     got = gz_read_full(gz, &extra, 1);
@@ -366,13 +376,15 @@ data_dataset_t *data_dataset_open_idx(const char *images_path, const char *label
     char **names = NULL;
     int n_names = 0;
     if (fi.ndims != 3 && !(fi.ndims == 4 && (fi.dims[3] == 1 || fi.dims[3] == 3))) {
-        util_fail(err, "%s: IDX images must have dimensions (n, h, w) or (n, h, w, 1|3); the "
-                  "file has %d dimensions", images_path, fi.ndims);
+        util_fail(err,
+                  "%s: IDX images must have dimensions (n, h, w) or (n, h, w, 1|3); the "
+                  "file has %d dimensions",
+                  images_path, fi.ndims);
         goto fail;
     }
     if (fl.ndims != 1) {
-        util_fail(err, "%s: IDX labels must have one dimension (n); the file has %d",
-                  labels_path, fl.ndims);
+        util_fail(err, "%s: IDX labels must have one dimension (n); the file has %d", labels_path,
+                  fl.ndims);
         goto fail;
     }
     if (fi.dims[0] != fl.dims[0]) {
@@ -424,8 +436,8 @@ fail:
 
 data_dataset_t *data_dataset_open_fashion_mnist(const char *dir, const char *split,
                                                 util_err_t *err) {
-    static const char *const classes[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress",
-                                            "Coat",        "Sandal",  "Shirt",    "Sneaker",
+    static const char *const classes[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                            "Coat",        "Sandal",    "Shirt",    "Sneaker",
                                             "Bag",         "Ankle boot"};
     if (!dir) dir = DATA_FASHION_MNIST_DIR;
     if (!split || (strcmp(split, "train") != 0 && strcmp(split, "t10k") != 0)) {
@@ -467,7 +479,8 @@ typedef struct files_state {
 static void files_free(void *p) {
     files_state_t *s = p;
     if (!s) return;
-    for (size_t i = 0; i < s->n; i++) free(s->paths[i]);
+    for (size_t i = 0; i < s->n; i++)
+        free(s->paths[i]);
     free(s->paths);
     free(s->labels);
     free(s);
@@ -497,8 +510,8 @@ static int files_push(files_state_t *s, size_t *cap, char *path, int label) {
     return 0;
 }
 
-static data_image_t *files_load(const data_dataset_t *ds, size_t i,
-                                const data_decode_opts_t *opts, int *label, util_err_t *err) {
+static data_image_t *files_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
+                                int *label, util_err_t *err) {
     const files_state_t *s = ds->state;
     if (label) *label = s->labels[i];
     return data_image_read(s->paths[i], opts, err);
@@ -535,7 +548,8 @@ static int has_image_ext(const char *name) {
     char ext[8] = {0};
     size_t n = strlen(dot + 1);
     if (n == 0 || n > 4) return 0;
-    for (size_t i = 0; i < n; i++) ext[i] = (char)tolower((unsigned char)dot[1 + i]);
+    for (size_t i = 0; i < n; i++)
+        ext[i] = (char)tolower((unsigned char)dot[1 + i]);
     return !strcmp(ext, "jpg") || !strcmp(ext, "jpeg") || !strcmp(ext, "png");
 }
 
@@ -573,13 +587,15 @@ static int list_dir(const char *dir, int want_dir, char ***out, size_t *n_out, u
     return 0;
 oom:
     closedir(d);
-    for (size_t i = 0; i < n; i++) free(v[i]);
+    for (size_t i = 0; i < n; i++)
+        free(v[i]);
     free(v);
     return util_fail(err, "%s: out of memory listing the folder", dir);
 }
 
 static void free_strs(char **v, size_t n) {
-    for (size_t i = 0; v && i < n; i++) free(v[i]);
+    for (size_t i = 0; v && i < n; i++)
+        free(v[i]);
     free(v);
 }
 
@@ -605,12 +621,14 @@ data_dataset_t *data_dataset_open_folder(const char *root, const char *labels_pa
             char *line = l.line[i];
             if (!line[0] || line[0] == '#') continue;
             char *sp = line;
-            while (*sp && !isspace((unsigned char)*sp)) sp++;
+            while (*sp && !isspace((unsigned char)*sp))
+                sp++;
             char *display = sp;
             if (*sp) {
                 *sp = '\0';
                 display = sp + 1;
-                while (isspace((unsigned char)*display)) display++;
+                while (isspace((unsigned char)*display))
+                    display++;
             }
             for (size_t j = 0; j < n_classes; j++)
                 if (!strcmp(class_dirs[j], line)) {
@@ -673,7 +691,8 @@ data_dataset_t *data_dataset_open_folder(const char *root, const char *labels_pa
     /* With a labels file, a folder holding images but not listed is a mistake. */
     for (size_t i = 0; i < n_sub; i++) {
         int listed = 0;
-        for (size_t c = 0; c < n_classes && !listed; c++) listed = !strcmp(sub[i], class_dirs[c]);
+        for (size_t c = 0; c < n_classes && !listed; c++)
+            listed = !strcmp(sub[i], class_dirs[c]);
         if (listed) continue;
         char *dir = join_path(root, sub[i]);
         char **files = NULL;
@@ -741,9 +760,11 @@ data_dataset_t *data_dataset_open_list(const char *list_path, const char *names_
         char *line = l.line[i];
         if (!line[0] || line[0] == '#') continue;
         char *sp = line + strlen(line);
-        while (sp > line && !isspace((unsigned char)sp[-1])) sp--;
+        while (sp > line && !isspace((unsigned char)sp[-1]))
+            sp--;
         char *path_end = sp;
-        while (path_end > line && isspace((unsigned char)path_end[-1])) path_end--;
+        while (path_end > line && isspace((unsigned char)path_end[-1]))
+            path_end--;
         if (path_end == line) {
             util_fail(err, "%s:%zu: expected \"path label\"", list_path, i + 1);
             goto fail;
@@ -752,13 +773,13 @@ data_dataset_t *data_dataset_open_list(const char *list_path, const char *names_
         errno = 0;
         long lab = strtol(sp, &end, 10);
         if (*end || end == sp || errno || lab < 0 || lab > 1000000) {
-            util_fail(err, "%s:%zu: label \"%s\" is not an integer in 0..1000000", list_path,
-                      i + 1, sp);
+            util_fail(err, "%s:%zu: label \"%s\" is not an integer in 0..1000000", list_path, i + 1,
+                      sp);
             goto fail;
         }
         if (names && lab >= n_names) {
-            util_fail(err, "%s:%zu: label %ld but %s names only %d classes", list_path, i + 1,
-                      lab, names_path, n_names);
+            util_fail(err, "%s:%zu: label %ld but %s names only %d classes", list_path, i + 1, lab,
+                      names_path, n_names);
             goto fail;
         }
         *path_end = '\0';
@@ -838,8 +859,7 @@ data_dataset_t *data_dataset_from_memory(int n, int w, int h, int c, const uint8
                                          const int *labels, int num_classes,
                                          const char *const *class_names, util_err_t *err) {
     if (n <= 0 || (c != 1 && c != 3) || num_classes <= 0) {
-        util_fail(err, "memory dataset: invalid shape (n %d, c %d, classes %d)", n, c,
-                  num_classes);
+        util_fail(err, "memory dataset: invalid shape (n %d, c %d, classes %d)", n, c, num_classes);
         return NULL;
     }
     if (image_check_size(w, h, 0, "memory dataset", err)) return NULL;
@@ -898,8 +918,8 @@ typedef struct subset_state {
     size_t start;
 } subset_state_t;
 
-static data_image_t *subset_load(const data_dataset_t *ds, size_t i,
-                                 const data_decode_opts_t *opts, int *label, util_err_t *err) {
+static data_image_t *subset_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
+                                 int *label, util_err_t *err) {
     const subset_state_t *s = ds->state;
     return data_dataset_load(s->parent, s->start + i, opts, label, err);
 }

@@ -32,9 +32,9 @@ typedef struct worker {
 struct data_loader {
     const data_dataset_t *ds;
     data_loader_opts_t o;
-    int c;                /* output channels */
-    int cpi;              /* crops per item */
-    size_t item_floats;   /* cpi * c * crop * crop */
+    int c;              /* output channels */
+    int cpi;            /* crops per item */
+    size_t item_floats; /* cpi * c * crop * crop */
     size_t count, n_batches, end_pos;
     size_t *perm;
 
@@ -42,10 +42,10 @@ struct data_loader {
     pthread_cond_t work_cv, ready_cv, idle_cv;
     int quit, active, busy;
     int epoch;
-    size_t next_pos;     /* next epoch position to hand out */
-    size_t released;     /* batches below this have free slots */
-    size_t next_batch;   /* the batch the consumer takes next */
-    int holding;         /* the consumer holds next_batch - 1 as a view */
+    size_t next_pos;   /* next epoch position to hand out */
+    size_t released;   /* batches below this have free slots */
+    size_t next_batch; /* the batch the consumer takes next */
+    int holding;       /* the consumer holds next_batch - 1 as a view */
     slot_t *slots;
     int n_slots;
     worker_t *workers;
@@ -101,8 +101,8 @@ static int load_item(const data_loader_t *ld, int epoch, size_t item, float *x, 
     if (!im) return -1;
     int rc = 0;
     if (im->w < o->crop || im->h < o->crop || im->c != ld->c) {
-        rc = util_fail(err, "stored image %dx%dx%d cannot give %dx%dx%d crops", im->w, im->h,
-                       im->c, o->crop, o->crop, ld->c);
+        rc = util_fail(err, "stored image %dx%dx%d cannot give %dx%dx%d crops", im->w, im->h, im->c,
+                       o->crop, o->crop, ld->c);
     } else if (o->mode == DATA_CROP_RANDOM) {
         util_rng_t rng;
         util_rng_seed(&rng, item_seed(o->seed, epoch, item));
@@ -112,8 +112,8 @@ static int load_item(const data_loader_t *ld, int epoch, size_t item, float *x, 
         float light[3] = {0, 0, 0};
         int use_light = o->lighting_std > 0 && o->norm.stats;
         if (use_light) data_lighting_draw(o->norm.stats, o->lighting_std, &rng, light);
-        rc = data_crop_to_float(im, cx, cy, o->crop, mirror, &o->norm, use_light ? light : NULL,
-                                x, err);
+        rc = data_crop_to_float(im, cx, cy, o->crop, mirror, &o->norm, use_light ? light : NULL, x,
+                                err);
     } else if (o->mode == DATA_CROP_CENTER) {
         rc = data_center_crop(im, o->crop, &o->norm, x, err);
     } else {
@@ -200,7 +200,8 @@ data_loader_t *data_loader_create(const data_dataset_t *ds, const data_loader_op
     if (o.prefetch == 0) o.prefetch = 2;
     if (o.prep.channels != 0 && o.prep.channels != 1 && o.prep.channels != 3)
         return util_fail(err, "loader: %d channels (expected 1 or 3)", o.prep.channels), NULL;
-    if (!o.prep.channels) o.prep.channels = data_dataset_channels(ds) ? data_dataset_channels(ds) : 3;
+    if (!o.prep.channels)
+        o.prep.channels = data_dataset_channels(ds) ? data_dataset_channels(ds) : 3;
     const data_stats_t *st = o.norm.stats;
     if (o.norm.mean_mode != DATA_MEAN_NONE && !st)
         return util_fail(err, "loader: mean subtraction needs stats"), NULL;
@@ -226,7 +227,8 @@ data_loader_t *data_loader_create(const data_dataset_t *ds, const data_loader_op
                              w, h),
                    NULL;
         if (o.norm.mean_mode == DATA_MEAN_PIXEL && (st->w != w || st->h != h))
-            return util_fail(err, "loader: the mean image is %dx%d but stored images are %dx%d "
+            return util_fail(err,
+                             "loader: the mean image is %dx%d but stored images are %dx%d "
                              "(compute the stats with the same short side and padding)",
                              st->w, st->h, w, h),
                    NULL;
@@ -282,7 +284,8 @@ void data_loader_free(data_loader_t *ld) {
     ld->quit = 1;
     pthread_cond_broadcast(&ld->work_cv);
     pthread_mutex_unlock(&ld->mu);
-    for (int t = 0; t < ld->n_workers; t++) pthread_join(ld->workers[t].tid, NULL);
+    for (int t = 0; t < ld->n_workers; t++)
+        pthread_join(ld->workers[t].tid, NULL);
     free(ld->workers);
     slots_free(ld);
     free(ld->perm);
@@ -311,16 +314,18 @@ int data_loader_crops_per_item(const data_loader_t *ld) {
 
 int data_loader_start_epoch(data_loader_t *ld, int epoch, size_t start_batch, util_err_t *err) {
     if (start_batch > ld->n_batches)
-        return util_fail(err, "loader: start batch %zu beyond the epoch's %zu batches",
-                         start_batch, ld->n_batches);
+        return util_fail(err, "loader: start batch %zu beyond the epoch's %zu batches", start_batch,
+                         ld->n_batches);
     pthread_mutex_lock(&ld->mu);
     ld->active = 0;
-    while (ld->busy > 0) pthread_cond_wait(&ld->idle_cv, &ld->mu);
+    while (ld->busy > 0)
+        pthread_cond_wait(&ld->idle_cv, &ld->mu);
     ld->epoch = epoch;
     if (ld->perm) {
         util_rng_t rng;
         util_rng_seed(&rng, perm_seed(ld->o.seed, epoch));
-        for (size_t i = 0; i < ld->count; i++) ld->perm[i] = i;
+        for (size_t i = 0; i < ld->count; i++)
+            ld->perm[i] = i;
         /* Fisher-Yates; util_rng_below takes 32 bits, so draw 64 for huge sets. */
         for (size_t i = ld->count - 1; i > 0; i--) {
             size_t j = i + 1 <= UINT32_MAX ? util_rng_below(&rng, (uint32_t)(i + 1))
@@ -335,7 +340,8 @@ int data_loader_start_epoch(data_loader_t *ld, int epoch, size_t start_batch, ut
     ld->released = start_batch;
     ld->next_batch = start_batch;
     ld->holding = 0;
-    for (int i = 0; i < ld->n_slots; i++) ld->slots[i].ready = 0;
+    for (int i = 0; i < ld->n_slots; i++)
+        ld->slots[i].ready = 0;
     ld->active = 1;
     pthread_cond_broadcast(&ld->work_cv);
     pthread_mutex_unlock(&ld->mu);
@@ -364,7 +370,8 @@ static slot_t *take_batch(data_loader_t *ld, int *n, size_t *batch_index, int *r
     }
     size_t b = ld->next_batch;
     slot_t *s = &ld->slots[b % (size_t)ld->n_slots];
-    while (!(s->ready && s->batch == b)) pthread_cond_wait(&ld->ready_cv, &ld->mu);
+    while (!(s->ready && s->batch == b))
+        pthread_cond_wait(&ld->ready_cv, &ld->mu);
     pthread_mutex_unlock(&ld->mu);
 
     int k = 0;

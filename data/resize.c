@@ -64,8 +64,8 @@ static int taps_make(int n_in, int n_out, int o0, int n, taps_t *t) {
 
 /* Resamples im as if to full_w x full_h and returns the out_w x out_h window
  * at (x0, y0) of that result. */
-static data_image_t *resample_window(const data_image_t *im, int full_w, int full_h, int x0,
-                                     int y0, int out_w, int out_h, util_err_t *err) {
+static data_image_t *resample_window(const data_image_t *im, int full_w, int full_h, int x0, int y0,
+                                     int out_w, int out_h, util_err_t *err) {
     data_image_t *out = data_image_create(out_w, out_h, im->c, err);
     if (!out) return NULL;
     taps_t tx = {0}, ty = {0};
@@ -86,7 +86,8 @@ static data_image_t *resample_window(const data_image_t *im, int full_w, int ful
             const uint8_t *s = src + (size_t)tx.start[x] * c;
             for (int ch = 0; ch < c; ch++) {
                 float acc = 0;
-                for (int k = 0; k < tx.count[x]; k++) acc += w[k] * s[k * c + ch];
+                for (int k = 0; k < tx.count[x]; k++)
+                    acc += w[k] * s[k * c + ch];
                 dst[x * c + ch] = acc;
             }
         }
@@ -97,7 +98,8 @@ static data_image_t *resample_window(const data_image_t *im, int full_w, int ful
         uint8_t *dst = out->pixels + (size_t)y * row;
         for (size_t j = 0; j < row; j++) {
             float acc = 0;
-            for (int k = 0; k < ty.count[y]; k++) acc += w[k] * base[(size_t)k * row + j];
+            for (int k = 0; k < ty.count[y]; k++)
+                acc += w[k] * base[(size_t)k * row + j];
             int v = (int)(acc + 0.5f);
             dst[j] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
         }
@@ -139,8 +141,8 @@ data_image_t *data_resize_center_square(const data_image_t *im, int side, util_e
                   im->w, im->h, side, full_w, full_h);
         return NULL;
     }
-    return resample_window(im, full_w, full_h, (full_w - side) / 2, (full_h - side) / 2, side,
-                           side, err);
+    return resample_window(im, full_w, full_h, (full_w - side) / 2, (full_h - side) / 2, side, side,
+                           err);
 }
 
 data_image_t *data_image_pad(const data_image_t *im, int pad, util_err_t *err) {

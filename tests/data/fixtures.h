@@ -73,7 +73,8 @@ static inline data_image_t *fx_pattern(int w, int h, int c, int seed) {
         for (int x = 0; x < w; x++)
             for (int ch = 0; ch < c; ch++) {
                 int v = (x * 255 / (w > 1 ? w - 1 : 1) * (ch + 1) + y * 255 / (h > 1 ? h - 1 : 1) +
-                         seed * 37) / (ch + 2);
+                         seed * 37) /
+                        (ch + 2);
                 int dx = x - w / 2, dy = y - h / 2;
                 if (dx * dx + dy * dy < (w * w + h * h) / 32) v = 255 - v / 2;
                 im->pixels[((size_t)y * w + x) * c + ch] = (uint8_t)(v & 255);
@@ -92,17 +93,25 @@ static inline int fx_write_jpeg(const char *path, int w, int h, int c, int seed)
 static inline double fx_mean_abs_diff(const data_image_t *a, const data_image_t *b) {
     size_t n = (size_t)a->w * a->h * a->c;
     double s = 0;
-    for (size_t i = 0; i < n; i++) s += abs((int)a->pixels[i] - (int)b->pixels[i]);
+    for (size_t i = 0; i < n; i++)
+        s += abs((int)a->pixels[i] - (int)b->pixels[i]);
     return s / (double)n;
 }
 
 /* The bad image kinds of issue 3, each written to dir/<name>. */
-enum { FX_BAD_CORRUPT, FX_BAD_TRUNCATED, FX_BAD_EMPTY, FX_BAD_NOT_JPEG, FX_BAD_HUGE_JPEG,
-       FX_BAD_HUGE_PNG, FX_BAD_CORRUPT_SCAN, FX_BAD_KINDS };
+enum {
+    FX_BAD_CORRUPT,
+    FX_BAD_TRUNCATED,
+    FX_BAD_EMPTY,
+    FX_BAD_NOT_JPEG,
+    FX_BAD_HUGE_JPEG,
+    FX_BAD_HUGE_PNG,
+    FX_BAD_CORRUPT_SCAN,
+    FX_BAD_KINDS
+};
 static const char *const fx_bad_names[FX_BAD_KINDS] = {
-    "corrupt.jpg", "truncated.jpg", "empty.jpg", "not-a-jpeg.jpg", "huge-65000.jpg",
-    "huge-100000.png", "corrupt-scan.jpg"};
-
+    "corrupt.jpg",    "truncated.jpg",   "empty.jpg",       "not-a-jpeg.jpg",
+    "huge-65000.jpg", "huge-100000.png", "corrupt-scan.jpg"};
 
 static inline void fx_write_bad(const char *dir, int kind) {
     char path[4096];
@@ -116,21 +125,27 @@ static inline void fx_write_bad(const char *dir, int kind) {
     case FX_BAD_CORRUPT: {
         /* Garbage over the tables after the first marker: the signature is
          * intact but marker lengths and tables are wrong. */
-        for (size_t i = 24; i < 300 && i < len; i++) jpg[i] = (uint8_t)(0x5a ^ (i * 7));
+        for (size_t i = 24; i < 300 && i < len; i++)
+            jpg[i] = (uint8_t)(0x5a ^ (i * 7));
         fx_write(path, jpg, len);
         break;
     }
-    case FX_BAD_TRUNCATED: fx_write(path, jpg, len / 2); break;
+    case FX_BAD_TRUNCATED:
+        fx_write(path, jpg, len / 2);
+        break;
     case FX_BAD_CORRUPT_SCAN: {
         /* Valid headers, garbage entropy-coded data (EOI kept). */
         size_t sos = 0;
         for (size_t i = 2; i + 1 < len && !sos; i++)
             if (jpg[i] == 0xff && jpg[i + 1] == 0xda) sos = i;
-        for (size_t i = sos + 20; i + 2 < len; i++) jpg[i] = (uint8_t)((i * 131) ^ 0x3c);
+        for (size_t i = sos + 20; i + 2 < len; i++)
+            jpg[i] = (uint8_t)((i * 131) ^ 0x3c);
         fx_write(path, jpg, len);
         break;
     }
-    case FX_BAD_EMPTY: fx_write(path, "", 0); break;
+    case FX_BAD_EMPTY:
+        fx_write(path, "", 0);
+        break;
     case FX_BAD_NOT_JPEG: {
         static const char text[] = "this is a text file, not an image\n";
         fx_write(path, text, sizeof text - 1);
@@ -159,8 +174,11 @@ static inline void fx_write_bad(const char *dir, int kind) {
         uint8_t raw[16] = {0}, idat[64];
         uLongf idat_len = sizeof idat;
         compress(idat, &idat_len, raw, sizeof raw);
-        const struct { const char *type; const uint8_t *data; size_t len; } chunks[3] = {
-            {"IHDR", ihdr, sizeof ihdr}, {"IDAT", idat, idat_len}, {"IEND", NULL, 0}};
+        const struct {
+            const char *type;
+            const uint8_t *data;
+            size_t len;
+        } chunks[3] = {{"IHDR", ihdr, sizeof ihdr}, {"IDAT", idat, idat_len}, {"IEND", NULL, 0}};
         for (int k = 0; k < 3; k++) {
             size_t clen = chunks[k].len;
             png[n++] = (uint8_t)(clen >> 24);

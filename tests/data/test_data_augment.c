@@ -25,7 +25,8 @@ static void test_crop_to_float_geometry_mirror_and_mean(void) {
     int ok = 1;
     for (int ch = 0; ch < 3; ch++)
         for (int r = 0; r < 4; r++)
-            for (int j = 0; j < 4; j++) ok &= out[(ch * 4 + r) * 4 + j] == coord(3 + j, 1 + r, ch);
+            for (int j = 0; j < 4; j++)
+                ok &= out[(ch * 4 + r) * 4 + j] == coord(3 + j, 1 + r, ch);
     CHECK(ok);
     CHECK(data_crop_to_float(im, 3, 1, 4, 1, NULL, NULL, out, &err) == 0);
     ok = 1;
@@ -36,7 +37,8 @@ static void test_crop_to_float_geometry_mirror_and_mean(void) {
     CHECK(ok);
     /* Per-pixel mean: the mean image's window moves (and mirrors) with the crop. */
     data_stats_t *st = data_stats_create(3, 6, 8, &err);
-    for (int i = 0; i < 3 * 6 * 8; i++) st->mean[i] = (float)i * 0.5f;
+    for (int i = 0; i < 3 * 6 * 8; i++)
+        st->mean[i] = (float)i * 0.5f;
     data_norm_t norm = {DATA_MEAN_PIXEL, st, 2.0f};
     float light[3] = {1, 2, 3};
     CHECK(data_crop_to_float(im, 4, 2, 4, 1, &norm, light, out, &err) == 0);
@@ -93,13 +95,15 @@ static void test_ten_crop_corners_centre_and_mirrors(void) {
 
 static void test_eigen_sym_decomposes_known_matrix(void) {
     /* A = V diag(5, 2, 0.5) V^T with an orthonormal V. */
-    const double v[3][3] = {{2.0 / 3, -2.0 / 3, 1.0 / 3}, {2.0 / 3, 1.0 / 3, -2.0 / 3},
+    const double v[3][3] = {{2.0 / 3, -2.0 / 3, 1.0 / 3},
+                            {2.0 / 3, 1.0 / 3, -2.0 / 3},
                             {1.0 / 3, 2.0 / 3, 2.0 / 3}}; /* rows: vectors */
     const double lam[3] = {0.5, 5, 2};
     double a[9] = {0};
     for (int i = 0; i < 3; i++)
         for (int j = 0; j < 3; j++)
-            for (int k = 0; k < 3; k++) a[i * 3 + j] += lam[k] * v[k][i] * v[k][j];
+            for (int k = 0; k < 3; k++)
+                a[i * 3 + j] += lam[k] * v[k][i] * v[k][j];
     double vals[3], vecs[9];
     data_eigen_sym(3, a, vals, vecs);
     CHECK_NEAR(vals[0], 5, 1e-9);
@@ -108,7 +112,8 @@ static void test_eigen_sym_decomposes_known_matrix(void) {
     for (int i = 0; i < 3; i++) /* A p_i = lambda_i p_i */
         for (int r = 0; r < 3; r++) {
             double av = 0;
-            for (int k = 0; k < 3; k++) av += a[r * 3 + k] * vecs[k * 3 + i];
+            for (int k = 0; k < 3; k++)
+                av += a[r * 3 + k] * vecs[k * 3 + i];
             CHECK_NEAR(av, vals[i] * vecs[r * 3 + i], 1e-9);
         }
     double one = 4.0, val1, vec1;
@@ -125,7 +130,8 @@ static data_dataset_t *grey_world(int n, util_err_t *err) {
     for (int i = 0; i < n; i++) {
         int t = (int)util_rng_below(&rng, 200);
         for (int p = 0; p < 20; p++)
-            for (int ch = 0; ch < 3; ch++) px[((size_t)i * 20 + p) * 3 + ch] = (uint8_t)(t + ch * 20 + p);
+            for (int ch = 0; ch < 3; ch++)
+                px[((size_t)i * 20 + p) * 3 + ch] = (uint8_t)(t + ch * 20 + p);
         labels[i] = i % 3;
     }
     data_dataset_t *ds = data_dataset_from_memory(n, 5, 4, 3, px, labels, 3, NULL, err);
@@ -151,7 +157,8 @@ static void test_stats_mean_and_covariance_eigenvectors(void) {
         CHECK_NEAR(a->mean[2 * 20 + 3] - a->mean[2 * 20 + 0], 3, 1e-3);
         CHECK_NEAR(a->channel_mean[1] - a->channel_mean[0], 20, 1e-3);
         /* Variation is almost all along grey (1,1,1)/sqrt(3). */
-        for (int k = 0; k < 3; k++) CHECK_NEAR(a->eigvec[k * 3 + 0], 0.57735, 0.01);
+        for (int k = 0; k < 3; k++)
+            CHECK_NEAR(a->eigvec[k * 3 + 0], 0.57735, 0.01);
         CHECK(a->eigval[0] > 50 * a->eigval[1] && a->eigval[1] >= a->eigval[2]);
         /* Total variance = trace of the covariance. */
         CHECK_NEAR(a->eigval[0] + a->eigval[1] + a->eigval[2], a->cov[0] + a->cov[4] + a->cov[8],
@@ -189,15 +196,16 @@ static void test_stats_over_fashion_mnist_train(void) {
 static void test_pca_lighting_statistics(void) {
     /* fb.resnet.torch's ImageNet eigen data (REFERENCE.md). */
     data_stats_t *st = data_stats_create(3, 1, 1, NULL);
-    const float vec[9] = {-0.5675f, 0.7192f, 0.4009f, -0.5808f, -0.0045f, -0.8140f,
-                          -0.5836f, -0.6948f, 0.4203f};
+    const float vec[9] = {-0.5675f, 0.7192f,  0.4009f,  -0.5808f, -0.0045f,
+                          -0.8140f, -0.5836f, -0.6948f, 0.4203f};
     const float val[3] = {0.2175f, 0.0188f, 0.0045f};
     memcpy(st->eigvec, vec, sizeof vec);
     memcpy(st->eigval, val, sizeof val);
     /* Deterministic part: alpha e_0 adds 255 * alpha * lambda_0 * p_0. */
     float alpha[3] = {0.1f, 0, 0}, off[3];
     data_lighting_offset(st, alpha, off);
-    for (int k = 0; k < 3; k++) CHECK_NEAR(off[k], 255 * 0.1 * 0.2175 * vec[k * 3], 1e-4);
+    for (int k = 0; k < 3; k++)
+        CHECK_NEAR(off[k], 255 * 0.1 * 0.2175 * vec[k * 3], 1e-4);
     /* Random part: projected on p_i, the offsets have mean 0 and standard
      * deviation 255 * 0.1 * lambda_i, and the projections are uncorrelated. */
     util_rng_t rng;
@@ -209,7 +217,8 @@ static void test_pca_lighting_statistics(void) {
         double proj[3];
         for (int i = 0; i < 3; i++) {
             proj[i] = 0;
-            for (int k = 0; k < 3; k++) proj[i] += off[k] * vec[k * 3 + i];
+            for (int k = 0; k < 3; k++)
+                proj[i] += off[k] * vec[k * 3 + i];
             s[i] += proj[i];
             ss[i] += proj[i] * proj[i];
         }

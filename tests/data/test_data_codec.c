@@ -46,7 +46,8 @@ static void test_jpeg_round_trip_grey_and_channel_conversion(void) {
     data_image_t *luma = data_image_read(path, &o1, &err);
     data_image_t *ref = data_image_convert(col, 1, &err);
     CHECK(luma && luma->c == 1 && ref);
-    if (luma && ref) CHECK_MSG(fx_mean_abs_diff(luma, ref) < 3.0, "%f", fx_mean_abs_diff(luma, ref));
+    if (luma && ref)
+        CHECK_MSG(fx_mean_abs_diff(luma, ref) < 3.0, "%f", fx_mean_abs_diff(luma, ref));
     data_image_free(col);
     data_image_free(luma);
     data_image_free(ref);
@@ -123,9 +124,13 @@ static void test_png_decode(void) {
 }
 
 static void test_each_bad_image_kind_gives_an_error_naming_the_file(void) {
-    static const char *const expect[FX_BAD_KINDS] = {
-        "JPEG", "corrupt or truncated JPEG", "empty file", "not a JPEG or PNG", "exceeds the limit",
-        "exceeds the limit", "corrupt or truncated JPEG"};
+    static const char *const expect[FX_BAD_KINDS] = {"JPEG",
+                                                     "corrupt or truncated JPEG",
+                                                     "empty file",
+                                                     "not a JPEG or PNG",
+                                                     "exceeds the limit",
+                                                     "exceeds the limit",
+                                                     "corrupt or truncated JPEG"};
     for (int k = 0; k < FX_BAD_KINDS; k++) {
         fx_write_bad(tmp, k);
         char path[4096];
@@ -158,7 +163,8 @@ static void test_each_bad_image_kind_gives_an_error_naming_the_file(void) {
 
 static void test_resize_area_averages_blocks_exactly(void) {
     data_image_t *im = data_image_create(4, 4, 1, NULL);
-    for (int i = 0; i < 16; i++) im->pixels[i] = (uint8_t)(i * 10);
+    for (int i = 0; i < 16; i++)
+        im->pixels[i] = (uint8_t)(i * 10);
     data_image_t *r = data_resize(im, 2, 2, NULL);
     CHECK(r && r->w == 2 && r->h == 2);
     /* Block (0,0): 0 10 40 50 -> 25; (1,0): 20 30 60 70 -> 45; ... */
@@ -197,7 +203,8 @@ static void test_center_square_scales_short_side_and_crops_centre(void) {
     /* A horizontal ramp 400x200: value = x * 255 / 399, constant down columns. */
     data_image_t *im = data_image_create(400, 200, 1, NULL);
     for (int y = 0; y < 200; y++)
-        for (int x = 0; x < 400; x++) im->pixels[y * 400 + x] = (uint8_t)(x * 255 / 399);
+        for (int x = 0; x < 400; x++)
+            im->pixels[y * 400 + x] = (uint8_t)(x * 255 / 399);
     data_image_t *sq = data_resize_center_square(im, 100, NULL);
     CHECK(sq && sq->w == 100 && sq->h == 100);
     /* Scaled to 200x100, the centre square starts at x = 50: output column j
@@ -210,7 +217,8 @@ static void test_center_square_scales_short_side_and_crops_centre(void) {
     /* Portrait: the vertical centre is kept. */
     data_image_t *tall = data_image_create(50, 150, 3, NULL);
     for (int y = 0; y < 150; y++)
-        for (int x = 0; x < 50; x++) tall->pixels[(y * 50 + x) * 3] = (uint8_t)y;
+        for (int x = 0; x < 50; x++)
+            tall->pixels[(y * 50 + x) * 3] = (uint8_t)y;
     data_image_t *t = data_resize_center_square(tall, 50, NULL);
     CHECK(t && t->w == 50 && t->h == 50);
     if (t) CHECK(t->pixels[0] == 50 && t->pixels[(49 * 50) * 3] == 99);

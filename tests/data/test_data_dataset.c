@@ -39,7 +39,8 @@ static void write_small_idx(const char *img, const char *lab, int gz) {
     put32(h + 8, 2);
     put32(h + 12, 3);
     uint8_t px[18];
-    for (int i = 0; i < 18; i++) px[i] = (uint8_t)(10 * (i / 6) + i % 6);
+    for (int i = 0; i < 18; i++)
+        px[i] = (uint8_t)(10 * (i / 6) + i % 6);
     write_idx(img, gz, h, 16, px, 18);
     uint8_t hl[8] = {0, 0, 8, 1};
     put32(hl + 4, 3);
@@ -92,19 +93,54 @@ static void test_idx_rejects_bad_headers_and_sizes(void) {
         size_t head_len, data_len;
         int gz;
     } cases[] = {
-        {"bad magic", "not an IDX file", {1, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3}, 16, 18, 1},
-        {"float type", "0x0d is not supported", {0, 0, 0x0d, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
-         16, 18, 1},
-        {"zero dim", "dimension 1 is 0", {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 3}, 16, 0, 1},
-        {"count mismatch", "holds 4 images but", {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 3},
-         16, 24, 1},
-        {"truncated data", "truncated IDX data", {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
-         16, 17, 1},
-        {"trailing data", "data after", {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3}, 16, 19, 0},
-        {"absurd count", "absurd size", {0, 0, 8, 3, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0,
-                                         0xff, 0xff}, 16, 18, 1},
-        {"lying count", "truncated IDX data",
-         {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3}, 16, 18, 1},
+        {"bad magic",
+         "not an IDX file",
+         {1, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         18,
+         1},
+        {"float type",
+         "0x0d is not supported",
+         {0, 0, 0x0d, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         18,
+         1},
+        {"zero dim",
+         "dimension 1 is 0",
+         {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 3},
+         16,
+         0,
+         1},
+        {"count mismatch",
+         "holds 4 images but",
+         {0, 0, 8, 3, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         24,
+         1},
+        {"truncated data",
+         "truncated IDX data",
+         {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         17,
+         1},
+        {"trailing data",
+         "data after",
+         {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         19,
+         0},
+        {"absurd count",
+         "absurd size",
+         {0, 0, 8, 3, 0x7f, 0xff, 0xff, 0xff, 0, 0, 0xff, 0xff, 0, 0, 0xff, 0xff},
+         16,
+         18,
+         1},
+        {"lying count",
+         "truncated IDX data",
+         {0, 0, 8, 3, 0x10, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3},
+         16,
+         18,
+         1},
         {"truncated header", "truncated IDX header", {0, 0, 8, 3, 0, 0, 0, 3}, 8, 0, 1},
         {"empty", "empty file", {0}, 0, 0, 0},
         {"labels as images", "dimensions (n, h, w)", {0, 0, 8, 1, 0, 0, 0, 3}, 8, 3, 1},
@@ -129,7 +165,8 @@ static void test_idx_rejects_bad_headers_and_sizes(void) {
     char path[4096];
     fx_path(path, sizeof path, tmp, "corrupt-gz");
     uint8_t junk[64] = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
-    for (int i = 10; i < 64; i++) junk[i] = (uint8_t)(i * 37);
+    for (int i = 10; i < 64; i++)
+        junk[i] = (uint8_t)(i * 37);
     fx_write(path, junk, sizeof junk);
     CHECK(open_idx("corrupt-gz", "ok-lab", &err) == NULL);
     CHECK_MSG(strstr(err.msg, "corrupt-gz") != NULL, "%s", err.msg);
@@ -159,16 +196,21 @@ static void test_fashion_mnist_real_files(void) {
         CHECK(data_dataset_label(tr, (size_t)i) == train_labels[i]);
         CHECK(data_dataset_label(te, (size_t)i) == test_labels[i]);
     }
-    struct { data_dataset_t *ds; size_t i; long sum; int centre; } img[] = {
-        {tr, 0, 76247, 217}, {tr, 1, 84598, -1}, {tr, 59999, 16684, -1},
-        {te, 0, 33456, 110}, {te, 1, 100994, -1}, {te, 9999, 24390, -1}};
+    struct {
+        data_dataset_t *ds;
+        size_t i;
+        long sum;
+        int centre;
+    } img[] = {{tr, 0, 76247, 217}, {tr, 1, 84598, -1},  {tr, 59999, 16684, -1},
+               {te, 0, 33456, 110}, {te, 1, 100994, -1}, {te, 9999, 24390, -1}};
     for (size_t k = 0; k < sizeof img / sizeof img[0]; k++) {
         int label;
         data_image_t *im = data_dataset_load(img[k].ds, img[k].i, NULL, &label, &err);
         CHECK(im && im->w == 28 && im->h == 28 && im->c == 1);
         if (!im) continue;
         long s = 0;
-        for (int p = 0; p < 784; p++) s += im->pixels[p];
+        for (int p = 0; p < 784; p++)
+            s += im->pixels[p];
         CHECK_MSG(s == img[k].sum, "item %zu: sum %ld, want %ld", img[k].i, s, img[k].sum);
         if (img[k].centre >= 0) CHECK(im->pixels[14 * 28 + 14] == img[k].centre);
         data_image_free(im);
@@ -191,7 +233,8 @@ static char *make_folder(void) {
         fx_mkdir(root, classes[c]);
         for (int i = 0; i < counts[c]; i++) {
             char p[4096];
-            snprintf(p, sizeof p, "%s/%s/img%d.%s", root, classes[c], 2 - i, i == 1 ? "JPEG" : "jpg");
+            snprintf(p, sizeof p, "%s/%s/img%d.%s", root, classes[c], 2 - i,
+                     i == 1 ? "JPEG" : "jpg");
             fx_write_jpeg(p, 20 + c, 16 + i, 3, c * 10 + i);
         }
         char p[4096];
@@ -216,7 +259,8 @@ static void test_folder_dataset_sorts_classes_and_files(void) {
         CHECK(!strcmp(data_dataset_class_name(ds, 2), "zebra"));
         CHECK(data_dataset_channels(ds) == 0);
         static const int want_labels[6] = {0, 0, 0, 1, 2, 2};
-        for (size_t i = 0; i < 6; i++) CHECK(data_dataset_label(ds, i) == want_labels[i]);
+        for (size_t i = 0; i < 6; i++)
+            CHECK(data_dataset_label(ds, i) == want_labels[i]);
         char name[4096];
         data_dataset_item_name(ds, 0, name, sizeof name);
         CHECK_MSG(strstr(name, "/ant/img0.jpg") != NULL, "%s", name); /* sorted by name */
@@ -305,7 +349,8 @@ static void test_list_file_dataset(void) {
 
 static void test_memory_dataset_and_subset(void) {
     uint8_t px[4 * 2 * 2 * 3];
-    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)i;
+    for (size_t i = 0; i < sizeof px; i++)
+        px[i] = (uint8_t)i;
     int labels[4] = {1, 0, 1, 2};
     const char *names[3] = {"a", "b", "c"};
     util_err_t err;

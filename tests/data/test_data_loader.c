@@ -148,7 +148,8 @@ static void test_loader_resume_mid_epoch_equals_straight_run(void) {
     CHECK(data_loader_start_epoch(ld, 7, 3, &err) == 0);
     CHECK(data_loader_next(ld, x, labels, &n, &bi, &err) == 1 && bi == 3);
     size_t at = skip + (size_t)full.sizes[2];
-    CHECK(n == full.sizes[3] && memcmp(x, full.x + at * item_f, sizeof(float) * item_f * (size_t)n) == 0);
+    CHECK(n == full.sizes[3] &&
+          memcmp(x, full.x + at * item_f, sizeof(float) * item_f * (size_t)n) == 0);
     CHECK(data_loader_start_epoch(ld, 7, 6, &err) == -1); /* only 5 batches */
     CHECK(data_loader_start_epoch(ld, 7, 5, &err) == 0);
     CHECK(data_loader_next(ld, x, labels, &n, &bi, &err) == 0); /* already at the end */
@@ -230,8 +231,10 @@ static void test_loader_random_crops_vary_and_mirror(void) {
                         if (memcmp(c0, r.x + i * 36, sizeof c0) == 0) {
                             found = 1;
                             positions[y * 7 + x]++;
-                            if (m) mirrored++;
-                            else plain++;
+                            if (m)
+                                mirrored++;
+                            else
+                                plain++;
                         }
                     }
             CHECK(found);
@@ -241,7 +244,8 @@ static void test_loader_random_crops_vary_and_mirror(void) {
         run_free(&r);
     }
     int used = 0;
-    for (int k = 0; k < 35; k++) used += positions[k] > 0;
+    for (int k = 0; k < 35; k++)
+        used += positions[k] > 0;
     CHECK_MSG(used >= 25, "%d of 35 positions used", used);
     CHECK_MSG(mirrored > 60 && plain > 60, "%d mirrored, %d plain", mirrored, plain);
     data_dataset_free(ds);
@@ -267,7 +271,8 @@ static void test_loader_skips_bad_images_naming_them(void) {
     fx_mkdir(root, "good");
     char dir[4096];
     fx_path(dir, sizeof dir, root, "bad");
-    for (int k = 0; k < FX_BAD_KINDS; k++) fx_write_bad(dir, k);
+    for (int k = 0; k < FX_BAD_KINDS; k++)
+        fx_write_bad(dir, k);
     for (int i = 0; i < 9; i++) {
         char p[4096];
         if (snprintf(p, sizeof p, "%s/good/g%d.jpg", root, i) >= (int)sizeof p) continue;
@@ -304,11 +309,13 @@ static void test_loader_skips_bad_images_naming_them(void) {
         while (data_loader_next_view(ld, &x, &labels, &n, NULL, &err) == 1) {
             total += n;
             batches++;
-            for (int i = 0; i < n; i++) CHECK(labels[i] == 1);
+            for (int i = 0; i < n; i++)
+                CHECK(labels[i] == 1);
         }
         CHECK(batches == 4 && total == 9);
         CHECK(data_loader_skipped(ld) == FX_BAD_KINDS && skip_calls == FX_BAD_KINDS);
-        for (int k = 0; k < FX_BAD_KINDS; k++) CHECK_MSG(skip_seen[k], "%s", fx_bad_names[k]);
+        for (int k = 0; k < FX_BAD_KINDS; k++)
+            CHECK_MSG(skip_seen[k], "%s", fx_bad_names[k]);
         CHECK(strstr(data_loader_last_error(ld), "/bad/") != NULL);
         data_loader_free(ld);
     }
@@ -373,11 +380,13 @@ static void test_loader_fashion_mnist_epoch(void) {
         data_loader_start_epoch(ld, 0, 0, &err);
         while (data_loader_next_view(ld, &x, &labels, &n, NULL, &err) == 1) {
             items += n;
-            for (int i = 0; i < n * 784; i++) sum += x[i];
+            for (int i = 0; i < n * 784; i++)
+                sum += x[i];
         }
         double dt = util_now() - t0;
-        printf("  Fashion-MNIST t10k epoch (pad 2, random 28 crops, mirror, lighting): %.0f img/s\n",
-               items / dt);
+        printf(
+            "  Fashion-MNIST t10k epoch (pad 2, random 28 crops, mirror, lighting): %.0f img/s\n",
+            items / dt);
         CHECK(items == 10000 && data_loader_num_batches(ld) == 79);
         CHECK_MSG(fabs(sum / (items * 784.0)) < 0.02, "mean %g", sum / (items * 784.0));
     }
