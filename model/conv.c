@@ -1,6 +1,6 @@
-/* Convolution with stride, padding and groups, as im2col + sgemm per image.
- * Images are spread over threads (each sgemm then runs single-threaded inside
- * the parallel region); a batch of one runs one multi-threaded sgemm per group. */
+/* Convolution with stride, padding and groups, as im2col + sgemm: one
+ * multi-threaded sgemm per group and chunk of images; im2col, col2im and the
+ * layout shuffles are spread over threads by OpenMP. */
 #include "model/internal.h"
 
 #include <string.h>
@@ -8,14 +8,6 @@
 #ifdef _OPENMP
 #include <omp.h>
 #endif
-
-static int thread_id(void) {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
 
 size_t model_shape_count(model_shape_t s) {
     if (s.n <= 0 || s.c <= 0 || s.h <= 0 || s.w <= 0) return 0;
@@ -66,59 +58,134 @@ static void valid_range(int size, int out, int s, int pad, int kk, int *lo, int 
     *hi = h;
 }
 
-/* col (C*k*k, Ho*Wo) from C planes of x (H, W). */
-static void im2col(const float *x, int C, int H, int W, int k, int s, int pad, int Ho, int Wo,
-                   float *col) {
-    for (int c = 0; c < C; c++) {
-        const float *xc = x + (size_t)c * H * W;
-        for (int ki = 0; ki < k; ki++) {
-            int ylo, yhi;
-            valid_range(H, Ho, s, pad, ki, &ylo, &yhi);
-            for (int kj = 0; kj < k; kj++) {
-                float *dst = col + ((size_t)(c * k + ki) * k + kj) * Ho * Wo;
-                int xlo, xhi;
-                valid_range(W, Wo, s, pad, kj, &xlo, &xhi);
-                if (ylo > 0) memset(dst, 0, sizeof(float) * (size_t)ylo * Wo);
-                for (int oy = ylo; oy < yhi; oy++) {
-                    float *d = dst + (size_t)oy * Wo;
-                    const float *src = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
-                    for (int ox = 0; ox < xlo; ox++) d[ox] = 0.0f;
-                    if (s == 1) {
-                        memcpy(d + xlo, src + xlo, sizeof(float) * (size_t)(xhi - xlo));
-                    } else {
-                        for (int ox = xlo; ox < xhi; ox++) d[ox] = src[ox * s];
-                    }
-                    for (int ox = xhi; ox < Wo; ox++) d[ox] = 0.0f;
+/* The k*k rows of one input channel's im2col: row (ki*k + kj) of `col`
+ * (rows ld floats apart) holds, for every output position, the input pixel
+ * under kernel tap (ki, kj), or 0 in the padding. */
+static void im2col_channel(const float *xc, int H, int W, int k, int s, int pad, int Ho, int Wo,
+                           float *col, size_t ld) {
+    for (int ki = 0; ki < k; ki++) {
+        int ylo, yhi;
+        valid_range(H, Ho, s, pad, ki, &ylo, &yhi);
+        for (int kj = 0; kj < k; kj++) {
+            float *dst = col + (size_t)(ki * k + kj) * ld;
+            int xlo, xhi;
+            valid_range(W, Wo, s, pad, kj, &xlo, &xhi);
+            if (ylo > 0) memset(dst, 0, sizeof(float) * (size_t)ylo * Wo);
+            for (int oy = ylo; oy < yhi; oy++) {
+                float *d = dst + (size_t)oy * Wo;
+                const float *src = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
+                for (int ox = 0; ox < xlo; ox++) d[ox] = 0.0f;
+                if (s == 1) {
+                    memcpy(d + xlo, src + xlo, sizeof(float) * (size_t)(xhi - xlo));
+                } else {
+                    for (int ox = xlo; ox < xhi; ox++) d[ox] = src[ox * s];
                 }
-                if (yhi < Ho) memset(dst + (size_t)yhi * Wo, 0, sizeof(float) * (size_t)(Ho - yhi) * Wo);
+                for (int ox = xhi; ox < Wo; ox++) d[ox] = 0.0f;
+            }
+            if (yhi < Ho)
+                memset(dst + (size_t)yhi * Wo, 0, sizeof(float) * (size_t)(Ho - yhi) * Wo);
+        }
+    }
+}
+
+/* The inverse: one input channel plane xc += the k*k rows of col. */
+static void col2im_channel_add(const float *col, int H, int W, int k, int s, int pad, int Ho,
+                               int Wo, size_t ld, float *xc) {
+    for (int ki = 0; ki < k; ki++) {
+        int ylo, yhi;
+        valid_range(H, Ho, s, pad, ki, &ylo, &yhi);
+        for (int kj = 0; kj < k; kj++) {
+            const float *srcrow = col + (size_t)(ki * k + kj) * ld;
+            int xlo, xhi;
+            valid_range(W, Wo, s, pad, kj, &xlo, &xhi);
+            for (int oy = ylo; oy < yhi; oy++) {
+                const float *src = srcrow + (size_t)oy * Wo;
+                float *d = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
+                if (s == 1) {
+                    for (int ox = xlo; ox < xhi; ox++) d[ox] += src[ox];
+                } else {
+                    for (int ox = xlo; ox < xhi; ox++) d[ox * s] += src[ox];
+                }
             }
         }
     }
 }
 
-/* x (C planes, H, W) += col2im(col). */
-static void col2im_add(const float *col, int C, int H, int W, int k, int s, int pad, int Ho, int Wo,
-                       float *x) {
-    for (int c = 0; c < C; c++) {
-        float *xc = x + (size_t)c * H * W;
-        for (int ki = 0; ki < k; ki++) {
-            int ylo, yhi;
-            valid_range(H, Ho, s, pad, ki, &ylo, &yhi);
-            for (int kj = 0; kj < k; kj++) {
-                const float *srcrow = col + ((size_t)(c * k + ki) * k + kj) * Ho * Wo;
-                int xlo, xhi;
-                valid_range(W, Wo, s, pad, kj, &xlo, &xhi);
-                for (int oy = ylo; oy < yhi; oy++) {
-                    const float *src = srcrow + (size_t)oy * Wo;
-                    float *d = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
-                    if (s == 1) {
-                        for (int ox = xlo; ox < xhi; ox++) d[ox] += src[ox];
-                    } else {
-                        for (int ox = xlo; ox < xhi; ox++) d[ox * s] += src[ox];
-                    }
-                }
-            }
-        }
+static int thread_id(void) {
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+typedef struct conv_geom {
+    int G, Cg, Mg, k, K, HWo;
+    size_t in_img, out_img, in_plane;
+} conv_geom_t;
+
+static conv_geom_t geom(const model_conv_param_t *p, model_shape_t in, model_shape_t o) {
+    conv_geom_t g;
+    g.G = p->groups;
+    g.Cg = p->in_c / g.G;
+    g.Mg = p->out_c / g.G;
+    g.k = p->kernel;
+    g.K = g.Cg * g.k * g.k;
+    g.HWo = o.h * o.w;
+    g.in_plane = (size_t)in.h * in.w;
+    g.in_img = (size_t)in.c * g.in_plane;
+    g.out_img = (size_t)o.c * g.HWo;
+    return g;
+}
+
+/* im2col of image i, group gi, into col (K rows of HWo). With `team`, the
+ * channels are spread over the OpenMP threads. */
+static void image_im2col(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
+                         const conv_geom_t *c, const float *x, int i, int gi, float *col,
+                         int team) {
+    const float *xg = x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
+#pragma omp parallel for schedule(static) if (team)
+    for (int ch = 0; ch < c->Cg; ch++)
+        im2col_channel(xg + (size_t)ch * c->in_plane, in.h, in.w, c->k, p->stride, p->pad, o.h,
+                       o.w, col + (size_t)ch * c->k * c->k * c->HWo, (size_t)c->HWo);
+}
+
+static void image_col2im_add(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
+                             const conv_geom_t *c, const float *dcol, int i, int gi, float *dx,
+                             int team) {
+    float *dxg = dx + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
+#pragma omp parallel for schedule(static) if (team)
+    for (int ch = 0; ch < c->Cg; ch++)
+        col2im_channel_add(dcol + (size_t)ch * c->k * c->k * c->HWo, in.h, in.w, c->k, p->stride,
+                           p->pad, o.h, o.w, (size_t)c->HWo, dxg + (size_t)ch * c->in_plane);
+}
+
+/* Two ways to spread the work over T threads. With at least T images, each
+ * thread takes whole images and runs single-threaded sgemms on them (OpenBLAS's
+ * OpenMP build goes single-threaded inside a parallel region): no
+ * synchronisation, and every core at its full sgemm rate. With fewer images
+ * (latency: batch 1), the images go one after another and the threads share
+ * each image: im2col by channel, sgemm by OpenBLAS's own threading. */
+static int per_image_threads(const model_workspace_t *ws, int n) {
+    return n >= ws_threads(ws) && ws_threads(ws) > 1;
+}
+
+static void forward_image(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
+                          const conv_geom_t *c, const float *x, const float *w, const float *b,
+                          float *y, int i, float *col, int team) {
+    const int direct = (c->k == 1 && p->stride == 1 && p->pad == 0);
+    for (int gi = 0; gi < c->G; gi++) {
+        const float *src = col;
+        if (direct)
+            src = x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
+        else
+            image_im2col(p, in, o, c, x, i, gi, col, team);
+        float *yg = y + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
+        const float *bg = b + gi * c->Mg;
+        for (int m = 0; m < c->Mg; m++)
+            for (int j = 0; j < c->HWo; j++) yg[(size_t)m * c->HWo + j] = bg[m];
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->Mg, c->HWo, c->K, 1.0f,
+                    w + (size_t)gi * c->Mg * c->K, c->K, src, c->HWo, 1.0f, yg, c->HWo);
     }
 }
 
@@ -127,34 +194,46 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
     model_shape_t o = {0, 0, 0, 0};
     if (model_conv_shape(p, in, &o, err)) return -1;
     if (!ws || !x || !w || !b || !y) return util_fail(err, "conv forward: NULL buffer");
-    const int G = p->groups, Cg = p->in_c / G, Mg = p->out_c / G, k = p->kernel;
-    const int K = Cg * k * k, HWo = o.h * o.w;
-    const size_t in_img = (size_t)in.c * in.h * in.w, out_img = (size_t)o.c * HWo;
-    const int direct = (k == 1 && p->stride == 1 && p->pad == 0);
-    if (!direct && ws_reserve(ws, WS_COL, (size_t)K * HWo, err)) return -1;
-    const int T = ws_threads(ws);
+    const conv_geom_t c = geom(p, in, o);
+    if (ws_reserve(ws, WS_COL, (size_t)c.K * c.HWo, err)) return -1;
+    const int spread = per_image_threads(ws, in.n), T = ws_threads(ws);
 
-#pragma omp parallel for num_threads(T) schedule(static) if (in.n > 1)
-    for (int i = 0; i < in.n; i++) {
-        float *col = direct ? NULL : ws_buf(ws, WS_COL, thread_id());
-        for (int g = 0; g < G; g++) {
-            const float *xg = x + i * in_img + (size_t)g * Cg * in.h * in.w;
-            float *yg = y + i * out_img + (size_t)g * Mg * HWo;
-            const float *src = xg;
-            if (!direct) {
-                im2col(xg, Cg, in.h, in.w, k, p->stride, p->pad, o.h, o.w, col);
-                src = col;
-            }
-            for (int m = 0; m < Mg; m++) {
-                float bv = b[g * Mg + m];
-                float *row = yg + (size_t)m * HWo;
-                for (int j = 0; j < HWo; j++) row[j] = bv;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Mg, HWo, K, 1.0f,
-                        w + (size_t)g * Mg * K, K, src, HWo, 1.0f, yg, HWo);
-        }
+    if (spread) {
+#pragma omp parallel for num_threads(T) schedule(static)
+        for (int i = 0; i < in.n; i++)
+            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, thread_id()), 0);
+    } else {
+        /* Outside any parallel region, so OpenBLAS and the im2col loops use
+         * the whole (pooled) OpenMP team. */
+        for (int i = 0; i < in.n; i++)
+            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, 0), 1);
     }
     return 0;
+}
+
+/* Image i's contribution: dw and db accumulate into dwt, dbt; dx (when
+ * not NULL) receives the image's input gradient. col holds 2*K*HWo floats. */
+static void backward_image(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
+                           const conv_geom_t *c, const float *x, const float *w, const float *dy,
+                           float *dx, int i, float *col, float *dwt, float *dbt, int team) {
+    float *dcol = col + (size_t)c->K * c->HWo;
+    if (dx) memset(dx + (size_t)i * c->in_img, 0, sizeof(float) * c->in_img);
+    for (int gi = 0; gi < c->G; gi++) {
+        const float *dyg = dy + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
+        image_im2col(p, in, o, c, x, i, gi, col, team);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->Mg, c->K, c->HWo, 1.0f, dyg,
+                    c->HWo, col, c->HWo, 1.0f, dwt + (size_t)gi * c->Mg * c->K, c->K);
+        for (int m = 0; m < c->Mg; m++) {
+            const float *row = dyg + (size_t)m * c->HWo;
+            float s = 0.0f;
+            for (int j = 0; j < c->HWo; j++) s += row[j];
+            dbt[gi * c->Mg + m] += s;
+        }
+        if (!dx) continue;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->HWo, c->Mg, 1.0f,
+                    w + (size_t)gi * c->Mg * c->K, c->K, dyg, c->HWo, 0.0f, dcol, c->HWo);
+        image_col2im_add(p, in, o, c, dcol, i, gi, dx, team);
+    }
 }
 
 int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
@@ -163,47 +242,32 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
     model_shape_t o = {0, 0, 0, 0};
     if (model_conv_shape(p, in, &o, err)) return -1;
     if (!ws || !x || !w || !dy || !dw || !db) return util_fail(err, "conv backward: NULL buffer");
-    const int G = p->groups, Cg = p->in_c / G, Mg = p->out_c / G, k = p->kernel;
-    const int K = Cg * k * k, HWo = o.h * o.w;
-    const size_t in_img = (size_t)in.c * in.h * in.w, out_img = (size_t)o.c * HWo;
-    const size_t wcount = (size_t)p->out_c * K;
-    if (ws_reserve(ws, WS_COL, 2 * (size_t)K * HWo, err) ||
+    const conv_geom_t c = geom(p, in, o);
+    const size_t wcount = (size_t)p->out_c * c.K;
+    if (ws_reserve(ws, WS_COL, 2 * (size_t)c.K * c.HWo, err) ||
         ws_reserve(ws, WS_GRAD_W, wcount, err) || ws_reserve(ws, WS_GRAD_B, (size_t)p->out_c, err))
         return -1;
-    const int T = ws_threads(ws);
-    const int used = in.n < T ? in.n : T;
+    const int spread = per_image_threads(ws, in.n), T = ws_threads(ws);
+    const int used = spread ? T : 1;
     for (int t = 0; t < used; t++) {
         memset(ws_buf(ws, WS_GRAD_W, t), 0, sizeof(float) * wcount);
         memset(ws_buf(ws, WS_GRAD_B, t), 0, sizeof(float) * (size_t)p->out_c);
     }
 
-#pragma omp parallel for num_threads(T) schedule(static) if (in.n > 1)
-    for (int i = 0; i < in.n; i++) {
-        int tid = thread_id();
-        float *col = ws_buf(ws, WS_COL, tid), *dcol = col + (size_t)K * HWo;
-        float *dwt = ws_buf(ws, WS_GRAD_W, tid), *dbt = ws_buf(ws, WS_GRAD_B, tid);
-        if (dx) memset(dx + i * in_img, 0, sizeof(float) * in_img);
-        for (int g = 0; g < G; g++) {
-            const float *xg = x + i * in_img + (size_t)g * Cg * in.h * in.w;
-            const float *dyg = dy + i * out_img + (size_t)g * Mg * HWo;
-            im2col(xg, Cg, in.h, in.w, k, p->stride, p->pad, o.h, o.w, col);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Mg, K, HWo, 1.0f, dyg, HWo, col,
-                        HWo, 1.0f, dwt + (size_t)g * Mg * K, K);
-            for (int m = 0; m < Mg; m++) {
-                const float *row = dyg + (size_t)m * HWo;
-                float s = 0.0f;
-                for (int j = 0; j < HWo; j++) s += row[j];
-                dbt[g * Mg + m] += s;
-            }
-            if (dx) {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, HWo, Mg, 1.0f,
-                            w + (size_t)g * Mg * K, K, dyg, HWo, 0.0f, dcol, HWo);
-                col2im_add(dcol, Cg, in.h, in.w, k, p->stride, p->pad, o.h, o.w,
-                           dx + i * in_img + (size_t)g * Cg * in.h * in.w);
-            }
+    if (spread) {
+#pragma omp parallel for num_threads(T) schedule(static)
+        for (int i = 0; i < in.n; i++) {
+            const int tid = thread_id();
+            backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, tid),
+                           ws_buf(ws, WS_GRAD_W, tid), ws_buf(ws, WS_GRAD_B, tid), 0);
         }
+    } else {
+        for (int i = 0; i < in.n; i++)
+            backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, 0),
+                           ws_buf(ws, WS_GRAD_W, 0), ws_buf(ws, WS_GRAD_B, 0), 1);
     }
 
+    /* Sum the per-thread accumulators. */
 #pragma omp parallel for num_threads(T) schedule(static)
     for (size_t j = 0; j < wcount; j++) {
         float s = 0.0f;

@@ -18,6 +18,12 @@ int model_fc_forward(const model_fc_param_t *p, int n, const float *x, const flo
     if (!x || !w || !b || !y) return util_fail(err, "fc forward: NULL buffer");
     for (int i = 0; i < n; i++)
         for (int o = 0; o < p->out; o++) y[(size_t)i * p->out + o] = b[o];
+    if (n == 1) {
+        /* One image is a matrix-vector product: memory-bound, and sgemv streams
+         * the weights about three times faster here than sgemm with M = 1. */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 1.0f, y, 1);
+        return 0;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w,
                 p->in, 1.0f, y, p->out);
     return 0;

@@ -50,18 +50,35 @@ int model_pool_forward(const model_pool_param_t *p, model_shape_t in, const floa
             if (y1 > H) y1 = H;
             for (int ox = 0; ox < o.w; ox++) {
                 int x0 = ox * s - p->pad, x1 = x0 + k;
-                if (x0 < 0) x0 = 0;
-                if (x1 > W) x1 = W;
-                float best = -FLT_MAX;
-                int32_t bi = y0 * W + x0;
-                for (int yy = y0; yy < y1; yy++)
-                    for (int xx = x0; xx < x1; xx++) {
-                        float v = xp[yy * W + xx];
-                        if (v > best) {
-                            best = v;
-                            bi = yy * W + xx;
+                float best;
+                int32_t bi;
+                if (k == 3 && y1 - y0 == 3 && x0 >= 0 && x0 + 3 <= W) {
+                    /* The paper's 3x3 window, wholly inside: unrolled. */
+                    const float *r0 = xp + y0 * W + x0, *r1 = r0 + W, *r2 = r1 + W;
+                    int32_t base = y0 * W + x0;
+                    best = r0[0], bi = base;
+                    if (r0[1] > best) best = r0[1], bi = base + 1;
+                    if (r0[2] > best) best = r0[2], bi = base + 2;
+                    if (r1[0] > best) best = r1[0], bi = base + W;
+                    if (r1[1] > best) best = r1[1], bi = base + W + 1;
+                    if (r1[2] > best) best = r1[2], bi = base + W + 2;
+                    if (r2[0] > best) best = r2[0], bi = base + 2 * W;
+                    if (r2[1] > best) best = r2[1], bi = base + 2 * W + 1;
+                    if (r2[2] > best) best = r2[2], bi = base + 2 * W + 2;
+                } else {
+                    if (x0 < 0) x0 = 0;
+                    if (x1 > W) x1 = W;
+                    best = -FLT_MAX;
+                    bi = y0 * W + x0;
+                    for (int yy = y0; yy < y1; yy++)
+                        for (int xx = x0; xx < x1; xx++) {
+                            float v = xp[yy * W + xx];
+                            if (v > best) {
+                                best = v;
+                                bi = yy * W + xx;
+                            }
                         }
-                    }
+                }
                 yp[oy * o.w + ox] = best;
                 ap[oy * o.w + ox] = bi;
             }
