@@ -10,6 +10,9 @@ PACKAGES=(
   libturbojpeg0-dev libpng-dev  # data/: JPEG decode/encode (TurboJPEG), PNG decode
   dataset-fashion-mnist         # data/ tests and training: Fashion-MNIST IDX files
   python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
+  libsqlite3-dev                # index/: the item store
+  libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
+  python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
 )
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
 PACKAGES+=("$@")
