@@ -265,6 +265,17 @@ static int make_dir(const char *dir, util_err_t *err) {
     return 0;
 }
 
+static int resolve_params(vec_params_t *p, int nprobe, int ef_search, int nflip,
+                          util_err_t *err) {
+    if (nprobe < 0 || ef_search < 0 || nflip < -1)
+        return util_fail(err, "index: negative nprobe (%d), ef_search (%d) or nflip (%d)", nprobe,
+                         ef_search, nflip);
+    p->nprobe = nprobe ? nprobe : 16;
+    p->ef_search = ef_search ? ef_search : 64;
+    p->nflip = nflip == -1 ? 0 : nflip ? nflip : 2;
+    return 0;
+}
+
 index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err) {
     index_options_t defaults;
     index_options_default(&defaults);
@@ -277,8 +288,10 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         util_fail(err, "index: folder name too long");
         return NULL;
     }
-    if (opt->nprobe < 0 || opt->ef_search < 0 || opt->nflip < -1 || opt->snapshot_every < 0) {
-        util_fail(err, "index: negative nprobe, ef_search, nflip or snapshot_every");
+    vec_params_t params;
+    if (resolve_params(&params, opt->nprobe, opt->ef_search, opt->nflip, err)) return NULL;
+    if (opt->snapshot_every < 0) {
+        util_fail(err, "index: negative snapshot_every");
         return NULL;
     }
     if (make_dir(dir, err)) return NULL;
@@ -288,9 +301,7 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         return NULL;
     }
     ix->opt = *opt;
-    ix->params.nprobe = opt->nprobe ? opt->nprobe : 16;
-    ix->params.ef_search = opt->ef_search ? opt->ef_search : 64;
-    ix->params.nflip = opt->nflip == -1 ? 0 : opt->nflip ? opt->nflip : 2;
+    ix->params = params;
     pthread_rwlock_init(&ix->lock, NULL);
     pthread_mutex_init(&ix->snap_lock, NULL);
 
@@ -604,6 +615,18 @@ int index_search_id(index_t *ix, index_kind_t kind, int64_t id, int k, index_hit
                       : util_fail(err, "item %" PRId64 " has no code", id);
     }
     store_record_clear(&rec);
+    return rc;
+}
+
+int index_set_search_params(index_t *ix, int nprobe, int ef_search, int nflip, util_err_t *err) {
+    vec_params_t p;
+    if (resolve_params(&p, nprobe, ef_search, nflip, err)) return -1;
+    pthread_rwlock_wrlock(&ix->lock);
+    ix->params = p;
+    int rc = 0;
+    for (int k = 0; k < 2 && !rc; k++)
+        if (ix->slot[k].v) rc = vecindex_set_params(ix->slot[k].v, &p, err);
+    pthread_rwlock_unlock(&ix->lock);
     return rc;
 }
 

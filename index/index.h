@@ -195,6 +195,10 @@ int index_search_code(index_t *ix, const uint8_t *codes, size_t nq, int code_byt
 int index_search_id(index_t *ix, index_kind_t kind, int64_t id, int k, index_hit_t *hits,
                     util_err_t *err);
 
+/* Changes the search-time parameters (same meaning and defaults as in
+ * index_options_t) of the open indexes; they hold for later searches. */
+int index_set_search_params(index_t *ix, int nprobe, int ef_search, int nflip, util_err_t *err);
+
 /* Reads an item's metadata and vectors from the store (see store_get). */
 int index_get(index_t *ix, int64_t id, store_record_t *out, util_err_t *err);
 

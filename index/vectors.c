@@ -206,6 +206,11 @@ void vecindex_free(vecindex_t *v) {
     free(v);
 }
 
+int vecindex_set_params(vecindex_t *v, const vec_params_t *params, util_err_t *err) {
+    v->params = *params;
+    return apply_params(v, err);
+}
+
 int vecindex_is_trained(const vecindex_t *v) {
     return v->f ? faiss_Index_is_trained(v->f) : faiss_IndexBinary_is_trained(v->b);
 }

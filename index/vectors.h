@@ -18,6 +18,7 @@ vecindex_t *vecindex_create(index_kind_t kind, int dim, const char *factory,
                             const vec_params_t *params, util_err_t *err);
 void vecindex_free(vecindex_t *v);
 
+int vecindex_set_params(vecindex_t *v, const vec_params_t *params, util_err_t *err);
 int vecindex_is_trained(const vecindex_t *v);
 /* Vectors needed before training is worthwhile (39 per IVF list, FAISS's own
  * warning threshold), and the most worth sampling for it (256 per list). 0
