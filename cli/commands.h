@@ -11,5 +11,8 @@ typedef struct cli_command {
 } cli_command_t;
 
 int cmd_forward(int argc, char **argv);
+int cmd_import(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_info(int argc, char **argv);
 
 #endif

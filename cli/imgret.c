@@ -6,6 +6,9 @@
 
 static const cli_command_t commands[] = {
     {"forward", "run the AlexNet forward pass on CPU and print the top-5 classes", cmd_forward},
+    {"import", "import AlexNet weights from Caffe (.caffemodel) or ONNX", cmd_import},
+    {"export", "export a model file as ONNX", cmd_export},
+    {"info", "print a model file's spec, parameters, normalisation and hash", cmd_info},
 };
 
 static void usage(FILE *f) {

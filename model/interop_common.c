@@ -1,0 +1,390 @@
+/* Shared by the model file and the importers: bounded reads, atomic writes
+ * with a running SHA-256, the paper-shape check and the import builder. */
+#include "model/interop_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <protobuf-c/protobuf-c.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ file reading */
+
+int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
+                 util_err_t *err) {
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return util_fail(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > max_bytes) {
+        close(fd);
+        return util_fail(err, "%s: %lld bytes, more than the %llu this reader accepts", path,
+                         (long long)st.st_size, (unsigned long long)max_bytes);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        close(fd);
+        return util_fail(err, "%s: out of memory for %zu bytes", path, n);
+    }
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) {
+            int e = errno;
+            free(buf);
+            close(fd);
+            return util_fail(err, "%s: read failed after %zu of %zu bytes: %s", path, got, n,
+                             r < 0 ? strerror(e) : "file shrank");
+        }
+        got += (size_t)r;
+    }
+    close(fd);
+    *out = buf;
+    *len = n;
+    return 0;
+}
+
+/* ----------------------------------------------------------- atomic write */
+
+int ix_sha256(const void *data, size_t len, uint8_t out[MODEL_HASH_BYTES], util_err_t *err) {
+    unsigned int n = 0;
+    if (!EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) || n != MODEL_HASH_BYTES)
+        return util_fail(err, "sha256: OpenSSL failed");
+    return 0;
+}
+
+int ix_writer_open(ix_writer_t *w, const char *path, util_err_t *err) {
+    memset(w, 0, sizeof *w);
+    size_t n = strlen(path);
+    w->path = malloc(n + 1);
+    w->tmp = malloc(n + 16);
+    if (!w->path || !w->tmp) {
+        ix_writer_abort(w);
+        return util_fail(err, "%s: out of memory", path);
+    }
+    memcpy(w->path, path, n + 1);
+    /* Same folder as the target, so the rename cannot cross filesystems. */
+    snprintf(w->tmp, n + 16, "%s.tmp.XXXXXX", path);
+    int fd = mkstemp(w->tmp);
+    if (fd < 0) {
+        int e = errno;
+        free(w->tmp);
+        w->tmp = NULL;
+        ix_writer_abort(w);
+        return util_fail(err, "%s: cannot create a temporary file beside it: %s", path,
+                         strerror(e));
+    }
+    /* mkstemp makes it 0600; a model file is an ordinary document. */
+    mode_t um = umask(0);
+    umask(um);
+    fchmod(fd, 0666 & ~um);
+    w->f = fdopen(fd, "wb");
+    if (!w->f) {
+        close(fd);
+        ix_writer_abort(w);
+        return util_fail(err, "%s: fdopen failed", path);
+    }
+    setvbuf(w->f, NULL, _IOFBF, 1 << 20);
+    return 0;
+}
+
+void ix_writer_write(ix_writer_t *w, const void *data, size_t len) {
+    if (w->failed || len == 0) return;
+    if (w->sha && !EVP_DigestUpdate((EVP_MD_CTX *)w->sha, data, len)) w->failed = 1;
+    if (fwrite(data, 1, len, w->f) != len) {
+        w->failed = 1;
+        w->saved_errno = errno;
+    }
+}
+
+int ix_writer_hash_begin(ix_writer_t *w, util_err_t *err) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL)) {
+        EVP_MD_CTX_free(c);
+        return util_fail(err, "%s: sha256: OpenSSL failed", w->path);
+    }
+    w->sha = c;
+    return 0;
+}
+
+int ix_writer_hash_end(ix_writer_t *w, uint8_t out[MODEL_HASH_BYTES], util_err_t *err) {
+    unsigned int n = 0;
+    EVP_MD_CTX *c = w->sha;
+    w->sha = NULL;
+    int ok = c && EVP_DigestFinal_ex(c, out, &n) && n == MODEL_HASH_BYTES;
+    EVP_MD_CTX_free(c);
+    return ok ? 0 : util_fail(err, "%s: sha256: OpenSSL failed", w->path);
+}
+
+int ix_writer_pwrite(ix_writer_t *w, uint64_t offset, const void *data, size_t len,
+                     util_err_t *err) {
+    if (fflush(w->f) || fseeko(w->f, (off_t)offset, SEEK_SET) ||
+        fwrite(data, 1, len, w->f) != len || fseeko(w->f, 0, SEEK_END))
+        return util_fail(err, "%s: write failed: %s", w->path, strerror(errno));
+    return 0;
+}
+
+int ix_writer_commit(ix_writer_t *w, util_err_t *err) {
+    int rc = 0;
+    if (w->failed) {
+        rc = util_fail(err, "%s: write failed: %s", w->path,
+                       w->saved_errno ? strerror(w->saved_errno) : "hash failed");
+    } else if (fflush(w->f) || fsync(fileno(w->f))) {
+        rc = util_fail(err, "%s: flush failed: %s", w->path, strerror(errno));
+    }
+    if (rc == 0) {
+        int e = fclose(w->f);
+        w->f = NULL;
+        if (e) rc = util_fail(err, "%s: close failed: %s", w->path, strerror(errno));
+    }
+    if (rc == 0 && rename(w->tmp, w->path))
+        rc = util_fail(err, "%s: cannot rename the temporary file over it: %s", w->path,
+                       strerror(errno));
+    if (rc == 0) {
+        /* The rename is durable only once the folder is synced. */
+        char *dir = strdup(w->path);
+        char *slash = dir ? strrchr(dir, '/') : NULL;
+        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
+        int dfd = open(d, O_RDONLY | O_DIRECTORY);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+        free(w->tmp); /* renamed: nothing to remove */
+        w->tmp = NULL;
+    }
+    ix_writer_abort(w);
+    return rc;
+}
+
+void ix_writer_abort(ix_writer_t *w) {
+    if (w->f) fclose(w->f);
+    if (w->tmp) unlink(w->tmp);
+    EVP_MD_CTX_free((EVP_MD_CTX *)w->sha);
+    free(w->tmp);
+    free(w->path);
+    memset(w, 0, sizeof *w);
+}
+
+typedef struct writer_buffer {
+    ProtobufCBuffer base;
+    ix_writer_t *w;
+} writer_buffer_t;
+
+static void writer_append(ProtobufCBuffer *buffer, size_t len, const uint8_t *data) {
+    ix_writer_write(((writer_buffer_t *)buffer)->w, data, len);
+}
+
+void ix_writer_pack(ix_writer_t *w, const struct ProtobufCMessage *msg) {
+    writer_buffer_t b = {{writer_append}, w};
+    protobuf_c_message_pack_to_buffer(msg, &b.base);
+}
+
+/* ------------------------------------------------------------ paper shape */
+
+void ix_dims_str(const int *dims, int ndim, char *out, size_t cap) {
+    size_t at = 0;
+    out[0] = '\0';
+    for (int i = 0; i < ndim && at < cap; i++)
+        at += (size_t)snprintf(out + at, cap - at, i ? "x%d" : "%d", dims[i]);
+}
+
+static const char *kind_name(model_layer_kind_t k) {
+    switch (k) {
+    case MODEL_CONV: return "convolution";
+    case MODEL_RELU: return "ReLU";
+    case MODEL_LRN: return "LRN";
+    case MODEL_MAXPOOL: return "max pooling";
+    case MODEL_FC: return "fully connected";
+    case MODEL_DROPOUT: return "dropout";
+    }
+    return "unknown";
+}
+
+/* The paper's conv geometry: kernel, stride, pad, groups, by conv index. */
+static const int paper_conv[5][4] = {{11, 4, 0, 1}, {5, 1, 2, 2}, {3, 1, 1, 1}, {3, 1, 1, 2},
+                                     {3, 1, 1, 2}};
+
+int model_spec_check_paper_shape(const model_spec_t *spec, util_err_t *err) {
+    model_spec_t paper;
+    model_spec_alexnet(&paper);
+    if (spec->n_layers != paper.n_layers)
+        return util_fail(err, "not a paper-shaped AlexNet: %d layers, the paper's has %d",
+                         spec->n_layers, paper.n_layers);
+    if (spec->in_c != 3)
+        return util_fail(err, "not a paper-shaped AlexNet: %d input channels, not 3", spec->in_c);
+    int conv = 0;
+    for (int i = 0; i < spec->n_layers; i++) {
+        const model_layer_spec_t *l = &spec->layer[i], *p = &paper.layer[i];
+        if (l->kind != p->kind)
+            return util_fail(err,
+                             "not a paper-shaped AlexNet: layer %d (%s) is %s where the paper "
+                             "has %s (%s)",
+                             i, l->name, kind_name(l->kind), kind_name(p->kind), p->name);
+        if (l->kind == MODEL_CONV) {
+            const int *g = paper_conv[conv++];
+            if (l->kernel != g[0] || l->stride != g[1] || l->pad != g[2] || l->groups != g[3])
+                return util_fail(err,
+                                 "not a paper-shaped AlexNet: %s is %dx%d stride %d pad %d in %d "
+                                 "group(s); the paper's is %dx%d stride %d pad %d in %d",
+                                 p->name, l->kernel, l->kernel, l->stride, l->pad, l->groups, g[0],
+                                 g[0], g[1], g[2], g[3]);
+        } else if (l->kind == MODEL_MAXPOOL) {
+            if (l->kernel != 3 || l->stride != 2 || l->pad != 0)
+                return util_fail(err,
+                                 "not a paper-shaped AlexNet: %s pools %dx%d stride %d pad %d; "
+                                 "the paper's overlapping pooling is 3x3 stride 2",
+                                 p->name, l->kernel, l->kernel, l->stride, l->pad);
+        }
+    }
+    return model_spec_shapes(spec, 1, NULL, err);
+}
+
+int model_spec_has_paper_widths(const model_spec_t *spec) {
+    model_spec_t paper;
+    model_spec_alexnet(&paper);
+    if (spec->n_layers != paper.n_layers) return 0;
+    for (int i = 0; i < paper.n_layers - 1; i++)
+        if (spec->layer[i].kind != paper.layer[i].kind || spec->layer[i].out != paper.layer[i].out)
+            return 0;
+    return 1;
+}
+
+/* ---------------------------------------------------------- import builder */
+
+/* Copies a conv weight (out, in/g, k, k), reversing the input channels when
+ * the source net took BGR (only conv1 sees the image). */
+static void copy_conv_weight(float *dst, const float *src, int out, int in, int kk, int reverse) {
+    size_t plane = (size_t)kk;
+    for (int o = 0; o < out; o++)
+        for (int c = 0; c < in; c++) {
+            int sc = reverse ? in - 1 - c : c;
+            memcpy(dst + ((size_t)o * in + c) * plane, src + ((size_t)o * in + sc) * plane,
+                   plane * sizeof(float));
+        }
+}
+
+/* Shapes equal once leading 1s are dropped (Caffe's 2014 (1,1,out,in) fc
+ * weights and (1,1,1,out) biases). */
+static int same_squeezed(const int *a, int na, const int *b, int nb) {
+    while (na > 1 && a[0] == 1) a++, na--;
+    while (nb > 1 && b[0] == 1) b++, nb--;
+    if (na != nb) return 0;
+    for (int i = 0; i < na; i++)
+        if (a[i] != b[i]) return 0;
+    return 1;
+}
+
+static int take_param(model_tensor_t *t, const ix_layer_t *src, int is_bias, int reverse_in,
+                      util_err_t *err) {
+    const float *data = is_bias ? src->b : src->w;
+    size_t count = is_bias ? src->b_count : src->w_count;
+    const int *dims = is_bias ? src->b_dims : src->w_dims;
+    int ndim = is_bias ? src->b_ndim : src->w_ndim;
+    char want[64], have[64];
+    ix_dims_str(t->dims, t->ndim, want, sizeof want);
+    if (!data) return util_fail(err, "%s: %s has no %s", t->name, src->src, is_bias ? "bias" : "weights");
+    ix_dims_str(dims, ndim, have, sizeof have);
+    int dims_ok;
+    if (src->w_in_out && !is_bias) {
+        int swapped[2] = {t->dims[1], t->dims[0]};
+        dims_ok = same_squeezed(swapped, 2, dims, ndim);
+        snprintf(want, sizeof want, "%dx%d (in x out)", t->dims[1], t->dims[0]);
+    } else {
+        dims_ok = same_squeezed(t->dims, t->ndim, dims, ndim);
+    }
+    if (!dims_ok || count != t->count)
+        return util_fail(err, "%s: expected %s, %s has %s (%zu values)", t->name, want, src->src,
+                         have, count);
+    if (src->w_in_out && !is_bias) {
+        int out = t->dims[0], in = t->dims[1];
+        for (int i = 0; i < in; i++)
+            for (int o = 0; o < out; o++) t->data[(size_t)o * in + i] = data[(size_t)i * out + o];
+    } else if (reverse_in && !is_bias) {
+        copy_conv_weight(t->data, data, t->dims[0], t->dims[1], t->dims[2] * t->dims[3], 1);
+    } else {
+        memcpy(t->data, data, count * sizeof(float));
+    }
+    return 0;
+}
+
+model_file_t *ix_build(const ix_layer_t *layers, int n, int in_c, int in_h, int in_w,
+                       model_channel_order_t in_order, const char *source, util_err_t *err) {
+    model_spec_t paper, spec;
+    model_spec_alexnet(&paper);
+    memset(&spec, 0, sizeof spec);
+    snprintf(spec.name, sizeof spec.name, "alexnet");
+    spec.in_c = in_c;
+    spec.in_h = in_h;
+    spec.in_w = in_w;
+    /* Which source layer became which spec layer (-1: dropout added). */
+    int from[MODEL_MAX_LAYERS];
+    int at = 0;
+    for (int i = 0; i < paper.n_layers; i++) {
+        const model_layer_spec_t *p = &paper.layer[i];
+        model_layer_spec_t *l = &spec.layer[i];
+        if (at < n && layers[at].l.kind == p->kind) {
+            *l = layers[at].l;
+            from[i] = at++;
+        } else if (p->kind == MODEL_DROPOUT) {
+            /* An inference graph may leave dropout out (torch.onnx.export
+             * in eval mode does): it is the identity there, so add it. */
+            *l = *p;
+            from[i] = -1;
+        } else if (at < n) {
+            util_fail(err,
+                      "not a paper-shaped AlexNet: %s is %s where the paper has %s (%s)%s",
+                      layers[at].src, kind_name(layers[at].l.kind), kind_name(p->kind), p->name,
+                      p->kind == MODEL_LRN && layers[at].l.kind == MODEL_MAXPOOL
+                          ? " (CaffeNet pools before normalising; the paper normalises first)"
+                          : "");
+            return NULL;
+        } else {
+            util_fail(err, "not a paper-shaped AlexNet: the net ends after %s; the paper has %s "
+                           "(%s) next",
+                      n ? layers[n - 1].src : "no layer", kind_name(p->kind), p->name);
+            return NULL;
+        }
+        memcpy(l->name, p->name, sizeof l->name);
+        l->weight_std = p->weight_std;
+        l->bias_init = p->bias_init;
+    }
+    if (at < n) {
+        util_fail(err, "not a paper-shaped AlexNet: %s follows fc8, the last layer", layers[at].src);
+        return NULL;
+    }
+    spec.n_layers = paper.n_layers;
+    if (model_spec_check_paper_shape(&spec, err)) return NULL;
+    model_file_t *mf = model_file_create(&spec, err);
+    if (!mf) return NULL;
+    snprintf(mf->source, sizeof mf->source, "%s", source);
+    for (int i = 0; i < mf->n_params; i++) {
+        model_tensor_t *t = &mf->param[i];
+        /* Params come in spec order: weight then bias of each conv/fc. */
+        char lname[24];
+        snprintf(lname, sizeof lname, "%s", t->name);
+        char *dot = strchr(lname, '.');
+        if (dot) *dot = '\0';
+        int layer = model_spec_find(&spec, lname);
+        const ix_layer_t *src = &layers[from[layer]];
+        int is_bias = strcmp(dot + 1, "bias") == 0;
+        int reverse = in_order == MODEL_CHANNELS_BGR && strcmp(lname, "conv1") == 0;
+        if (take_param(t, src, is_bias, reverse, err)) {
+            model_file_free(mf);
+            return NULL;
+        }
+    }
+    mf->norm.channel_order = MODEL_CHANNELS_RGB;
+    return mf;
+}
