@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/data.h"
 #include "util/util.h"
 
 /* ---------------------------------------------------------------- shapes */
@@ -256,6 +257,111 @@ typedef struct model_sgd {
 } model_sgd_t;
 
 void model_net_sgd_step(model_net_t *net, const model_sgd_t *sgd);
+
+/* -------------------------------------------------- training and evaluation */
+
+/* The paper's recipe: SGD with momentum 0.9 and weight decay 5e-4, batch 128,
+ * lr 0.01 divided by 10 when validation error stops improving (three times
+ * in all), random crops + mirrors + PCA lighting, minus the mean image. */
+typedef enum model_lr_schedule {
+    MODEL_LR_PLATEAU = 0, /* divide when val top-1 error has not improved for `patience` epochs */
+    MODEL_LR_STEP = 1,    /* divide every `step_epochs` epochs */
+} model_lr_schedule_t;
+
+typedef struct model_train_opts {
+    int epochs;
+    int batch;
+    model_sgd_t sgd; /* initial lr, momentum, weight decay */
+    model_lr_schedule_t schedule;
+    int patience;     /* plateau: epochs without improvement before a drop */
+    int step_epochs;  /* step: epochs between drops */
+    float lr_factor;  /* 0.1 */
+    int max_lr_drops; /* 3 */
+    /* Data: the stored geometry, crop, augmentation and normalisation. */
+    data_prep_t prep;
+    int crop;
+    int mirror;
+    float lighting_std;
+    data_norm_t norm; /* stats borrowed */
+    uint64_t seed;    /* data order and augmentation */
+    int threads;      /* loader worker threads */
+    int ten_crop_val; /* validate with ten crops instead of the centre crop */
+} model_train_opts_t;
+
+/* The paper's settings for a stored 256 / crop 224 dataset (callers adjust
+ * prep and crop for small images). */
+model_train_opts_t model_train_defaults(void);
+
+#define MODEL_MAX_EPOCHS 1000
+
+typedef struct model_epoch_metrics {
+    int epoch;
+    float lr;
+    float train_loss, train_top1, train_top5; /* errors in [0, 1], over the epoch */
+    float val_loss, val_top1, val_top5;       /* -1 when there is no validation set */
+    double seconds;
+    size_t skipped; /* items the loader could not load */
+} model_epoch_metrics_t;
+
+/* Everything besides the parameters, momentum and dropout RNG (which the net
+ * holds) that a resumed run needs to continue exactly. */
+typedef struct model_train_state {
+    int epoch;       /* the epoch in progress (0-based) */
+    size_t step;     /* batches of that epoch already done */
+    float lr;
+    float best_val_top1;
+    int bad_epochs, lr_drops;
+    /* running sums of the epoch in progress */
+    double loss_sum;
+    size_t seen, wrong1, wrong5;
+    double seconds; /* training time of the epoch in progress so far */
+    int n_history;
+    model_epoch_metrics_t history[MODEL_MAX_EPOCHS];
+} model_train_state_t;
+
+/* A fresh state at epoch 0 with the options' lr. */
+void model_train_state_init(model_train_state_t *st, const model_train_opts_t *opts);
+
+typedef struct model_train_hooks {
+    void *ctx;
+    /* After every step (may be NULL). */
+    void (*on_step)(void *ctx, const model_train_state_t *st, size_t steps_per_epoch, float loss,
+                    double img_per_s);
+    /* After every epoch, with its metrics (may be NULL). */
+    void (*on_epoch)(void *ctx, const model_epoch_metrics_t *m);
+    /* Writes a checkpoint: at the end of every epoch and when stopped (may be
+     * NULL). A failure stops training with that error. */
+    int (*checkpoint)(void *ctx, const model_net_t *net, const model_train_state_t *st,
+                      util_err_t *err);
+    /* Per skipped item (may be NULL). */
+    void (*on_skip)(void *ctx, size_t item, const char *message);
+    /* Checked after every step; when it becomes non-zero, training saves a
+     * checkpoint and returns MODEL_TRAIN_STOPPED. */
+    volatile int *stop;
+} model_train_hooks_t;
+
+#define MODEL_TRAIN_DONE 0
+#define MODEL_TRAIN_STOPPED 1
+
+/* Trains net on train (validating on val after every epoch when val is not
+ * NULL) from state st (fresh or resumed) to opts->epochs. Returns
+ * MODEL_TRAIN_DONE, MODEL_TRAIN_STOPPED, or -1 with err (a NaN or infinite
+ * loss stops training at once, before any checkpoint of the bad state). */
+int model_train(model_net_t *net, const data_dataset_t *train, const data_dataset_t *val,
+                const model_train_opts_t *opts, model_train_state_t *st,
+                const model_train_hooks_t *hooks, util_err_t *err);
+
+/* Top-1 and top-5 error (in [0, 1]) and mean loss over a dataset, with one
+ * centre crop or ten crops (four corners, centre and mirrors; softmax
+ * averaged) per image. Items that fail to load are skipped and counted. */
+typedef struct model_eval_result {
+    size_t count, skipped;
+    float top1, top5, loss;
+} model_eval_result_t;
+
+int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t *prep, int crop,
+                   const data_norm_t *norm, int ten_crop, int threads, model_eval_result_t *out,
+                   util_err_t *err);
 
 /* ======================================================================
  * Model files and weight interop (issue 4). Everything below this line is

@@ -1,0 +1,85 @@
+#include "cli/cli_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+cli_data_args_t cli_data_args_defaults(void) {
+    cli_data_args_t a = {"fashion-mnist", NULL, 0, 0};
+    return a;
+}
+
+int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value) {
+    if (!strcmp(opt, "--data")) a->data = value;
+    else if (!strcmp(opt, "--val")) a->val = value;
+    else if (!strcmp(opt, "--limit")) a->limit = atol(value);
+    else if (!strcmp(opt, "--val-limit")) a->val_limit = atol(value);
+    else return 0;
+    return 1;
+}
+
+static data_dataset_t *open_one(const char *spec, int test_split, util_err_t *err) {
+    if (!strcmp(spec, "fashion-mnist"))
+        return data_dataset_open_fashion_mnist(NULL, test_split ? "t10k" : "train", err);
+    if (!strncmp(spec, "folder:", 7)) return data_dataset_open_folder(spec + 7, NULL, err);
+    if (!strncmp(spec, "list:", 5)) return data_dataset_open_list(spec + 5, NULL, err);
+    util_fail(err, "unknown dataset '%s' (fashion-mnist, folder:DIR or list:FILE)", spec);
+    return NULL;
+}
+
+static data_dataset_t *limit(data_dataset_t *all, long n, util_err_t *err) {
+    if (n <= 0 || (size_t)n >= data_dataset_count(all)) return all;
+    return data_dataset_subset(all, 0, (size_t)n, err);
+}
+
+int cli_open_data(const cli_data_args_t *a, cli_dataset_t *d, util_err_t *err) {
+    memset(d, 0, sizeof *d);
+    if (!(d->train_all = open_one(a->data, 0, err))) return -1;
+    if (!(d->train = limit(d->train_all, a->limit, err))) goto fail;
+    const char *val = a->val;
+    if (!val && !strcmp(a->data, "fashion-mnist")) val = "fashion-mnist";
+    if (val) {
+        if (!(d->val_all = open_one(val, !strcmp(val, "fashion-mnist"), err))) goto fail;
+        if (!(d->val = limit(d->val_all, a->val_limit, err))) goto fail;
+    }
+    int channels = data_dataset_channels(d->train);
+    if (!strcmp(a->data, "fashion-mnist")) {
+        /* 28x28 items padded to 32x32; random 28x28 crops (the paper's 256 -> 224, scaled). */
+        d->prep = (data_prep_t){1, 0, 2};
+        d->crop = 28;
+        d->small = 1;
+    } else {
+        d->prep = (data_prep_t){channels == 1 ? 1 : 3, 256, 0};
+        d->crop = 227;
+    }
+    if (!(d->stats = data_stats_compute(d->train, &d->prep, 2, 0, NULL, err))) goto fail;
+    return 0;
+fail:
+    cli_close_data(d);
+    return -1;
+}
+
+void cli_close_data(cli_dataset_t *d) {
+    if (d->train != d->train_all) data_dataset_free(d->train);
+    if (d->val != d->val_all) data_dataset_free(d->val);
+    data_dataset_free(d->train_all);
+    data_dataset_free(d->val_all);
+    data_stats_free(d->stats);
+    memset(d, 0, sizeof *d);
+}
+
+int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spec,
+                     util_err_t *err) {
+    int classes = data_dataset_num_classes(d->train);
+    if (!name) name = d->small ? "alexnet-small" : "alexnet";
+    if (!strcmp(name, "alexnet-small"))
+        return model_spec_alexnet_small(spec, d->prep.channels, d->crop, classes < 2 ? 2 : classes,
+                                        err);
+    if (!strcmp(name, "alexnet")) {
+        model_spec_alexnet(spec);
+        spec->in_c = d->prep.channels;
+        spec->in_h = spec->in_w = d->crop;
+        spec->layer[spec->n_layers - 1].out = classes < 2 ? 2 : classes;
+        return model_spec_shapes(spec, 1, NULL, err);
+    }
+    return util_fail(err, "unknown net '%s' (alexnet or alexnet-small)", name);
+}

@@ -1,0 +1,38 @@
+/* Helpers shared by the subcommands: dataset arguments and the default
+ * network for a dataset. */
+#ifndef IMGRET_CLI_UTIL_H
+#define IMGRET_CLI_UTIL_H
+
+#include "data/data.h"
+#include "model/model.h"
+
+typedef struct cli_data_args {
+    const char *data; /* "fashion-mnist", "folder:DIR", "list:FILE" */
+    const char *val;  /* same forms; NULL: the matching test split when there is one */
+    long limit;       /* > 0: the first `limit` training items only */
+    long val_limit;   /* > 0: the first `val_limit` validation items only */
+} cli_data_args_t;
+
+cli_data_args_t cli_data_args_defaults(void);
+/* Consumes "--data", "--val", "--limit", "--val-limit" with their value;
+ * returns 1 when the option was one of those. */
+int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value);
+
+typedef struct cli_dataset {
+    data_dataset_t *train_all, *train, *val_all, *val; /* train/val may be subsets */
+    data_stats_t *stats; /* over the training set */
+    data_prep_t prep;    /* stored geometry */
+    int crop;            /* network input side */
+    int small;           /* small images: the small AlexNet variant fits */
+} cli_dataset_t;
+
+/* Opens the datasets and computes the training statistics. */
+int cli_open_data(const cli_data_args_t *a, cli_dataset_t *d, util_err_t *err);
+void cli_close_data(cli_dataset_t *d);
+
+/* alexnet (the paper's, 227 crops) or alexnet-small (28 or 32 crops); NULL
+ * picks by the dataset. */
+int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spec,
+                     util_err_t *err);
+
+#endif

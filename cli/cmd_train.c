@@ -1,0 +1,283 @@
+/* imgret train: the paper's recipe on a dataset (default: Fashion-MNIST from
+ * Debian's dataset-fashion-mnist), with a progress bar, a per-epoch CSV and
+ * checkpoints. */
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+#include "model/model.h"
+
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static volatile int stop_requested;
+
+static void on_sigint(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+typedef struct train_ctx {
+    int tty;
+    int epochs;
+    double last_print;
+    FILE *csv;
+    const char *out_path;
+    const cli_dataset_t *data;
+    const model_train_opts_t *opts;
+    float input_scale;
+    const char *data_name;
+} train_ctx_t;
+
+static void on_step(void *p, const model_train_state_t *st, size_t steps, float loss, double ips) {
+    train_ctx_t *c = p;
+    double now = util_now();
+    int last = st->step == steps;
+    if (!last && now - c->last_print < (c->tty ? 0.2 : 30.0)) return;
+    c->last_print = now;
+    double per_step = st->step ? st->seconds / (double)st->step : 0.0;
+    double eta = per_step * (double)(steps - st->step);
+    if (c->tty) {
+        int width = 30, done = (int)((double)width * (double)st->step / (double)steps);
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r epoch %d/%d [%s] %zu/%zu loss %.4f  %.0f img/s  ETA %02d:%02d ",
+                st->epoch + 1, c->epochs, bar, st->step, steps, (double)loss, ips,
+                (int)eta / 60, (int)eta % 60);
+        if (last) fputc('\n', stderr);
+    } else {
+        fprintf(stderr, "epoch %d/%d step %zu/%zu loss %.4f %.0f img/s ETA %ds\n", st->epoch + 1,
+                c->epochs, st->step, steps, (double)loss, ips, (int)eta);
+    }
+}
+
+static void on_epoch(void *p, const model_epoch_metrics_t *m) {
+    train_ctx_t *c = p;
+    fprintf(stderr,
+            "epoch %d: lr %g, train loss %.4f top-1 err %.2f%% top-5 err %.2f%%, val top-1 err "
+            "%.2f%% top-5 err %.2f%% (%.0f s%s)\n",
+            m->epoch, (double)m->lr, (double)m->train_loss, 100.0 * m->train_top1,
+            100.0 * m->train_top5, 100.0 * m->val_top1, 100.0 * m->val_top5, m->seconds,
+            m->skipped ? ", some images skipped" : "");
+    if (c->csv) {
+        fprintf(c->csv, "%d,%g,%.6f,%.6f,%.6f,%.6f,%.6f,%.6f,%.2f,%zu\n", m->epoch, (double)m->lr,
+                (double)m->train_loss, (double)m->train_top1, (double)m->train_top5,
+                (double)m->val_loss, (double)m->val_top1, (double)m->val_top5, m->seconds,
+                m->skipped);
+        fflush(c->csv);
+    }
+}
+
+/* The model file: spec, parameters, the training set's normalisation and
+ * class names, and (for a checkpoint) momentum, dropout RNG and the state. */
+static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_t *st,
+                      int checkpoint, const char *path, util_err_t *err) {
+    model_file_t *mf = model_file_from_net(net, checkpoint, err);
+    if (!mf) return -1;
+    const data_stats_t *stats = c->data->stats;
+    int rc = model_norm_set_mean_image(&mf->norm, stats->c, stats->h, stats->w, stats->mean, err);
+    mf->norm.scale = c->input_scale > 0 ? c->input_scale : 1.0f;
+    mf->norm.stored_size = stats->h;
+    mf->norm.has_eigen = 1;
+    memcpy(mf->norm.eigval, stats->eigval, sizeof stats->eigval);
+    memcpy(mf->norm.eigvec, stats->eigvec, sizeof stats->eigvec);
+    int n = data_dataset_num_classes(c->data->train);
+    const char *names[1024];
+    if (rc == 0 && n == mf->spec.layer[mf->spec.n_layers - 1].out && n <= 1024) {
+        for (int i = 0; i < n; i++) names[i] = data_dataset_class_name(c->data->train, i);
+        rc = model_file_set_class_names(mf, names, n, err);
+    }
+    snprintf(mf->source, sizeof mf->source, "imgret train on %s", c->data_name);
+    if (rc == 0 && checkpoint) {
+        model_checkpoint_t *ck = mf->checkpoint;
+        ck->epoch = st->epoch;
+        ck->step = (int64_t)st->step; /* steps done within epoch `epoch` */
+        ck->sgd = c->opts->sgd;
+        ck->sgd.lr = st->lr;
+        ck->history = calloc((size_t)(st->n_history ? st->n_history : 1), sizeof *ck->history);
+        if (!ck->history) rc = util_fail(err, "checkpoint: out of memory");
+        for (int i = 0; rc == 0 && i < st->n_history; i++) {
+            const model_epoch_metrics_t *m = &st->history[i];
+            ck->history[i] = (model_metric_t){m->epoch, 0, m->lr, m->train_loss, m->train_top1,
+                                              m->val_loss, m->val_top1, m->val_top5, m->seconds};
+        }
+        if (rc == 0) ck->n_history = st->n_history;
+    }
+    if (rc == 0) rc = model_file_save(mf, path, err);
+    model_file_free(mf);
+    return rc;
+}
+
+static int on_checkpoint(void *p, const model_net_t *net, const model_train_state_t *st,
+                         util_err_t *err) {
+    train_ctx_t *c = p;
+    char path[4096];
+    snprintf(path, sizeof path, "%s.ckpt", c->out_path);
+    return save_model(c, (model_net_t *)net, st, 1, path, err);
+}
+
+static void on_skip(void *p, size_t item, const char *message) {
+    (void)p;
+    fprintf(stderr, "\nskipped item %zu: %s\n", item, message);
+}
+
+static int usage(FILE *f) {
+    fprintf(f,
+            "usage: imgret train [options]\n"
+            "  --data SPEC        fashion-mnist (default), folder:DIR, list:FILE\n"
+            "  --val SPEC         validation set (default: the test split of fashion-mnist)\n"
+            "  --net NAME         alexnet | alexnet-small (default for small images)\n"
+            "  --epochs N         (default 30)\n"
+            "  --batch N          (default 128, the paper's)\n"
+            "  --lr X             initial learning rate (default 0.01, the paper's)\n"
+            "  --schedule S       plateau (default: /10 when val error stops improving) | step\n"
+            "  --patience N       plateau epochs before a drop (default 2)\n"
+            "  --step-epochs N    step schedule: epochs between drops (default 10)\n"
+            "  --bias-init B      paper (1 in conv2,4,5,fc6,7; default) | caffe (0.1) | zero\n"
+            "  --init I           paper (N(0, --weight-std); default) | he (N(0, sqrt(2/fan_in)))\n"
+            "  --weight-std X     N(0, X) weights (default 0.01, the paper's)\n"
+            "  --input-scale X    multiply the mean-subtracted 0..255 input by X (default 1, the paper's)\n"
+            "  --lighting X       PCA lighting alpha std (default 0.1, the paper's; 0 off)\n"
+            "  --no-mirror        no horizontal mirrors\n"
+            "  --limit N          use the first N training images (for quick runs)\n"
+            "  --seed N           data order and augmentation (default 1)\n"
+            "  --threads N        loader threads (default 2)\n"
+            "  --csv FILE         per-epoch metrics (default OUT.csv)\n"
+            "  -o, --out FILE     model file (default model.imgret)\n");
+    return f == stdout ? 0 : 2;
+}
+
+int cmd_train(int argc, char **argv) {
+    cli_data_args_t da = cli_data_args_defaults();
+    const char *net_name = NULL, *out = "model.imgret", *csv_path = NULL, *bias = "paper";
+    model_train_opts_t o = model_train_defaults();
+    o.epochs = 30;
+    o.patience = 2;
+    o.step_epochs = 10;
+    o.seed = 1;
+    float weight_std = 0.01f;
+    int he = 0;
+    float input_scale = 0.0f;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help")) return usage(stdout);
+        if (!strcmp(a, "--no-mirror")) {
+            o.mirror = 0;
+            continue;
+        }
+        if (i + 1 >= argc) return usage(stderr);
+        const char *v = argv[++i];
+        if (cli_data_arg(&da, a, v)) continue;
+        if (!strcmp(a, "--net")) net_name = v;
+        else if (!strcmp(a, "--epochs")) o.epochs = atoi(v);
+        else if (!strcmp(a, "--batch")) o.batch = atoi(v);
+        else if (!strcmp(a, "--lr")) o.sgd.lr = (float)atof(v);
+        else if (!strcmp(a, "--schedule")) o.schedule = !strcmp(v, "step") ? MODEL_LR_STEP : MODEL_LR_PLATEAU;
+        else if (!strcmp(a, "--patience")) o.patience = atoi(v);
+        else if (!strcmp(a, "--step-epochs")) o.step_epochs = atoi(v);
+        else if (!strcmp(a, "--bias-init")) bias = v;
+        else if (!strcmp(a, "--weight-std")) weight_std = (float)atof(v);
+        else if (!strcmp(a, "--init")) he = !strcmp(v, "he");
+        else if (!strcmp(a, "--input-scale")) input_scale = (float)atof(v);
+        else if (!strcmp(a, "--lighting")) o.lighting_std = (float)atof(v);
+        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
+        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--csv")) csv_path = v;
+        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = v;
+        else return usage(stderr);
+    }
+    if (strcmp(bias, "paper") && strcmp(bias, "caffe") && strcmp(bias, "zero")) return usage(stderr);
+
+    util_err_t err = {{0}};
+    cli_dataset_t data;
+    if (cli_open_data(&da, &data, &err)) {
+        fprintf(stderr, "imgret train: %s\n", err.msg);
+        return 1;
+    }
+    model_spec_t spec;
+    if (cli_default_spec(&data, net_name, &spec, &err)) goto fail;
+    model_shape_t shapes[MODEL_MAX_LAYERS];
+    if (model_spec_shapes(&spec, 1, shapes, &err)) goto fail;
+    for (int i = 0; i < spec.n_layers; i++) {
+        model_layer_spec_t *l = &spec.layer[i];
+        if (l->kind != MODEL_CONV && l->kind != MODEL_FC) continue;
+        l->weight_std = weight_std;
+        if (he) {
+            /* He et al. 2015: std sqrt(2 / fan_in), for ReLU nets trained from scratch. */
+            model_shape_t in = i ? shapes[i - 1] : (model_shape_t){1, spec.in_c, spec.in_h, spec.in_w};
+            double fan_in = l->kind == MODEL_FC ? (double)in.c * in.h * in.w
+                                                : (double)in.c / l->groups * l->kernel * l->kernel;
+            l->weight_std = (float)sqrt(2.0 / fan_in);
+        }
+        if (!strcmp(bias, "caffe") && l->bias_init > 0) l->bias_init = 0.1f;
+        if (!strcmp(bias, "zero")) l->bias_init = 0.0f;
+    }
+    o.prep = data.prep;
+    o.crop = data.crop;
+    o.norm.mean_mode = DATA_MEAN_PIXEL;
+    o.norm.stats = data.stats;
+    o.norm.scale = input_scale;
+    model_net_t *net = model_net_create(&spec, o.batch, &err);
+    if (!net) goto fail;
+    model_net_init(net, o.seed);
+
+    char csv_default[4096];
+    if (!csv_path) {
+        snprintf(csv_default, sizeof csv_default, "%s.csv", out);
+        csv_path = csv_default;
+    }
+    train_ctx_t ctx = {isatty(2), o.epochs, 0.0, fopen(csv_path, "w"), out, &data, &o,
+                       input_scale, da.data};
+    if (!ctx.csv) fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path);
+    else fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
+    fprintf(stderr, "training %s (%zu parameters) on %zu images, validating on %zu; %d epochs\n",
+            spec.name, model_net_param_total(net), data_dataset_count(data.train),
+            data.val ? data_dataset_count(data.val) : 0, o.epochs);
+    signal(SIGINT, on_sigint);
+    model_train_hooks_t hooks = {&ctx, on_step, on_epoch, on_checkpoint, on_skip, &stop_requested};
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    double t0 = util_now();
+    int rc = model_train(net, data.train, data.val, &o, st, &hooks, &err);
+    if (ctx.csv) fclose(ctx.csv);
+    if (rc < 0) {
+        free(st);
+        model_net_free(net);
+        goto fail;
+    }
+    fprintf(stderr, "%s after %.0f s\n", rc == MODEL_TRAIN_STOPPED ? "stopped" : "done",
+            util_now() - t0);
+    if (rc == MODEL_TRAIN_DONE) {
+        if (save_model(&ctx, net, st, 0, out, &err)) {
+            free(st);
+            model_net_free(net);
+            goto fail;
+        }
+        fprintf(stderr, "wrote %s (checkpoint: %s.ckpt)\n", out, out);
+    } else {
+        fprintf(stderr, "checkpoint in %s.ckpt; continue with --resume %s.ckpt\n", out, out);
+    }
+    if (data.val) {
+        model_eval_result_t c1, c10;
+        if (model_evaluate(net, data.val, &o.prep, o.crop, &o.norm, 0, o.threads, &c1, &err) ||
+            model_evaluate(net, data.val, &o.prep, o.crop, &o.norm, 1, o.threads, &c10, &err)) {
+            free(st);
+            model_net_free(net);
+            goto fail;
+        }
+        printf("validation (%zu images): centre crop top-1 error %.2f%% top-5 %.2f%%; ten crops "
+               "top-1 error %.2f%% top-5 %.2f%%\n",
+               c1.count, 100.0 * c1.top1, 100.0 * c1.top5, 100.0 * c10.top1, 100.0 * c10.top5);
+    }
+    free(st);
+    model_net_free(net);
+    cli_close_data(&data);
+    return 0;
+fail:
+    fprintf(stderr, "imgret train: %s\n", err.msg);
+    cli_close_data(&data);
+    return 1;
+}
