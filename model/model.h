@@ -562,4 +562,203 @@ int model_export_onnx(const model_file_t *mf, const char *path,
 
 /* ================================================ end of model files and interop */
 
+/* ======================================================================
+ * Model files and weight interop (issue 4). Everything below this line is
+ * implemented in model/modelfile.c, model/caffe_import.c, model/onnx_io.c
+ * and model/interop_common.c; the file formats are in proto/ and
+ * docs/interop.md.
+ * ====================================================================== */
+
+/* Largest file the readers accept (.imgret, .caffemodel, .onnx, mean). The
+ * paper's net is about 244 MB. */
+#define MODEL_FILE_MAX_BYTES ((uint64_t)2 << 30)
+#define MODEL_HASH_BYTES 32     /* SHA-256 */
+#define MODEL_MAX_CLASSES 100000
+
+typedef enum model_channel_order {
+    MODEL_CHANNELS_RGB = 0,
+    MODEL_CHANNELS_BGR = 1,
+} model_channel_order_t;
+
+typedef enum model_mean_kind {
+    MODEL_MEAN_NONE = 0,
+    MODEL_MEAN_IMAGE = 1, /* a mean image (the paper; Caffe's imagenet_mean.binaryproto) */
+    MODEL_MEAN_PIXEL = 2, /* one mean per channel */
+} model_mean_kind_t;
+
+/* How an 8-bit image becomes the network input: the image is resized so
+ * its shorter side is stored_size and centre-cropped to a square (the
+ * "stored" image), crops of spec.in_h x spec.in_w are taken from it, and
+ *   x = (pixel - mean) * scale
+ * per channel, in channel_order. Importers convert Caffe's BGR to RGB (so
+ * channel_order is RGB after every import); the field says what the net
+ * expects so a file from elsewhere can say BGR. The eigen data follow
+ * data_stats_t: eigval descending, eigvec[k*c + i] = channel k of vector i,
+ * of pixel values scaled to [0, 1], RGB. */
+typedef struct model_norm {
+    model_channel_order_t channel_order;
+    model_mean_kind_t mean_kind;
+    int mean_c, mean_h, mean_w; /* mean image geometry (e.g. 3x256x256) */
+    float *mean_image;          /* mean_c*mean_h*mean_w, CHW, 0..255; owned, NULL if none */
+    float mean_pixel[4];        /* 0..255, first spec.in_c used */
+    float scale;                /* 1 for the paper's 0..255 minus mean */
+    int stored_size;            /* 256 */
+    int has_eigen;              /* PCA lighting data present */
+    float eigval[3];
+    float eigvec[9];
+} model_norm_t;
+
+/* A named float32 array: a parameter or a momentum buffer. */
+typedef struct model_tensor {
+    char name[24]; /* "conv2.weight" */
+    int ndim;
+    int dims[4];
+    size_t count;
+    float *data; /* owned */
+} model_tensor_t;
+
+/* One line of the training history (a checkpoint's). */
+typedef struct model_metric {
+    int epoch;
+    int64_t step;
+    float lr, train_loss, train_top1_error, val_loss, val_top1_error, val_top5_error;
+    double seconds;
+} model_metric_t;
+
+/* What `imgret train --resume` needs beyond the parameters. */
+typedef struct model_checkpoint {
+    int epoch;              /* epochs completed */
+    int64_t step;           /* SGD steps taken */
+    model_sgd_t sgd;        /* current learning rate, momentum, weight decay */
+    util_rng_t rng;         /* the trainer's RNG */
+    util_rng_t dropout_rng; /* the net's (model_net_rng) */
+    model_tensor_t *momentum; /* n_params, same names, shapes and order as param; owned */
+    int n_history;
+    model_metric_t *history; /* owned (malloc); n_history entries */
+} model_checkpoint_t;
+
+/* A model file in memory. Every pointer is owned by it; model_file_free
+ * frees them all. */
+typedef struct model_file {
+    model_spec_t spec;
+    int n_params;
+    model_tensor_t *param; /* in model_net_param order, named as the net names them */
+    model_norm_t norm;
+    int n_classes;      /* 0 (no names) or the number of logits */
+    char **class_names; /* n_classes strings, malloc'd */
+    char source[256];   /* provenance, e.g. "caffe: bvlc_alexnet.caffemodel (V1 layers)" */
+    /* SHA-256 of the model section (spec, params, norm, names, source): the
+     * model's identity, unchanged by checkpoint state. Set by save and load;
+     * zero on a file never saved or loaded. */
+    uint8_t hash[MODEL_HASH_BYTES];
+    model_checkpoint_t *checkpoint; /* NULL unless a training checkpoint */
+} model_file_t;
+
+/* A file for spec with every parameter allocated and zero, named and
+ * ordered as model_net_create names them; norm: RGB, no mean, scale 1,
+ * stored size 256. Free with model_file_free. */
+model_file_t *model_file_create(const model_spec_t *spec, util_err_t *err);
+void model_file_free(model_file_t *mf); /* accepts NULL */
+
+model_tensor_t *model_file_find_param(model_file_t *mf, const char *name);
+size_t model_file_param_total(const model_file_t *mf);
+
+/* Checks the spec, every parameter against the shape the spec implies
+ * ("conv2.weight: expected 256x48x5x5, file has 256x96x5x5"), missing and
+ * extra parameters, the normalisation, class names and checkpoint. */
+int model_file_check(const model_file_t *mf, util_err_t *err);
+
+/* Adds a checkpoint with zero momentum buffers (nothing when present). */
+int model_file_add_checkpoint(model_file_t *mf, util_err_t *err);
+/* Copies n class names (n must equal the number of logits). */
+int model_file_set_class_names(model_file_t *mf, const char *const *names, int n,
+                               util_err_t *err);
+/* One name per line (Caffe's synset_words.txt: "n01440764 tench, Tinca
+ * tinca", kept whole); blank trailing lines ignored; the count must equal
+ * the number of logits. */
+int model_file_read_class_names(model_file_t *mf, const char *path, util_err_t *err);
+/* Copies a c x h x w mean image into norm (mean_kind becomes IMAGE, and
+ * mean_pixel its per-channel average). */
+int model_norm_set_mean_image(model_norm_t *norm, int c, int h, int w, const float *mean,
+                              util_err_t *err);
+
+/* Writes atomically (temporary file, fsync, rename, fsync of the folder)
+ * after model_file_check; sets mf->hash. */
+int model_file_save(model_file_t *mf, const char *path, util_err_t *err);
+/* Reads and verifies a file: magic, version, sizes (before allocating),
+ * both SHA-256 hashes, the protobuf body, and model_file_check. Errors name
+ * the file and what is wrong. */
+model_file_t *model_file_load(const char *path, util_err_t *err);
+/* Lower-case hex of a hash, NUL-terminated. */
+void model_hash_hex(const uint8_t hash[MODEL_HASH_BYTES], char hex[2 * MODEL_HASH_BYTES + 1]);
+
+/* A CPU net for batches up to max_batch with the file's spec and
+ * parameters (and, for a checkpoint, momentum and the dropout RNG). */
+model_net_t *model_net_create_from_file(const model_file_t *mf, int max_batch, util_err_t *err);
+/* Copies the file's parameters (and checkpoint momentum and dropout RNG)
+ * into a net built from an equal spec; every shape is checked. */
+int model_file_to_net(const model_file_t *mf, model_net_t *net, util_err_t *err);
+/* A file holding a copy of the net's spec and parameters. with_checkpoint
+ * also copies momentum and the dropout RNG into a new checkpoint whose
+ * other fields are zero for the trainer to fill. */
+model_file_t *model_file_from_net(model_net_t *net, int with_checkpoint, util_err_t *err);
+
+/* Whether a spec is an AlexNet of the paper's shape: the paper's layer
+ * sequence (conv-relu-lrn-pool twice, conv-relu three times, pool,
+ * fc-relu-dropout twice, fc), conv1 11x11/4, conv2 5x5 pad 2 in 2 groups,
+ * conv3 3x3 pad 1, conv4 and conv5 3x3 pad 1 in 2 groups, pools 3/2, 3
+ * input channels. Widths, class count, input size, LRN settings and
+ * pooling rounding are free (the paper's widths are 96/256/384/384/256 and
+ * 4096/4096). */
+int model_spec_check_paper_shape(const model_spec_t *spec, util_err_t *err);
+/* 1 when the widths are also the paper's (96, 256, 384, 384, 256, 4096,
+ * 4096). */
+int model_spec_has_paper_widths(const model_spec_t *spec);
+
+/* Caffe (.caffemodel, both the 2014 V1 format and the current one). */
+typedef struct model_caffe_opts {
+    const char *mean_path;   /* NULL, or a mean .binaryproto (BGR, e.g. 3x256x256) */
+    const char *labels_path; /* NULL, or synset_words.txt */
+    int input_size;          /* 0: the file's input_dim, else 227 */
+} model_caffe_opts_t;
+
+/* Imports a paper-shaped AlexNet: Caffe's BGR conv1 is reordered to RGB
+ * (channel_order RGB), and so is the mean image; LRN keeps Caffe's
+ * alpha/size convention with k from the file (MODEL_LRN_ALPHA_OVER_N);
+ * pooling rounds up (ceil_mode 1) as Caffe's does. opts may be NULL. */
+model_file_t *model_import_caffe(const char *path, const model_caffe_opts_t *opts,
+                                 util_err_t *err);
+
+/* ONNX. */
+typedef struct model_onnx_import_opts {
+    int bgr;                 /* the graph takes BGR (e.g. the zoo's bvlcalexnet, converted
+                              * from Caffe): conv1 is reordered to RGB */
+    int has_mean_pixel;
+    float mean_pixel[3];     /* RGB, 0..255, recorded in the normalisation */
+    const char *labels_path; /* NULL or one class name per line */
+    int input_size;          /* 0: the graph input's size, else 224 when the graph has none */
+} model_onnx_import_opts_t;
+
+/* Imports a paper-shaped AlexNet written with the standard ops (Conv, Relu,
+ * LRN, MaxPool, Flatten/Reshape, Gemm, Dropout, Softmax, Identity) in one
+ * chain, opsets 7 to 17. MaxPool with pads [0,0,1,1] (the opset-9 way to
+ * round up) becomes ceil_mode when that gives the same windows at the
+ * layer's input size; other asymmetric pads are refused with a message.
+ * opts may be NULL. */
+model_file_t *model_import_onnx(const char *path, const model_onnx_import_opts_t *opts,
+                                util_err_t *err);
+
+typedef struct model_onnx_export_opts {
+    int opset; /* 0 or 12: ceil_mode; 9: ceil pooling written as end pads */
+} model_onnx_export_opts_t;
+
+/* Writes an ONNX model (atomically): input "data" float[N,C,H,W] (N a
+ * symbolic batch), outputs "logits" and "prob" (Softmax), parameters as
+ * raw_data initializers, normalisation and content hash in metadata_props.
+ * opts may be NULL. */
+int model_export_onnx(const model_file_t *mf, const char *path,
+                      const model_onnx_export_opts_t *opts, util_err_t *err);
+
+/* ================================================ end of model files and interop */
+
 #endif

@@ -193,6 +193,32 @@ static int weights_of(onnx_import_t *im, ix_layer_t *l, const Onnx__NodeProto *n
     return 0;
 }
 
+#define PAPER_ALPHA_KEY "imgret.lrn_paper_alpha."
+
+/* Not every float alpha is a float quotient alpha'/size, so an LRN in the
+ * paper's convention cannot always be written as an ONNX alpha that
+ * imgret divides back to the same float. imgret's exporter therefore also
+ * writes the paper's alpha into metadata_props; when it is there and agrees
+ * with the node, the import restores the paper's convention exactly. */
+static void paper_alpha_hint(const onnx_import_t *im, const Onnx__NodeProto *n,
+                             model_lrn_param_t *lrn) {
+    if (!n->name) return;
+    for (size_t i = 0; i < im->model->n_metadata_props; i++) {
+        const Onnx__StringStringEntryProto *kv = im->model->metadata_props[i];
+        if (!kv->key || !kv->value || strncmp(kv->key, PAPER_ALPHA_KEY, strlen(PAPER_ALPHA_KEY)) ||
+            strcmp(kv->key + strlen(PAPER_ALPHA_KEY), n->name))
+            continue;
+        char *end;
+        float a = strtof(kv->value, &end);
+        if (*end || !(a > 0.0f)) return;
+        if (fabsf(a * (float)lrn->size - lrn->alpha) <= 1e-5f * lrn->alpha) {
+            lrn->alpha = a;
+            lrn->alpha_mode = MODEL_LRN_ALPHA_PAPER;
+        }
+        return;
+    }
+}
+
 /* One node of the chain; *shape (c, h, w at batch 1) follows the data. */
 static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t *l,
                         model_shape_t *shape, int *emit, int opset, util_err_t *err) {
@@ -243,6 +269,7 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
         l->l.lrn = (model_lrn_param_t){(int)size, attr_f(n, "bias", 1.0f),
                                        attr_f(n, "alpha", 1e-4f), attr_f(n, "beta", 0.75f),
                                        MODEL_LRN_ALPHA_OVER_N};
+        paper_alpha_hint(im, n, &l->l.lrn);
     } else if (!strcmp(op, "MaxPool")) {
         int64_t k[2] = {0, 0}, s[2] = {1, 1}, p[4] = {0, 0, 0, 0}, d[2] = {1, 1};
         size_t nk = attr_ints(n, "kernel_shape", k, 2), ns = attr_ints(n, "strides", s, 2);
@@ -566,17 +593,15 @@ static Onnx__NodeProto *out_node(onnx_out_t *o, const char *op, const char *name
 }
 
 /* The ONNX alpha for an LRN: ONNX divides alpha by size. For the paper's
- * convention this picks the float whose quotient by size (as imgret
- * computes it on import) is exactly the paper's alpha, so an exported and
- * re-imported model computes the same numbers. */
+ * convention this picks the float whose quotient by size is closest to the
+ * paper's alpha (exact when one exists; other runtimes then compute the same
+ * normalisation to within one rounding of alpha). */
 static float onnx_lrn_alpha(const model_lrn_param_t *p) {
     if (p->alpha_mode == MODEL_LRN_ALPHA_OVER_N) return p->alpha;
-    float size = (float)p->size, x = p->alpha * size;
-    float best = x;
-    for (int i = 0; i < 64; i++) {
-        if (x / size == p->alpha) return x;
-        x = nextafterf(x, x / size < p->alpha ? INFINITY : -INFINITY);
-    }
+    const float size = (float)p->size;
+    float x = nextafterf(nextafterf(p->alpha * size, 0.0f), 0.0f), best = p->alpha * size;
+    for (int i = 0; i < 5; i++, x = nextafterf(x, INFINITY))
+        if (fabsf(x / size - p->alpha) < fabsf(best / size - p->alpha)) best = x;
     return best;
 }
 
@@ -803,7 +828,20 @@ int model_export_onnx(const model_file_t *mf, const char *path,
              (double)nm->mean_pixel[0], (double)nm->mean_pixel[1], (double)nm->mean_pixel[2]);
     snprintf(scale, sizeof scale, "%.9g", (double)nm->scale);
     snprintf(stored, sizeof stored, "%d", nm->stored_size);
-    Onnx__StringStringEntryProto meta[6], *meta_ptr[6];
+    Onnx__StringStringEntryProto meta[6 + MODEL_MAX_LAYERS], *meta_ptr[6 + MODEL_MAX_LAYERS];
+    char alpha_kv[MODEL_MAX_LAYERS][2][48];
+    int n_meta = 6;
+    for (int i = 0; i < s->n_layers; i++) {
+        const model_layer_spec_t *l = &s->layer[i];
+        if (l->kind != MODEL_LRN || l->lrn.alpha_mode != MODEL_LRN_ALPHA_PAPER) continue;
+        snprintf(alpha_kv[i][0], sizeof alpha_kv[i][0], "%s%.16s", PAPER_ALPHA_KEY, l->name);
+        snprintf(alpha_kv[i][1], sizeof alpha_kv[i][1], "%.9g", (double)l->lrn.alpha);
+        onnx__string_string_entry_proto__init(&meta[n_meta]);
+        meta[n_meta].key = alpha_kv[i][0];
+        meta[n_meta].value = alpha_kv[i][1];
+        meta_ptr[n_meta] = &meta[n_meta];
+        n_meta++;
+    }
     const char *kv[6][2] = {{"imgret.content_hash", hash_hex},
                             {"imgret.channel_order",
                              nm->channel_order == MODEL_CHANNELS_BGR ? "BGR" : "RGB"},
@@ -831,7 +869,7 @@ int model_export_onnx(const model_file_t *mf, const char *path,
     model.producer_name = "imgret";
     model.producer_version = "0.1";
     model.graph = &graph;
-    model.n_metadata_props = 6;
+    model.n_metadata_props = (size_t)n_meta;
     model.metadata_props = meta_ptr;
 
     ix_writer_t w;

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 /* The paper's layers at widths 8/16/24/24/16, fc 32/32, 10 classes. */
-static void small_paper_spec(model_spec_t *s, int in_hw) {
+static inline void small_paper_spec(model_spec_t *s, int in_hw) {
     model_spec_alexnet(s);
     s->in_h = s->in_w = in_hw;
     static const int outs[8] = {8, 16, 24, 24, 16, 32, 32, 10};
@@ -27,7 +27,7 @@ static void small_paper_spec(model_spec_t *s, int in_hw) {
 }
 
 /* A file for the small spec with random weights (N(0, 0.1)), biases 0.1. */
-static model_file_t *small_file(int in_hw, uint64_t seed) {
+static inline model_file_t *small_file(int in_hw, uint64_t seed) {
     model_spec_t s;
     small_paper_spec(&s, in_hw);
     util_err_t err = {{0}};
@@ -47,17 +47,17 @@ static model_file_t *small_file(int in_hw, uint64_t seed) {
     return mf;
 }
 
-static void tmp_path(char *out, size_t cap, const char *name) {
+static inline void tmp_path(char *out, size_t cap, const char *name) {
     snprintf(out, cap, "/tmp/imgret_interop_%ld_%s", (long)getpid(), name);
 }
 
-static uint8_t *slurp(const char *path, size_t *len) {
+static inline uint8_t *slurp(const char *path, size_t *len) {
     uint8_t *buf = NULL;
     if (ix_read_file(path, (uint64_t)1 << 31, &buf, len, NULL)) return NULL;
     return buf;
 }
 
-static int spit(const char *path, const void *buf, size_t len) {
+static inline int spit(const char *path, const void *buf, size_t len) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     size_t w = fwrite(buf, 1, len, f);
@@ -65,7 +65,7 @@ static int spit(const char *path, const void *buf, size_t len) {
 }
 
 /* Forward of n images of a deterministic input; returns malloc'd logits. */
-static float *run_logits(const model_file_t *mf, int n, size_t *count) {
+static inline float *run_logits(const model_file_t *mf, int n, size_t *count) {
     util_err_t err = {{0}};
     model_net_t *net = model_net_create_from_file(mf, n, &err);
     if (!net) {
