@@ -146,6 +146,7 @@ static int usage(FILE *f) {
             "  --seed N           data order and augmentation (default 1)\n"
             "  --threads N        loader threads (default 2)\n"
             "  --csv FILE         per-epoch metrics (default OUT.csv)\n"
+            "  --resume CKPT      continue from OUT.ckpt (repeat the same options)\n"
             "  -o, --out FILE     model file (default model.imgret)\n");
     return f == stdout ? 0 : 2;
 }
@@ -153,6 +154,7 @@ static int usage(FILE *f) {
 int cmd_train(int argc, char **argv) {
     cli_data_args_t da = cli_data_args_defaults();
     const char *net_name = NULL, *out = "model.imgret", *csv_path = NULL, *bias = "paper";
+    const char *resume = NULL;
     model_train_opts_t o = model_train_defaults();
     o.epochs = 30;
     o.patience = 2;
@@ -186,6 +188,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--csv")) csv_path = v;
+        else if (!strcmp(a, "--resume")) resume = v;
         else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = v;
         else return usage(stderr);
     }
@@ -220,26 +223,62 @@ int cmd_train(int argc, char **argv) {
     o.norm.mean_mode = DATA_MEAN_PIXEL;
     o.norm.stats = data.stats;
     o.norm.scale = input_scale;
-    model_net_t *net = model_net_create(&spec, o.batch, &err);
-    if (!net) goto fail;
-    model_net_init(net, o.seed);
+    model_net_t *net = NULL;
+    model_train_state_t *st = malloc(sizeof *st);
+    if (!st) {
+        util_fail(&err, "out of memory");
+        goto fail;
+    }
+    model_train_state_init(st, &o);
+    if (resume) {
+        /* The same command line plus --resume continues exactly: the data
+         * order and augmentation are functions of (seed, epoch, index), and
+         * the checkpoint brings parameters, momentum, dropout RNG and state. */
+        model_file_t *ck = model_file_load(resume, &err);
+        if (!ck) {
+            free(st);
+            goto fail;
+        }
+        if (!ck->checkpoint) {
+            util_fail(&err, "%s is a model file without training state; resume from the .ckpt file",
+                      resume);
+            model_file_free(ck);
+            free(st);
+            goto fail;
+        }
+        net = model_net_create_from_file(ck, o.batch, &err);
+        if (!net || model_train_state_from_checkpoint(st, &o, ck->checkpoint, &err)) {
+            model_file_free(ck);
+            model_net_free(net);
+            free(st);
+            goto fail;
+        }
+        model_file_free(ck);
+        fprintf(stderr, "resuming from %s at epoch %d, step %zu, lr %g\n", resume, st->epoch + 1,
+                st->step, (double)st->lr);
+    } else {
+        net = model_net_create(&spec, o.batch, &err);
+        if (!net) {
+            free(st);
+            goto fail;
+        }
+        model_net_init(net, o.seed);
+    }
 
     char csv_default[4096];
     if (!csv_path) {
         snprintf(csv_default, sizeof csv_default, "%s.csv", out);
         csv_path = csv_default;
     }
-    train_ctx_t ctx = {isatty(2), o.epochs, 0.0, fopen(csv_path, "w"), out, &data, &o,
+    train_ctx_t ctx = {isatty(2), o.epochs, 0.0, fopen(csv_path, resume ? "a" : "w"), out, &data, &o,
                        input_scale, da.data};
     if (!ctx.csv) fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path);
-    else fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
+    else if (!resume) fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
     fprintf(stderr, "training %s (%zu parameters) on %zu images, validating on %zu; %d epochs\n",
             spec.name, model_net_param_total(net), data_dataset_count(data.train),
             data.val ? data_dataset_count(data.val) : 0, o.epochs);
     signal(SIGINT, on_sigint);
     model_train_hooks_t hooks = {&ctx, on_step, on_epoch, on_checkpoint, on_skip, &stop_requested};
-    model_train_state_t *st = malloc(sizeof *st);
-    model_train_state_init(st, &o);
     double t0 = util_now();
     int rc = model_train(net, data.train, data.val, &o, st, &hooks, &err);
     if (ctx.csv) fclose(ctx.csv);

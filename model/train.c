@@ -160,6 +160,38 @@ static void schedule_lr(const model_train_opts_t *o, model_train_state_t *st, fl
     }
 }
 
+int model_train_state_from_checkpoint(model_train_state_t *st, const model_train_opts_t *opts,
+                                      const model_checkpoint_t *ck, util_err_t *err) {
+    if (!st || !opts || !ck) return util_fail(err, "resume: NULL argument");
+    if (ck->epoch < 0 || ck->epoch > MODEL_MAX_EPOCHS || ck->step < 0 ||
+        ck->n_history < 0 || ck->n_history > MODEL_MAX_EPOCHS || ck->n_history > ck->epoch ||
+        !(ck->sgd.lr > 0))
+        return util_fail(err, "resume: the checkpoint's state is not valid (epoch %d, step %lld, "
+                              "%d history lines, lr %g)",
+                         ck->epoch, (long long)ck->step, ck->n_history, (double)ck->sgd.lr);
+    model_train_state_init(st, opts);
+    /* Replay the schedule over the finished epochs to recover its counters. */
+    for (int i = 0; i < ck->n_history; i++) {
+        const model_metric_t *h = &ck->history[i];
+        model_epoch_metrics_t *m = &st->history[st->n_history++];
+        memset(m, 0, sizeof *m);
+        m->epoch = h->epoch;
+        m->lr = h->lr;
+        m->train_loss = h->train_loss;
+        m->train_top1 = h->train_top1_error;
+        m->val_loss = h->val_loss;
+        m->val_top1 = h->val_top1_error;
+        m->val_top5 = h->val_top5_error;
+        m->seconds = h->seconds;
+        st->epoch = i;
+        schedule_lr(opts, st, h->val_top1_error >= 0 ? h->val_top1_error : h->train_top1_error);
+    }
+    st->epoch = ck->epoch;
+    st->step = (size_t)ck->step;
+    st->lr = ck->sgd.lr;
+    return 0;
+}
+
 int model_train(model_net_t *net, const data_dataset_t *train, const data_dataset_t *val,
                 const model_train_opts_t *opts, model_train_state_t *st,
                 const model_train_hooks_t *hooks, util_err_t *err) {

@@ -1,0 +1,208 @@
+/* Training: exact resume (2 epochs straight == 1 epoch + checkpoint file +
+ * resume + 1 epoch, and the same for a stop in mid-epoch), NaN stop, and
+ * evaluation bookkeeping. Tiny data so it runs under ASan in seconds. */
+#include "model/model.h"
+#include "test.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+enum { N_IMG = 48, SIDE = 18, CROP = 16, CLASSES = 4 };
+
+static data_dataset_t *make_data(void) {
+    static uint8_t px[N_IMG * SIDE * SIDE];
+    static int labels[N_IMG];
+    util_rng_t rng;
+    util_rng_seed(&rng, 42);
+    for (int i = 0; i < N_IMG; i++) {
+        labels[i] = i % CLASSES;
+        for (int j = 0; j < SIDE * SIDE; j++) {
+            int q = (j / SIDE >= SIDE / 2) * 2 + (j % SIDE >= SIDE / 2);
+            px[i * SIDE * SIDE + j] = (uint8_t)((q == labels[i] ? 180 : 40) + util_rng_below(&rng, 40));
+        }
+    }
+    return data_dataset_from_memory(N_IMG, SIDE, SIDE, 1, px, labels, CLASSES, NULL, NULL);
+}
+
+static model_train_opts_t opts_for(data_stats_t *stats) {
+    model_train_opts_t o = model_train_defaults();
+    o.epochs = 2;
+    o.batch = 16;
+    o.sgd.lr = 0.01f;
+    o.prep = (data_prep_t){1, 0, 0};
+    o.crop = CROP;
+    o.norm.mean_mode = DATA_MEAN_PIXEL;
+    o.norm.stats = stats;
+    o.norm.scale = 1.0f / 64.0f;
+    o.seed = 7;
+    o.mirror = 0; /* the classes are quadrants: a mirror would swap them */
+    o.threads = 2;
+    return o;
+}
+
+static model_net_t *make_net(void) {
+    model_spec_t s;
+    if (model_spec_alexnet_small(&s, 1, CROP, CLASSES, NULL)) return NULL;
+    /* Wider weights and zero biases than the paper's so a few steps learn. */
+    for (int i = 0; i < s.n_layers; i++) {
+        if (s.layer[i].kind == MODEL_CONV) s.layer[i].weight_std = 0.1f;
+        if (s.layer[i].kind == MODEL_FC) s.layer[i].weight_std = 0.02f;
+        s.layer[i].bias_init = 0.0f;
+    }
+    model_net_t *net = model_net_create(&s, 16, NULL);
+    model_net_init(net, 3);
+    return net;
+}
+
+typedef struct {
+    const char *path;
+    int stop_after; /* steps; 0: never */
+    int steps;
+    volatile int stop;
+} ck_ctx;
+
+static int save_ck(void *p, const model_net_t *net, const model_train_state_t *st,
+                   util_err_t *err) {
+    ck_ctx *c = p;
+    model_file_t *mf = model_file_from_net((model_net_t *)net, 1, err);
+    if (!mf) return -1;
+    model_checkpoint_t *ck = mf->checkpoint;
+    ck->epoch = st->epoch;
+    ck->step = (int64_t)st->step;
+    ck->sgd.lr = st->lr;
+    ck->history = calloc((size_t)st->n_history + 1, sizeof *ck->history);
+    for (int i = 0; i < st->n_history; i++) {
+        const model_epoch_metrics_t *m = &st->history[i];
+        ck->history[i] = (model_metric_t){m->epoch, 0, m->lr, m->train_loss, m->train_top1,
+                                          m->val_loss, m->val_top1, m->val_top5, m->seconds};
+    }
+    ck->n_history = st->n_history;
+    int rc = model_file_save(mf, c->path, err);
+    model_file_free(mf);
+    return rc;
+}
+
+static void count_step(void *p, const model_train_state_t *st, size_t steps, float loss,
+                       double ips) {
+    (void)st, (void)steps, (void)loss, (void)ips;
+    ck_ctx *c = p;
+    if (++c->steps == c->stop_after) c->stop = 1;
+}
+
+static int same_params(model_net_t *a, model_net_t *b) {
+    for (int i = 0; i < model_net_n_params(a); i++) {
+        model_param_t *pa = model_net_param(a, i), *pb = model_net_param(b, i);
+        if (memcmp(pa->data, pb->data, pa->count * sizeof(float)) ||
+            memcmp(pa->momentum, pb->momentum, pa->count * sizeof(float))) {
+            fprintf(stderr, "  %s differs\n", pa->name);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* Trains 2 epochs with a checkpoint file, stopping after stop_after steps,
+ * then resumes from the file; compares with a straight run. */
+static void resume_case(int stop_after) {
+    data_dataset_t *ds = make_data();
+    data_prep_t prep = {1, 0, 0};
+    data_stats_t *stats = data_stats_compute(ds, &prep, 1, 0, NULL, NULL);
+    model_train_opts_t o = opts_for(stats);
+    util_err_t err = {{0}};
+    char path[] = "/tmp/imgret_test_train_XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    close(fd);
+
+    model_net_t *straight = make_net();
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    CHECK_MSG(model_train(straight, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
+
+    model_net_t *first = make_net();
+    ck_ctx c = {path, stop_after, 0, 0};
+    model_train_hooks_t hooks = {&c, count_step, NULL, save_ck, NULL, &c.stop};
+    model_train_state_init(st, &o);
+    CHECK_MSG(model_train(first, ds, ds, &o, st, &hooks, &err) == MODEL_TRAIN_STOPPED, "%s", err.msg);
+    model_net_free(first);
+
+    model_file_t *mf = model_file_load(path, &err);
+    CHECK_MSG(mf && mf->checkpoint, "%s", err.msg);
+    if (mf && mf->checkpoint) {
+        model_net_t *resumed = model_net_create_from_file(mf, 16, &err);
+        CHECK_MSG(resumed != NULL, "%s", err.msg);
+        CHECK(model_train_state_from_checkpoint(st, &o, mf->checkpoint, &err) == 0);
+        CHECK(st->epoch * 3 + (int)st->step == stop_after); /* 48 / 16 = 3 steps an epoch */
+        CHECK_MSG(model_train(resumed, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
+        CHECK(st->n_history == 2);
+        CHECK(same_params(straight, resumed));
+        model_net_free(resumed);
+    }
+    model_file_free(mf);
+    unlink(path);
+    free(st);
+    model_net_free(straight);
+    data_stats_free(stats);
+    data_dataset_free(ds);
+}
+
+static void test_resume_after_one_epoch_is_exact(void) {
+    resume_case(3);
+}
+
+static void test_resume_in_mid_epoch_is_exact(void) {
+    resume_case(4);
+}
+
+static void test_nan_loss_stops_training_with_a_message(void) {
+    data_dataset_t *ds = make_data();
+    data_prep_t prep = {1, 0, 0};
+    data_stats_t *stats = data_stats_compute(ds, &prep, 1, 0, NULL, NULL);
+    model_train_opts_t o = opts_for(stats);
+    o.sgd.lr = 1e6f;
+    o.norm.scale = 1.0f;
+    model_net_t *net = make_net();
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    util_err_t err = {{0}};
+    ck_ctx c = {"/nonexistent/dir/never-written", 0, 0, 0};
+    model_train_hooks_t hooks = {&c, count_step, NULL, save_ck, NULL, NULL};
+    CHECK(model_train(net, ds, NULL, &o, st, &hooks, &err) == -1);
+    /* It stops at the bad step, before any checkpoint (which would fail here). */
+    CHECK_MSG(strstr(err.msg, "loss became") != NULL, "%s", err.msg);
+    CHECK(c.steps < 3);
+    free(st);
+    model_net_free(net);
+    data_stats_free(stats);
+    data_dataset_free(ds);
+}
+
+static void test_training_learns_and_ten_crop_evaluates(void) {
+    data_dataset_t *ds = make_data();
+    data_prep_t prep = {1, 0, 0};
+    data_stats_t *stats = data_stats_compute(ds, &prep, 1, 0, NULL, NULL);
+    model_train_opts_t o = opts_for(stats);
+    o.epochs = 8;
+    model_net_t *net = make_net();
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    util_err_t err = {{0}};
+    CHECK_MSG(model_train(net, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
+    model_eval_result_t c1, c10;
+    CHECK(model_evaluate(net, ds, &o.prep, CROP, &o.norm, 0, 1, &c1, &err) == 0);
+    CHECK(model_evaluate(net, ds, &o.prep, CROP, &o.norm, 1, 1, &c10, &err) == 0);
+    CHECK(c1.count == N_IMG && c10.count == N_IMG);
+    CHECK_MSG(c1.top1 < 0.25f, "centre-crop top-1 error %g after 8 epochs", (double)c1.top1);
+    CHECK(c1.top5 == 0.0f); /* 4 classes: the label is always in the top 5 */
+    CHECK(st->history[7].val_top1 == c1.top1);
+    /* A crop that does not match the net is refused. */
+    CHECK(model_evaluate(net, ds, &o.prep, CROP - 1, &o.norm, 0, 1, &c1, &err) == -1);
+    free(st);
+    model_net_free(net);
+    data_stats_free(stats);
+    data_dataset_free(ds);
+}
+
+TEST_MAIN(T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
+          T(test_nan_loss_stops_training_with_a_message),
+          T(test_training_learns_and_ten_crop_evaluates))
