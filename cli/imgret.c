@@ -9,9 +9,6 @@ static const cli_command_t commands[] = {
     {"import", "import AlexNet weights from Caffe (.caffemodel) or ONNX", cmd_import},
     {"export", "export a model file as ONNX", cmd_export},
     {"info", "print a model file's spec, parameters, normalisation and hash", cmd_info},
-    {"import", "import AlexNet weights from Caffe (.caffemodel) or ONNX", cmd_import},
-    {"export", "export a model file as ONNX", cmd_export},
-    {"info", "print a model file's spec, parameters, normalisation and hash", cmd_info},
     {"train", "train AlexNet with the paper's recipe (default: Fashion-MNIST)", cmd_train},
 };
 
