@@ -35,4 +35,20 @@ void cli_close_data(cli_dataset_t *d);
 int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spec,
                      util_err_t *err);
 
+/* The data-side view of a model file's input normalisation: the stored
+ * geometry, the crop, and a data_norm_t whose stats hold the model's mean
+ * image (or pixel) and eigen data. Small-image models (stored size = crop +
+ * 4, crop <= 32, as imgret trains on Fashion-MNIST) keep the item at the
+ * crop size and pad it by 2 pixels; others resize the shorter side to the
+ * stored size and take the centre square (the paper). */
+typedef struct cli_model_input {
+    data_stats_t *stats;
+    data_norm_t norm;
+    data_prep_t prep;
+    int crop;
+} cli_model_input_t;
+
+int cli_model_input(const model_file_t *mf, cli_model_input_t *in, util_err_t *err);
+void cli_model_input_free(cli_model_input_t *in);
+
 #endif

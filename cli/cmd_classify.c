@@ -1,0 +1,87 @@
+/* imgret classify IMAGE...: the top-5 classes of each image with their
+ * probabilities (ten crops, softmax averaged, as the paper tests). */
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: imgret classify --model FILE [--center] IMAGE...\n");
+    return f == stdout ? 0 : 2;
+}
+
+int cmd_classify(int argc, char **argv) {
+    const char *model = NULL;
+    int ten = 1, first_image = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return usage(stdout);
+        if (!strcmp(argv[i], "--center")) {
+            ten = 0;
+        } else if (!strcmp(argv[i], "--model")) {
+            if (++i >= argc) return usage(stderr);
+            model = argv[i];
+        } else {
+            first_image = i;
+            break;
+        }
+    }
+    if (!model || !first_image) return usage(stderr);
+    util_err_t err = {{0}};
+    model_file_t *mf = model_file_load(model, &err);
+    cli_model_input_t in = {0};
+    model_net_t *net = NULL;
+    if (!mf || cli_model_input(mf, &in, &err) ||
+        !(net = model_net_create_from_file(mf, DATA_TEN_CROPS, &err))) {
+        fprintf(stderr, "imgret classify: %s\n", err.msg);
+        cli_model_input_free(&in);
+        model_file_free(mf);
+        return 1;
+    }
+    const int classes = mf->spec.layer[mf->spec.n_layers - 1].out;
+    const int c = mf->spec.in_c, side = in.crop;
+    float *x = malloc(sizeof(float) * DATA_TEN_CROPS * c * side * side);
+    float *probs = malloc(sizeof(float) * DATA_TEN_CROPS * classes);
+    float *avg = malloc(sizeof(float) * classes);
+    int failures = 0;
+    for (int i = first_image; i < argc; i++) {
+        data_image_t *raw = data_image_read(argv[i], NULL, &err), *im = NULL;
+        int crops = ten ? DATA_TEN_CROPS : 1;
+        if (!raw || !(im = data_prep_image(raw, &in.prep, &err)) ||
+            (ten ? data_ten_crop(im, side, &in.norm, x, &err)
+                 : data_center_crop(im, side, &in.norm, x, &err)) ||
+            model_net_forward(net, x, crops, 0, &err)) {
+            fprintf(stderr, "imgret classify: %s\n", err.msg);
+            failures++;
+            data_image_free(raw);
+            data_image_free(im);
+            continue;
+        }
+        model_softmax(crops, classes, model_net_logits(net, NULL), probs);
+        for (int k = 0; k < classes; k++) {
+            double a = 0;
+            for (int j = 0; j < crops; j++) a += probs[(size_t)j * classes + k];
+            avg[k] = (float)(a / crops);
+        }
+        printf("%s\n", argv[i]);
+        for (int r = 0; r < 5 && r < classes; r++) {
+            int best = 0;
+            for (int k = 1; k < classes; k++)
+                if (avg[k] > avg[best]) best = k;
+            const char *name = best < mf->n_classes ? mf->class_names[best] : NULL;
+            if (name) printf("  %6.2f%%  %s\n", 100.0 * avg[best], name);
+            else printf("  %6.2f%%  class %d\n", 100.0 * avg[best], best);
+            avg[best] = -1.0f;
+        }
+        data_image_free(raw);
+        data_image_free(im);
+    }
+    free(x);
+    free(probs);
+    free(avg);
+    cli_model_input_free(&in);
+    model_net_free(net);
+    model_file_free(mf);
+    return failures ? 1 : 0;
+}
