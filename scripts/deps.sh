@@ -10,6 +10,10 @@ PACKAGES=(
   libturbojpeg0-dev libpng-dev  # data/: JPEG decode/encode (TurboJPEG), PNG decode
   dataset-fashion-mnist         # data/ tests and training: Fashion-MNIST IDX files
   python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
+  protobuf-c-compiler libprotobuf-c-dev  # model/: model files, Caffe/ONNX interop (protoc-c at build time)
+  libssl-dev                    # model/: SHA-256 content hash of model files (libcrypto)
+  python3-onnx python3-protobuf # tests/interop: ONNX files and onnx.checker
+  protobuf-compiler             # protoc --decode: inspecting model files by hand (docs/interop.md)
   libsqlite3-dev                # index/: the item store
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
