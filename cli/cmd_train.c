@@ -3,6 +3,7 @@
  * checkpoints. */
 #include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "cli/plot.h"
 #include "model/model.h"
 
 #include <math.h>
@@ -116,7 +117,15 @@ static int on_checkpoint(void *p, const model_net_t *net, const model_train_stat
     train_ctx_t *c = p;
     char path[4096];
     snprintf(path, sizeof path, "%s.ckpt", c->out_path);
-    return save_model(c, (model_net_t *)net, st, 1, path, err);
+    if (save_model(c, (model_net_t *)net, st, 1, path, err)) return -1;
+    /* The pictures are for people: a failure to draw them is reported, not fatal. */
+    util_err_t perr = {{0}};
+    snprintf(path, sizeof path, "%s.curves.png", c->out_path);
+    if (st->n_history > 0 && cli_plot_curves(st->history, st->n_history, path, &perr))
+        fprintf(stderr, "imgret train: %s\n", perr.msg);
+    snprintf(path, sizeof path, "%s.conv1.png", c->out_path);
+    if (cli_plot_conv1((model_net_t *)net, path, &perr)) fprintf(stderr, "imgret train: %s\n", perr.msg);
+    return 0;
 }
 
 static void on_skip(void *p, size_t item, const char *message) {
@@ -145,7 +154,8 @@ static int usage(FILE *f) {
             "  --limit N          use the first N training images (for quick runs)\n"
             "  --seed N           data order and augmentation (default 1)\n"
             "  --threads N        loader threads (default 2)\n"
-            "  --csv FILE         per-epoch metrics (default OUT.csv)\n"
+            "  --csv FILE         per-epoch metrics (default OUT.csv); OUT.curves.png and\n"
+            "                     OUT.conv1.png (the learned conv1 kernels) after every epoch\n"
             "  --resume CKPT      continue from OUT.ckpt (repeat the same options)\n"
             "  -o, --out FILE     model file (default model.imgret)\n");
     return f == stdout ? 0 : 2;

@@ -296,3 +296,21 @@ int data_image_write_jpeg(const data_image_t *im, const char *path, int quality,
     if (fclose(f) != 0 || put != len) return util_fail(err, "%s: write failed", path);
     return 0;
 }
+
+int data_image_write_png(const data_image_t *im, const char *path, util_err_t *err) {
+    if (!im || !im->pixels || !path) return util_fail(err, "png: NULL image or path");
+    if (im->c != 1 && im->c != 3)
+        return util_fail(err, "%s: PNG writer takes 1 or 3 channels, not %d", path, im->c);
+    png_image png;
+    memset(&png, 0, sizeof png);
+    png.version = PNG_IMAGE_VERSION;
+    png.width = (png_uint_32)im->w;
+    png.height = (png_uint_32)im->h;
+    png.format = im->c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+    if (!png_image_write_to_file(&png, path, 0, im->pixels, 0, NULL)) {
+        util_fail(err, "%s: cannot write PNG: %s", path, png.message);
+        png_image_free(&png);
+        return -1;
+    }
+    return 0;
+}

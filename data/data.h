@@ -70,6 +70,8 @@ int data_encode_jpeg(const data_image_t *im, int quality, uint8_t **out, size_t 
                      util_err_t *err);
 /* Encodes and writes a JPEG file. */
 int data_image_write_jpeg(const data_image_t *im, const char *path, int quality, util_err_t *err);
+/* Writes a PNG (lossless; 1 or 3 channels) to path. */
+int data_image_write_png(const data_image_t *im, const char *path, util_err_t *err);
 
 /* Reads a whole file into memory (malloc'd, caller frees); an empty file or
  * one larger than max_bytes (0: 1 GiB) is an error naming the path. */
