@@ -17,6 +17,5 @@ int cmd_info(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
-int cmd_extract(int argc, char **argv);
 
 #endif

@@ -12,7 +12,6 @@ static const cli_command_t commands[] = {
     {"train", "train AlexNet with the paper's recipe (default: Fashion-MNIST)", cmd_train},
     {"eval", "top-1/top-5 error of a model, centre crop and ten crops", cmd_eval},
     {"classify", "top-5 classes of images (ten crops averaged)", cmd_classify},
-    {"extract", "extract FC7 features of a dataset into a feature file (resumable)", cmd_extract},
 };
 
 static void usage(FILE *f) {
