@@ -4,7 +4,7 @@
 #include <string.h>
 
 cli_data_args_t cli_data_args_defaults(void) {
-    cli_data_args_t a = {"fashion-mnist", NULL, 0, 0};
+    cli_data_args_t a = {"fashion-mnist", NULL, 0, 0, 0};
     return a;
 }
 
@@ -37,6 +37,7 @@ int cli_open_data(const cli_data_args_t *a, cli_dataset_t *d, util_err_t *err) {
     if (!(d->train = limit(d->train_all, a->limit, err))) goto fail;
     const char *val = a->val;
     if (!val && !strcmp(a->data, "fashion-mnist")) val = "fashion-mnist";
+    if (a->no_val) val = NULL;
     if (val) {
         if (!(d->val_all = open_one(val, !strcmp(val, "fashion-mnist"), err))) goto fail;
         if (!(d->val = limit(d->val_all, a->val_limit, err))) goto fail;

@@ -11,6 +11,7 @@ typedef struct cli_data_args {
     const char *val;  /* same forms; NULL: the matching test split when there is one */
     long limit;       /* > 0: the first `limit` training items only */
     long val_limit;   /* > 0: the first `val_limit` validation items only */
+    int no_val;       /* open no validation set */
 } cli_data_args_t;
 
 cli_data_args_t cli_data_args_defaults(void);

@@ -12,6 +12,7 @@ static const cli_command_t commands[] = {
     {"train", "train AlexNet with the paper's recipe (default: Fashion-MNIST)", cmd_train},
     {"eval", "top-1/top-5 error of a model, centre crop and ten crops", cmd_eval},
     {"classify", "top-5 classes of images (ten crops averaged)", cmd_classify},
+    {"stats", "training-set mean image and PCA (lighting) eigen data", cmd_stats},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,66 @@
+/* imgret stats: the training set's mean image, per-channel mean and the
+ * RGB (or grey) covariance with its eigenvectors and eigenvalues (the data
+ * of the paper's PCA lighting); with --model, stores them in that model
+ * file's normalisation. imgret train computes and stores them itself. */
+#include "cli/cli_util.h"
+#include "cli/commands.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int usage(FILE *f) {
+    fprintf(f, "usage: imgret stats [--data SPEC] [--limit N] [--model FILE]\n"
+               "  SPEC: fashion-mnist (default), folder:DIR, list:FILE\n");
+    return f == stdout ? 0 : 2;
+}
+
+int cmd_stats(int argc, char **argv) {
+    cli_data_args_t da = cli_data_args_defaults();
+    const char *model = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help")) return usage(stdout);
+        if (i + 1 >= argc) return usage(stderr);
+        const char *o = argv[i], *v = argv[++i];
+        if (cli_data_arg(&da, o, v)) continue;
+        if (!strcmp(o, "--model")) model = v;
+        else return usage(stderr);
+    }
+    da.no_val = 1;
+    util_err_t err = {{0}};
+    cli_dataset_t d;
+    if (cli_open_data(&da, &d, &err)) {
+        fprintf(stderr, "imgret stats: %s\n", err.msg);
+        return 1;
+    }
+    const data_stats_t *s = d.stats;
+    printf("%zu images (%zu failed), stored %dx%dx%d\n", s->count, s->failed, s->c, s->h, s->w);
+    printf("channel mean (0..255):");
+    for (int c = 0; c < s->c; c++) printf(" %.3f", (double)s->channel_mean[c]);
+    printf("\neigenvalues (of [0,1] values):");
+    for (int c = 0; c < s->c; c++) printf(" %.6g", (double)s->eigval[c]);
+    printf("\neigenvectors (columns):\n");
+    for (int k = 0; k < s->c; k++) {
+        printf(" ");
+        for (int i = 0; i < s->c; i++) printf(" %8.4f", (double)s->eigvec[k * s->c + i]);
+        printf("\n");
+    }
+    int rc = 0;
+    if (model) {
+        model_file_t *mf = model_file_load(model, &err);
+        if (!mf || model_norm_set_mean_image(&mf->norm, s->c, s->h, s->w, s->mean, &err)) {
+            rc = 1;
+        } else {
+            mf->norm.has_eigen = 1;
+            memcpy(mf->norm.eigval, s->eigval, sizeof s->eigval);
+            memcpy(mf->norm.eigvec, s->eigvec, sizeof s->eigvec);
+            mf->norm.stored_size = s->h;
+            if (model_file_save(mf, model, &err)) rc = 1;
+            else printf("stored in %s\n", model);
+        }
+        if (rc) fprintf(stderr, "imgret stats: %s\n", err.msg);
+        model_file_free(mf);
+    }
+    cli_close_data(&d);
+    return rc;
+}
