@@ -3,6 +3,7 @@
  * evaluation bookkeeping. Tiny data so it runs under ASan in seconds. */
 #include "model/model.h"
 #include "test.h"
+#include "data/fixtures.h"
 
 #include <stdlib.h>
 #include <unistd.h>
@@ -203,6 +204,63 @@ static void test_training_learns_and_ten_crop_evaluates(void) {
     data_dataset_free(ds);
 }
 
-TEST_MAIN(T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
+typedef struct {
+    int skips;
+    int named;
+} skip_ctx;
+
+static void count_skip(void *p, size_t item, const char *message) {
+    (void)item;
+    skip_ctx *c = p;
+    c->skips++;
+    for (int k = 0; k < FX_BAD_KINDS; k++)
+        if (strstr(message, fx_bad_names[k])) c->named++;
+}
+
+static void test_bad_images_are_skipped_by_name_during_training(void) {
+    char *dir = fx_tmpdir();
+    char sub[2048], path[4096];
+    for (int cls = 0; cls < 2; cls++) {
+        snprintf(sub, sizeof sub, "%s/class%d", dir, cls);
+        fx_mkdir(dir, cls ? "class1" : "class0");
+        for (int i = 0; i < 8; i++) {
+            snprintf(path, sizeof path, "%s/good%d.jpg", sub, i);
+            fx_write_jpeg(path, 24, 20, 3, cls * 100 + i);
+        }
+    }
+    snprintf(sub, sizeof sub, "%s/class1", dir);
+    for (int k = 0; k < FX_BAD_KINDS; k++) fx_write_bad(sub, k);
+    util_err_t err = {{0}};
+    data_dataset_t *ds = data_dataset_open_folder(dir, NULL, &err);
+    CHECK_MSG(ds != NULL, "%s", err.msg);
+    if (!ds) return;
+    data_prep_t prep = {3, 18, 0};
+    data_stats_t *stats = data_stats_compute(ds, &prep, 2, 0, NULL, &err);
+    CHECK_MSG(stats != NULL, "%s", err.msg);
+    model_train_opts_t o = opts_for(stats);
+    o.prep = prep;
+    o.epochs = 1;
+    o.batch = 8;
+    model_spec_t spec;
+    CHECK(model_spec_alexnet_small(&spec, 3, CROP, 2, NULL) == 0);
+    model_net_t *net = model_net_create(&spec, 8, NULL);
+    model_net_init(net, 1);
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    skip_ctx c = {0, 0};
+    model_train_hooks_t hooks = {&c, NULL, NULL, NULL, count_skip, NULL};
+    CHECK_MSG(model_train(net, ds, ds, &o, st, &hooks, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
+    CHECK_MSG(c.skips == FX_BAD_KINDS, "%d skipped", c.skips);
+    CHECK_MSG(c.named == FX_BAD_KINDS, "%d messages named their file", c.named);
+    CHECK(st->history[0].skipped == FX_BAD_KINDS);
+    free(st);
+    model_net_free(net);
+    data_stats_free(stats);
+    data_dataset_free(ds);
+    fx_rmtree(dir);
+    free(dir);
+}
+
+TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training), T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
           T(test_nan_loss_stops_training_with_a_message),
           T(test_training_learns_and_ten_crop_evaluates))
