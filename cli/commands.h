@@ -18,5 +18,6 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ static const cli_command_t commands[] = {
     {"eval", "top-1/top-5 error of a model, centre crop and ten crops", cmd_eval},
     {"classify", "top-5 classes of images (ten crops averaged)", cmd_classify},
     {"stats", "training-set mean image and PCA (lighting) eigen data", cmd_stats},
+    {"extract", "extract FC7 features of a dataset into a feature file (resumable)", cmd_extract},
 };
 
 static void usage(FILE *f) {
