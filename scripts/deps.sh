@@ -17,6 +17,7 @@ PACKAGES=(
   libsqlite3-dev                # index/: the item store
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
+  liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
 )
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
 PACKAGES+=("$@")
