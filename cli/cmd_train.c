@@ -93,19 +93,8 @@ static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_
     }
     snprintf(mf->source, sizeof mf->source, "imgret train on %s", c->data_name);
     if (rc == 0 && checkpoint) {
-        model_checkpoint_t *ck = mf->checkpoint;
-        ck->epoch = st->epoch;
-        ck->step = (int64_t)st->step; /* steps done within epoch `epoch` */
-        ck->sgd = c->opts->sgd;
-        ck->sgd.lr = st->lr;
-        ck->history = calloc((size_t)(st->n_history ? st->n_history : 1), sizeof *ck->history);
-        if (!ck->history) rc = util_fail(err, "checkpoint: out of memory");
-        for (int i = 0; rc == 0 && i < st->n_history; i++) {
-            const model_epoch_metrics_t *m = &st->history[i];
-            ck->history[i] = (model_metric_t){m->epoch, 0, m->lr, m->train_loss, m->train_top1,
-                                              m->val_loss, m->val_top1, m->val_top5, m->seconds};
-        }
-        if (rc == 0) ck->n_history = st->n_history;
+        mf->checkpoint->sgd = c->opts->sgd;
+        rc = model_train_state_to_checkpoint(st, mf->checkpoint, err);
     }
     if (rc == 0) rc = model_file_save(mf, path, err);
     model_file_free(mf);

@@ -356,6 +356,11 @@ int model_train(model_net_t *net, const data_dataset_t *train, const data_datase
  * own counters are replayed from the history. The net's momentum and
  * dropout RNG come back through model_file_to_net. */
 struct model_checkpoint;
+/* The other way: fills a checkpoint's epoch, step (batches done within
+ * that epoch), learning rate and history from st (the history array is
+ * allocated; the checkpoint owns it). */
+int model_train_state_to_checkpoint(const model_train_state_t *st, struct model_checkpoint *ck,
+                                    util_err_t *err);
 int model_train_state_from_checkpoint(model_train_state_t *st, const model_train_opts_t *opts,
                                       const struct model_checkpoint *ck, util_err_t *err);
 

@@ -160,6 +160,26 @@ static void schedule_lr(const model_train_opts_t *o, model_train_state_t *st, fl
     }
 }
 
+int model_train_state_to_checkpoint(const model_train_state_t *st, model_checkpoint_t *ck,
+                                    util_err_t *err) {
+    if (!st || !ck) return util_fail(err, "checkpoint: NULL argument");
+    model_metric_t *h = calloc((size_t)st->n_history + 1, sizeof *h);
+    if (!h) return util_fail(err, "checkpoint: out of memory");
+    for (int i = 0; i < st->n_history; i++) {
+        const model_epoch_metrics_t *m = &st->history[i];
+        h[i] = (model_metric_t){m->epoch,       0,           m->lr,       m->train_loss,
+                                m->train_top1, m->val_loss, m->val_top1, m->val_top5,
+                                m->seconds};
+    }
+    free(ck->history);
+    ck->history = h;
+    ck->n_history = st->n_history;
+    ck->epoch = st->epoch;
+    ck->step = (int64_t)st->step;
+    ck->sgd.lr = st->lr;
+    return 0;
+}
+
 int model_train_state_from_checkpoint(model_train_state_t *st, const model_train_opts_t *opts,
                                       const model_checkpoint_t *ck, util_err_t *err) {
     if (!st || !opts || !ck) return util_fail(err, "resume: NULL argument");

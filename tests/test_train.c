@@ -67,17 +67,10 @@ static int save_ck(void *p, const model_net_t *net, const model_train_state_t *s
     ck_ctx *c = p;
     model_file_t *mf = model_file_from_net((model_net_t *)net, 1, err);
     if (!mf) return -1;
-    model_checkpoint_t *ck = mf->checkpoint;
-    ck->epoch = st->epoch;
-    ck->step = (int64_t)st->step;
-    ck->sgd.lr = st->lr;
-    ck->history = calloc((size_t)st->n_history + 1, sizeof *ck->history);
-    for (int i = 0; i < st->n_history; i++) {
-        const model_epoch_metrics_t *m = &st->history[i];
-        ck->history[i] = (model_metric_t){m->epoch, 0, m->lr, m->train_loss, m->train_top1,
-                                          m->val_loss, m->val_top1, m->val_top5, m->seconds};
+    if (model_train_state_to_checkpoint(st, mf->checkpoint, err)) {
+        model_file_free(mf);
+        return -1;
     }
-    ck->n_history = st->n_history;
     int rc = model_file_save(mf, c->path, err);
     model_file_free(mf);
     return rc;
