@@ -120,7 +120,8 @@ float *ae_param(ae_t *ae, int i, float **grad, size_t *count) {
     return is_w ? l->w : l->b;
 }
 
-int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, util_err_t *err) {
+int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension,
+                           util_err_t *err) {
     if (n < 1) return util_fail(err, "autoencoder: no rows to standardise");
     int D = ae->in_dim;
     double *s = calloc((size_t)D * 2, sizeof(double));
@@ -131,13 +132,17 @@ int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, util_err_t *err) 
             s[j] += v;
             s[D + j] += v * v;
         }
+    double total_var = 0;
     for (int j = 0; j < D; j++) {
         double m = s[j] / (double)n, var = s[D + j] / (double)n - m * m;
+        total_var += var > 0 ? var : 0;
         ae->mean[j] = (float)m;
         /* A dimension that never varies (a dead ReLU of FC7) carries no
          * information; scaling it by 1 keeps it at zero after centring. */
         ae->inv_std[j] = var > 1e-12 ? (float)(1.0 / sqrt(var)) : 1.0f;
     }
+    if (!per_dimension && total_var > 1e-12)
+        for (int j = 0; j < D; j++) ae->inv_std[j] = (float)(1.0 / sqrt(total_var / D));
     free(s);
     return 0;
 }

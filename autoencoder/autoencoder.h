@@ -42,9 +42,13 @@ void ae_free(ae_t *ae); /* accepts NULL */
 int ae_in_dim(const ae_t *ae);
 int ae_bits(const ae_t *ae);
 
-/* Sets the standardisation from n rows of x (n x in_dim): mean and standard
- * deviation per dimension (dimensions that never vary get 1). */
-int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, util_err_t *err);
+/* Sets the standardisation from n rows of x (n x in_dim): the mean per
+ * dimension is subtracted, then the rows are divided by the standard
+ * deviation of each dimension (per_dimension; dimensions that never vary
+ * get 1) or by one common scale, the root mean variance (so the loss
+ * weighs dimensions by their variance, as PCA does). */
+int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension,
+                           util_err_t *err);
 
 typedef struct ae_train_opts {
     int epochs;
@@ -144,6 +148,21 @@ size_t ae_two_stage_search(const uint8_t *q_short, const uint8_t *q_long, const 
                            const uint8_t *db_long, size_t n, int short_bytes, int long_bytes,
                            int radius, size_t k, uint32_t *ids, size_t *scanned);
 
+/* Semantic hashing's lookup: a table from each short code (at most 64
+ * bits) to the database items holding it. A query visits every address
+ * within a Hamming radius (sum over d <= r of C(bits, d) lookups), so its
+ * time depends on the radius and the shortlist, not on the database size. */
+typedef struct ae_hash_table ae_hash_table_t;
+
+ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, util_err_t *err);
+void ae_hash_table_free(ae_hash_table_t *t); /* accepts NULL */
+
+/* ae_two_stage_search with the shortlist from the table: the same result
+ * (ties by index), without scanning the database's short codes. */
+size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_short,
+                                 const uint8_t *q_long, const uint8_t *db_long, int long_bytes,
+                                 int radius, size_t k, uint32_t *ids, size_t *scanned);
+
 /* Precision-recall at 11 recall levels (0, 0.1, ..., 1), interpolated
  * (the best precision at any recall >= the level). */
 #define AE_PR_POINTS 11
@@ -159,5 +178,26 @@ typedef struct ae_query_metrics {
 
 void ae_ranking_metrics(const uint32_t *order, size_t n, const int32_t *db_labels, int32_t qlabel,
                         size_t n_relevant, ae_query_metrics_t *m, double pr[AE_PR_POINTS]);
+
+/* Mean metrics of nq queries against a database (relevant = same label),
+ * each query ranking the whole database: Euclidean (ties by index) or
+ * Hamming (ties by index). Queries run in parallel (OpenMP). */
+typedef struct ae_eval_result {
+    double map, p10, p100;
+    double pr[AE_PR_POINTS];
+} ae_eval_result_t;
+
+int ae_eval_l2(const float *q, size_t nq, const float *db, size_t ndb, int dim,
+               const int32_t *q_labels, const int32_t *db_labels, ae_eval_result_t *out,
+               util_err_t *err);
+int ae_eval_hamming(const uint8_t *q, size_t nq, const uint8_t *db, size_t ndb, int bytes,
+                    const int32_t *q_labels, const int32_t *db_labels, ae_eval_result_t *out,
+                    util_err_t *err);
+
+/* Exact Euclidean k nearest neighbours (k <= 1024, ties by index) of nq
+ * queries into ids (nq x k): blocked sgemm. db_norms: squared norms of the
+ * database rows. */
+int ae_l2_knn(const float *q, size_t nq, const float *db, const float *db_norms, size_t ndb,
+              int dim, size_t k, uint32_t *ids, util_err_t *err);
 
 #endif

@@ -115,3 +115,135 @@ void ae_ranking_metrics(const uint32_t *order, size_t n, const int32_t *db_label
     if (pr)
         for (int l = 0; l < AE_PR_POINTS; l++) pr[l] = best_at[l];
 }
+
+/* ------------------------------------------------------- hash table */
+
+typedef struct slot {
+    uint64_t key;
+    uint32_t start, count; /* count 0: empty */
+} slot_t;
+
+struct ae_hash_table {
+    int bits, bytes;
+    uint32_t *ids; /* item ids sorted by code, then id */
+    slot_t *slots;
+    size_t mask;
+};
+
+static uint64_t code_u64(const uint8_t *c, int bytes) {
+    uint64_t v = 0;
+    for (int i = 0; i < bytes; i++) v |= (uint64_t)c[i] << (8 * i);
+    return v;
+}
+
+static uint64_t mix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+typedef struct keyed { uint64_t key; uint32_t id; } keyed_t;
+
+static int cmp_keyed(const void *a, const void *b) {
+    const keyed_t *x = a, *y = b;
+    if (x->key != y->key) return x->key < y->key ? -1 : 1;
+    return (x->id > y->id) - (x->id < y->id);
+}
+
+ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, util_err_t *err) {
+    if (bits < 1 || bits > 64 || n > UINT32_MAX) {
+        util_fail(err, "hash table: %d-bit codes for %zu items (at most 64 bits)", bits, n);
+        return NULL;
+    }
+    ae_hash_table_t *t = calloc(1, sizeof *t);
+    keyed_t *k = malloc((n ? n : 1) * sizeof *k);
+    size_t cap = 16;
+    while (cap < 2 * n) cap *= 2;
+    if (t) {
+        t->ids = malloc((n ? n : 1) * sizeof *t->ids);
+        t->slots = calloc(cap, sizeof *t->slots);
+    }
+    if (!t || !k || !t->ids || !t->slots) {
+        free(k);
+        ae_hash_table_free(t);
+        util_fail(err, "hash table: out of memory");
+        return NULL;
+    }
+    t->bits = bits;
+    t->bytes = ae_code_bytes(bits);
+    t->mask = cap - 1;
+    for (size_t i = 0; i < n; i++) k[i] = (keyed_t){code_u64(codes + i * t->bytes, t->bytes), (uint32_t)i};
+    qsort(k, n, sizeof *k, cmp_keyed);
+    for (size_t i = 0; i < n;) {
+        size_t j = i;
+        while (j < n && k[j].key == k[i].key) t->ids[j] = k[j].id, j++;
+        size_t h = mix64(k[i].key) & t->mask;
+        while (t->slots[h].count) h = (h + 1) & t->mask;
+        t->slots[h] = (slot_t){k[i].key, (uint32_t)i, (uint32_t)(j - i)};
+        i = j;
+    }
+    free(k);
+    return t;
+}
+
+void ae_hash_table_free(ae_hash_table_t *t) {
+    if (!t) return;
+    free(t->ids);
+    free(t->slots);
+    free(t);
+}
+
+typedef struct probe {
+    const ae_hash_table_t *t;
+    const uint8_t *q_long, *db_long;
+    int long_bytes;
+    size_t k, have, scanned;
+    uint32_t *ids;
+    uint16_t *dist;
+} probe_t;
+
+static void visit(probe_t *p, uint64_t addr) {
+    const ae_hash_table_t *t = p->t;
+    size_t h = mix64(addr) & t->mask;
+    while (t->slots[h].count && t->slots[h].key != addr) h = (h + 1) & t->mask;
+    const slot_t *s = &t->slots[h];
+    if (!s->count) return;
+    p->scanned += s->count;
+    for (uint32_t m = 0; m < s->count; m++) {
+        uint32_t id = t->ids[s->start + m];
+        uint16_t di = (uint16_t)ae_hamming(p->q_long, p->db_long + (size_t)id * p->long_bytes,
+                                           p->long_bytes);
+        if (p->k == 0) continue;
+        /* Ties by id: a later id with an equal distance goes after. */
+        if (p->have == p->k && (di > p->dist[p->k - 1] ||
+                                (di == p->dist[p->k - 1] && id > p->ids[p->k - 1])))
+            continue;
+        size_t pos = p->have < p->k ? p->have++ : p->k - 1;
+        while (pos > 0 && (p->dist[pos - 1] > di || (p->dist[pos - 1] == di && p->ids[pos - 1] > id))) {
+            p->dist[pos] = p->dist[pos - 1];
+            p->ids[pos] = p->ids[pos - 1];
+            pos--;
+        }
+        p->dist[pos] = di;
+        p->ids[pos] = id;
+    }
+}
+
+/* Every address that differs from addr in `left` more bits, all at
+ * positions >= from. */
+static void flips(probe_t *p, uint64_t addr, int from, int left) {
+    visit(p, addr);
+    if (left == 0) return;
+    for (int b = from; b < p->t->bits; b++) flips(p, addr ^ ((uint64_t)1 << b), b + 1, left - 1);
+}
+
+size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_short,
+                                 const uint8_t *q_long, const uint8_t *db_long, int long_bytes,
+                                 int radius, size_t k, uint32_t *ids, size_t *scanned) {
+    uint16_t dist_buf[1024];
+    probe_t p = {t, q_long, db_long, long_bytes, k < 1024 ? k : 1024, 0, 0, ids, dist_buf};
+    flips(&p, code_u64(q_short, t->bytes), 0, radius < 0 ? 0 : radius);
+    *scanned = p.scanned;
+    return p.have;
+}

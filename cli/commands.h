@@ -19,5 +19,8 @@ int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_stats(int argc, char **argv);
 int cmd_extract(int argc, char **argv);
+int cmd_ae_train(int argc, char **argv);
+int cmd_ae_encode(int argc, char **argv);
+int cmd_eval_retrieval(int argc, char **argv);
 
 #endif

@@ -14,6 +14,9 @@ static const cli_command_t commands[] = {
     {"classify", "top-5 classes of images (ten crops averaged)", cmd_classify},
     {"stats", "training-set mean image and PCA (lighting) eigen data", cmd_stats},
     {"extract", "extract FC7 features of a dataset into a feature file (resumable)", cmd_extract},
+    {"ae-train", "train the binary-code autoencoder on a feature file", cmd_ae_train},
+    {"ae-encode", "binary codes of a feature file's rows with a trained autoencoder", cmd_ae_encode},
+    {"eval-retrieval", "retrieval quality: pixels, FC7, AE codes, ITQ, LSH, two-stage", cmd_eval_retrieval},
 };
 
 static void usage(FILE *f) {

@@ -76,6 +76,25 @@ static void test_hamming_ranking_equals_brute_force(void) {
     for (int i = 0; i < N; i++) within += p[i].d <= 12;
     ae_two_stage_search(q, ql, db, dbl, N, BYTES, 32, 12, 10, two, &scanned);
     CHECK(scanned == within && within > 0 && within < N);
+    /* The hash-table lookup gives the linear scan's results at every radius
+     * (the short codes here use 20 bits of 3 bytes). */
+    uint8_t sc[N * 3], qs[3] = {q[0], q[1], (uint8_t)(q[2] & 0x0f)};
+    for (int i = 0; i < N; i++) {
+        memcpy(sc + i * 3, db + i * BYTES, 3);
+        sc[i * 3 + 2] &= 0x0f;
+    }
+    util_err_t err;
+    ae_hash_table_t *t = ae_hash_table_create(sc, N, 20, &err);
+    CHECK(t != NULL);
+    for (int r = 0; t && r <= 6; r++) {
+        uint32_t a[10], b[10];
+        size_t sa, sb;
+        size_t na = ae_two_stage_search(qs, ql, sc, dbl, N, 3, 32, r, 10, a, &sa);
+        size_t nb = ae_two_stage_search_table(t, qs, ql, dbl, 32, r, 10, b, &sb);
+        CHECK(na == nb && sa == sb);
+        CHECK(!memcmp(a, b, na * sizeof a[0]));
+    }
+    ae_hash_table_free(t);
 }
 
 /* Rows around 4 random centres in `dim` dimensions, labels = centre. */
@@ -142,7 +161,7 @@ static void test_ae_gradient_matches_finite_differences(void) {
     util_err_t err;
     ae_t *ae = ae_create(6, hidden, 1, 4, 11, &err);
     float *x = clustered(3, 6, 4, NULL);
-    CHECK(ae_fit_standardisation(ae, x, 3, &err) == 0);
+    CHECK(ae_fit_standardisation(ae, x, 3, 1, &err) == 0);
     float noise[12];
     util_rng_t rng;
     util_rng_seed(&rng, 8);
@@ -194,7 +213,7 @@ static void test_ae_training_lowers_error_and_makes_codes_bimodal(void) {
     int hidden[1] = {16};
     util_err_t err;
     ae_t *ae = ae_create(D, hidden, 1, B, 3, &err);
-    CHECK(ae_fit_standardisation(ae, x, N, &err) == 0);
+    CHECK(ae_fit_standardisation(ae, x, N, 1, &err) == 0);
     double before, after;
     float act[N * B];
     CHECK(ae_reconstruction_error(ae, x, N, &before, &err) == 0);
