@@ -18,6 +18,7 @@ PACKAGES=(
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
+  python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
 )
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
 PACKAGES+=("$@")

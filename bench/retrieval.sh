@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The retrieval table of docs/retrieval.md: FC7 of the Fashion-MNIST model
+# for the 60,000 training images (database) and the 10,000 test images
+# (queries), autoencoders at 32/64/256 bits, then imgret eval-retrieval
+# (raw pixels, FC7, AE, ITQ, LSH, two-stage) and the precision-recall plot.
+#
+# usage: bench/retrieval.sh MODEL OUTDIR [AE_LIMIT]
+#   AE_LIMIT: training rows per autoencoder (default 20000; 60000 for all)
+set -euo pipefail
+MODEL=$1
+OUT=$2
+AE_LIMIT=${3:-20000}
+IMGRET=${IMGRET:-build/release/cli/imgret}
+mkdir -p "$OUT"
+# Both extractions resume where an interrupted run stopped.
+"$IMGRET" extract --model "$MODEL" --data fashion-mnist-test -o "$OUT/test.feat"
+"$IMGRET" extract --model "$MODEL" --data fashion-mnist -o "$OUT/train.feat"
+for bits in 32 64 256; do
+  [ -f "$OUT/ae$bits.imgret" ] ||
+    "$IMGRET" ae-train --features "$OUT/train.feat" -o "$OUT/ae$bits.imgret" --bits "$bits" \
+      --hidden 512,128 --epochs 8 --noise-ramp 6 --lr 0.0003 --standardise per-dim \
+      --limit "$AE_LIMIT"
+done
+"$IMGRET" eval-retrieval --db "$OUT/train.feat" --queries "$OUT/test.feat" \
+  --ae 32="$OUT/ae32.imgret" --ae 64="$OUT/ae64.imgret" --ae 256="$OUT/ae256.imgret" \
+  --csv "$OUT/pr.csv" -o "$OUT/table.md"
+/usr/bin/python3 "$(dirname "$0")/plot_pr.py" "$OUT/pr.csv" "$OUT/pr.png"
+cat "$OUT/table.md"
