@@ -17,12 +17,14 @@ int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value) {
     return 1;
 }
 
-static data_dataset_t *open_one(const char *spec, int test_split, util_err_t *err) {
-    if (!strcmp(spec, "fashion-mnist"))
-        return data_dataset_open_fashion_mnist(NULL, test_split ? "t10k" : "train", err);
+data_dataset_t *cli_open_dataset(const char *spec, util_err_t *err) {
+    if (!strcmp(spec, "fashion-mnist")) return data_dataset_open_fashion_mnist(NULL, "train", err);
+    if (!strcmp(spec, "fashion-mnist-test"))
+        return data_dataset_open_fashion_mnist(NULL, "t10k", err);
     if (!strncmp(spec, "folder:", 7)) return data_dataset_open_folder(spec + 7, NULL, err);
     if (!strncmp(spec, "list:", 5)) return data_dataset_open_list(spec + 5, NULL, err);
-    util_fail(err, "unknown dataset '%s' (fashion-mnist, folder:DIR or list:FILE)", spec);
+    util_fail(err, "unknown dataset '%s' (fashion-mnist, fashion-mnist-test, folder:DIR, list:FILE)",
+              spec);
     return NULL;
 }
 
@@ -33,17 +35,17 @@ static data_dataset_t *limit(data_dataset_t *all, long n, util_err_t *err) {
 
 int cli_open_data(const cli_data_args_t *a, cli_dataset_t *d, util_err_t *err) {
     memset(d, 0, sizeof *d);
-    if (!(d->train_all = open_one(a->data, 0, err))) return -1;
+    if (!(d->train_all = cli_open_dataset(a->data, err))) return -1;
     if (!(d->train = limit(d->train_all, a->limit, err))) goto fail;
     const char *val = a->val;
-    if (!val && !strcmp(a->data, "fashion-mnist")) val = "fashion-mnist";
+    if (!val && !strcmp(a->data, "fashion-mnist")) val = "fashion-mnist-test";
     if (a->no_val) val = NULL;
     if (val) {
-        if (!(d->val_all = open_one(val, !strcmp(val, "fashion-mnist"), err))) goto fail;
+        if (!(d->val_all = cli_open_dataset(val, err))) goto fail;
         if (!(d->val = limit(d->val_all, a->val_limit, err))) goto fail;
     }
     int channels = data_dataset_channels(d->train);
-    if (!strcmp(a->data, "fashion-mnist")) {
+    if (!strncmp(a->data, "fashion-mnist", 13)) {
         /* 28x28 items padded to 32x32; random 28x28 crops (the paper's 256 -> 224, scaled). */
         d->prep = (data_prep_t){1, 0, 2};
         d->crop = 28;

@@ -6,9 +6,13 @@
 #include "data/data.h"
 #include "model/model.h"
 
+/* A dataset by name: fashion-mnist (the 60,000 training images),
+ * fashion-mnist-test (the 10,000 test images), folder:DIR, list:FILE. */
+data_dataset_t *cli_open_dataset(const char *spec, util_err_t *err);
+
 typedef struct cli_data_args {
-    const char *data; /* "fashion-mnist", "folder:DIR", "list:FILE" */
-    const char *val;  /* same forms; NULL: the matching test split when there is one */
+    const char *data; /* a cli_open_dataset name */
+    const char *val;  /* same; NULL: fashion-mnist-test when data is fashion-mnist */
     long limit;       /* > 0: the first `limit` training items only */
     long val_limit;   /* > 0: the first `val_limit` validation items only */
     int no_val;       /* open no validation set */

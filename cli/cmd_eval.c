@@ -9,12 +9,12 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: imgret eval --model FILE [--data SPEC] [--limit N] [--batch N]\n"
-               "  SPEC: fashion-mnist (its 10,000 test images; default), folder:DIR, list:FILE\n");
+               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE\n");
     return f == stdout ? 0 : 2;
 }
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *data = "fashion-mnist";
+    const char *model = NULL, *data = "fashion-mnist-test";
     long limit = 0;
     int batch = 100;
     for (int i = 1; i < argc; i++) {
@@ -37,15 +37,7 @@ int cmd_eval(int argc, char **argv) {
     if (!(mf = model_file_load(model, &err)) || cli_model_input(mf, &in, &err) ||
         !(net = model_net_create_from_file(mf, batch, &err)))
         goto out;
-    if (!strcmp(data, "fashion-mnist"))
-        all = data_dataset_open_fashion_mnist(NULL, "t10k", &err);
-    else if (!strncmp(data, "folder:", 7))
-        all = data_dataset_open_folder(data + 7, NULL, &err);
-    else if (!strncmp(data, "list:", 5))
-        all = data_dataset_open_list(data + 5, NULL, &err);
-    else
-        util_fail(&err, "unknown dataset '%s'", data);
-    if (!all) goto out;
+    if (!(all = cli_open_dataset(data, &err))) goto out;
     ds = all;
     if (limit > 0 && (size_t)limit < data_dataset_count(all) &&
         !(ds = data_dataset_subset(all, 0, (size_t)limit, &err)))

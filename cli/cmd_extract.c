@@ -50,18 +50,6 @@ static void on_skip(void *p, size_t item, const char *message) {
     fprintf(stderr, "%sskipped item %zu: %s\n", c->tty ? "\n" : "", item, message);
 }
 
-/* fashion-mnist is the training split, fashion-mnist-test the test split. */
-static data_dataset_t *open_dataset(const char *spec, util_err_t *err) {
-    if (!strcmp(spec, "fashion-mnist")) return data_dataset_open_fashion_mnist(NULL, "train", err);
-    if (!strcmp(spec, "fashion-mnist-test"))
-        return data_dataset_open_fashion_mnist(NULL, "t10k", err);
-    if (!strncmp(spec, "folder:", 7)) return data_dataset_open_folder(spec + 7, NULL, err);
-    if (!strncmp(spec, "list:", 5)) return data_dataset_open_list(spec + 5, NULL, err);
-    util_fail(err, "unknown dataset '%s' (fashion-mnist, fashion-mnist-test, folder:DIR, list:FILE)",
-              spec);
-    return NULL;
-}
-
 static int usage(FILE *f) {
     fprintf(f,
             "usage: imgret extract --model M (--data SPEC | --images LIST) -o FILE [options]\n"
@@ -112,7 +100,7 @@ int cmd_extract(int argc, char **argv) {
         fprintf(stderr, "extract: %s\n", err.msg);
         return 1;
     }
-    data_dataset_t *all = open_dataset(data, &err), *ds = all;
+    data_dataset_t *all = cli_open_dataset(data, &err), *ds = all;
     if (all && limit > 0 && (size_t)limit < data_dataset_count(all))
         ds = data_dataset_subset(all, 0, (size_t)limit, &err);
     feat_extractor_t *ex = ds ? feat_extractor_create(mf, batch, layer, &err) : NULL;
