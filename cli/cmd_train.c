@@ -101,19 +101,24 @@ static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_
     return rc;
 }
 
+/* The pictures are for people: a failure to draw them is reported, not fatal. */
+static void write_pictures(train_ctx_t *c, model_net_t *net, const model_train_state_t *st) {
+    char path[4096];
+    util_err_t perr = {{0}};
+    snprintf(path, sizeof path, "%s.curves.png", c->out_path);
+    if (st->n_history > 0 && cli_plot_curves(st->history, st->n_history, path, &perr))
+        fprintf(stderr, "imgret train: %s\n", perr.msg);
+    snprintf(path, sizeof path, "%s.conv1.png", c->out_path);
+    if (cli_plot_conv1(net, path, &perr)) fprintf(stderr, "imgret train: %s\n", perr.msg);
+}
+
 static int on_checkpoint(void *p, const model_net_t *net, const model_train_state_t *st,
                          util_err_t *err) {
     train_ctx_t *c = p;
     char path[4096];
     snprintf(path, sizeof path, "%s.ckpt", c->out_path);
     if (save_model(c, (model_net_t *)net, st, 1, path, err)) return -1;
-    /* The pictures are for people: a failure to draw them is reported, not fatal. */
-    util_err_t perr = {{0}};
-    snprintf(path, sizeof path, "%s.curves.png", c->out_path);
-    if (st->n_history > 0 && cli_plot_curves(st->history, st->n_history, path, &perr))
-        fprintf(stderr, "imgret train: %s\n", perr.msg);
-    snprintf(path, sizeof path, "%s.conv1.png", c->out_path);
-    if (cli_plot_conv1((model_net_t *)net, path, &perr)) fprintf(stderr, "imgret train: %s\n", perr.msg);
+    write_pictures(c, (model_net_t *)net, st);
     return 0;
 }
 
@@ -294,7 +299,9 @@ int cmd_train(int argc, char **argv) {
             model_net_free(net);
             goto fail;
         }
-        fprintf(stderr, "wrote %s (checkpoint: %s.ckpt)\n", out, out);
+        write_pictures(&ctx, net, st);
+        fprintf(stderr, "wrote %s (checkpoint: %s.ckpt; %s.curves.png, %s.conv1.png)\n", out, out,
+                out, out);
     } else {
         fprintf(stderr, "checkpoint in %s.ckpt; continue with --resume %s.ckpt\n", out, out);
     }
