@@ -337,19 +337,27 @@ static void idx_free(void *p) {
     free(s);
 }
 
-static data_image_t *idx_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
-                              int *label, util_err_t *err) {
-    const idx_state_t *s = ds->state;
-    data_image_t *im = data_image_create(s->w, s->h, s->c, err);
+/* Item i of n packed w x h x c images (IDX files and memory datasets),
+ * converted to opts->channels when that differs. */
+static data_image_t *load_packed(const uint8_t *pixels, int w, int h, int c, size_t i,
+                                 const data_decode_opts_t *opts, util_err_t *err) {
+    data_image_t *im = data_image_create(w, h, c, err);
     if (!im) return NULL;
-    size_t sz = (size_t)s->w * s->h * s->c;
-    memcpy(im->pixels, s->pixels + i * sz, sz);
-    if (label) *label = s->labels[i];
-    if (opts->channels && opts->channels != s->c) {
+    size_t sz = (size_t)w * h * c;
+    memcpy(im->pixels, pixels + i * sz, sz);
+    if (opts->channels && opts->channels != c) {
         data_image_t *conv = data_image_convert(im, opts->channels, err);
         data_image_free(im);
         return conv;
     }
+    return im;
+}
+
+static data_image_t *idx_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
+                              int *label, util_err_t *err) {
+    const idx_state_t *s = ds->state;
+    data_image_t *im = load_packed(s->pixels, s->w, s->h, s->c, i, opts, err);
+    if (im && label) *label = s->labels[i];
     return im;
 }
 
@@ -831,16 +839,8 @@ static void mem_free(void *p) {
 static data_image_t *mem_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
                               int *label, util_err_t *err) {
     const mem_state_t *s = ds->state;
-    data_image_t *im = data_image_create(s->w, s->h, s->c, err);
-    if (!im) return NULL;
-    size_t sz = (size_t)s->w * s->h * s->c;
-    memcpy(im->pixels, s->pixels + i * sz, sz);
-    if (label) *label = s->labels[i];
-    if (opts->channels && opts->channels != s->c) {
-        data_image_t *conv = data_image_convert(im, opts->channels, err);
-        data_image_free(im);
-        return conv;
-    }
+    data_image_t *im = load_packed(s->pixels, s->w, s->h, s->c, i, opts, err);
+    if (im && label) *label = s->labels[i];
     return im;
 }
 
