@@ -22,5 +22,6 @@ int cmd_extract(int argc, char **argv);
 int cmd_ae_train(int argc, char **argv);
 int cmd_ae_encode(int argc, char **argv);
 int cmd_eval_retrieval(int argc, char **argv);
+int cmd_index(int argc, char **argv);
 
 #endif

@@ -17,6 +17,7 @@ static const cli_command_t commands[] = {
     {"ae-train", "train the binary-code autoencoder on a feature file", cmd_ae_train},
     {"ae-encode", "binary codes of a feature file's rows with a trained autoencoder", cmd_ae_encode},
     {"eval-retrieval", "retrieval quality: pixels, FC7, AE codes, ITQ, LSH, two-stage", cmd_eval_retrieval},
+    {"index", "the item store and its FAISS indexes: build, add, remove, search, stats", cmd_index},
 };
 
 static void usage(FILE *f) {
