@@ -142,6 +142,8 @@ static int usage(FILE *f) {
             "  --bias-init B      paper (1 in conv2,4,5,fc6,7; default) | caffe (0.1) | zero\n"
             "  --init I           paper (N(0, --weight-std); default) | he (N(0, sqrt(2/fan_in)))\n"
             "  --weight-std X     N(0, X) weights (default 0.01, the paper's)\n"
+            "  --last-std X       N(0, X) for the classifier (last) layer only (default: as the\n"
+            "                     others; small values keep the first logits near uniform)\n"
             "  --input-scale X    multiply the mean-subtracted 0..255 input by X (default 1, the paper's)\n"
             "  --lighting X       PCA lighting alpha std (default 0.1, the paper's; 0 off)\n"
             "  --no-mirror        no horizontal mirrors\n"
@@ -166,6 +168,7 @@ int cmd_train(int argc, char **argv) {
     o.seed = 1;
     float weight_std = 0.01f;
     int he = 0;
+    float last_std = 0.0f;
     float input_scale = 0.0f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -187,6 +190,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--bias-init")) bias = v;
         else if (!strcmp(a, "--weight-std")) weight_std = (float)atof(v);
         else if (!strcmp(a, "--init")) he = !strcmp(v, "he");
+        else if (!strcmp(a, "--last-std")) last_std = (float)atof(v);
         else if (!strcmp(a, "--input-scale")) input_scale = (float)atof(v);
         else if (!strcmp(a, "--lighting")) o.lighting_std = (float)atof(v);
         else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
@@ -208,6 +212,9 @@ int cmd_train(int argc, char **argv) {
     if (cli_default_spec(&data, net_name, &spec, &err)) goto fail;
     model_shape_t shapes[MODEL_MAX_LAYERS];
     if (model_spec_shapes(&spec, 1, shapes, &err)) goto fail;
+    int last_param_layer = -1;
+    for (int i = 0; i < spec.n_layers; i++)
+        if (spec.layer[i].kind == MODEL_CONV || spec.layer[i].kind == MODEL_FC) last_param_layer = i;
     for (int i = 0; i < spec.n_layers; i++) {
         model_layer_spec_t *l = &spec.layer[i];
         if (l->kind != MODEL_CONV && l->kind != MODEL_FC) continue;
@@ -219,6 +226,7 @@ int cmd_train(int argc, char **argv) {
                                                 : (double)in.c / l->groups * l->kernel * l->kernel;
             l->weight_std = (float)sqrt(2.0 / fan_in);
         }
+        if (last_std > 0 && i == last_param_layer) l->weight_std = last_std;
         if (!strcmp(bias, "caffe") && l->bias_init > 0) l->bias_init = 0.1f;
         if (!strcmp(bias, "zero")) l->bias_init = 0.0f;
     }
