@@ -1,4 +1,5 @@
 /* ReLU, dropout, softmax and the cross-entropy loss. */
+#include "model/backend.h"
 #include "model/internal.h"
 
 #include <math.h>
@@ -18,12 +19,14 @@ int model_dropout_forward(float p, size_t count, const float *x, float *y, float
                           util_rng_t *rng, util_err_t *err) {
     if (!(p >= 0.0f && p < 1.0f)) return util_fail(err, "dropout: probability %g is not in [0, 1)", (double)p);
     if (!x || !y || !mask || !rng) return util_fail(err, "dropout forward: NULL buffer");
-    const float keep = 1.0f / (1.0f - p);
-    for (size_t j = 0; j < count; j++) {
-        mask[j] = util_rng_uniform(rng) >= p ? keep : 0.0f;
-        y[j] = x[j] * mask[j];
-    }
+    model_dropout_mask(p, count, mask, rng);
+    for (size_t j = 0; j < count; j++) y[j] = x[j] * mask[j];
     return 0;
+}
+
+void model_dropout_mask(float p, size_t count, float *mask, util_rng_t *rng) {
+    const float keep = 1.0f / (1.0f - p);
+    for (size_t j = 0; j < count; j++) mask[j] = util_rng_uniform(rng) >= p ? keep : 0.0f;
 }
 
 void model_dropout_backward(size_t count, const float *mask, const float *dy, float *dx) {

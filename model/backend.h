@@ -11,6 +11,7 @@ typedef struct model_backend model_backend_t;
 
 typedef struct model_backend_ops {
     const char *name;
+    int host_memory; /* buffers are host memory (plain pointers on the CPU) */
     void (*destroy)(model_backend_t *be);
     /* Zero-filled buffer of `count` floats (or int32s), NULL when out of memory. */
     void *(*alloc)(model_backend_t *be, size_t count);
@@ -45,7 +46,10 @@ typedef struct model_backend_ops {
                            float *mask, util_rng_t *rng, util_err_t *err);
     void (*dropout_backward)(model_backend_t *be, size_t count, const float *mask,
                              const float *dy, float *dx);
+    /* Within this backend's memory. */
     void (*copy)(model_backend_t *be, float *dst, const float *src, size_t count);
+    /* dst += src */
+    void (*accumulate)(model_backend_t *be, size_t count, const float *src, float *dst);
     /* v <- momentum v - wd lr w - lr g; w <- w + v */
     void (*sgd_update)(model_backend_t *be, size_t count, float *w, const float *g, float *v,
                        const model_sgd_t *sgd);
@@ -56,5 +60,26 @@ struct model_backend {
 };
 
 model_backend_t *model_backend_cpu_create(void);
+
+/* A backend for one device (cpu, or gpu:N in a CUDA build); an error that
+ * names the device when it cannot be made. */
+model_backend_t *model_backend_create(const model_device_t *dev, util_err_t *err);
+
+#ifdef IMGRET_HAVE_CUDA
+/* model/backend_cuda.c: cuDNN + cuBLAS on CUDA device `index`. */
+model_backend_t *model_backend_cuda_create(int index, util_err_t *err);
+int model_cuda_device_count(util_err_t *why);
+/* Data parallelism: an NCCL communicator over the GPU backends be[0..n). */
+typedef struct model_cuda_group model_cuda_group_t;
+model_cuda_group_t *model_cuda_group_create(model_backend_t *const *be, int n, util_err_t *err);
+/* Sums buf[d] (count floats on device d) over the devices, in place. */
+int model_cuda_group_allreduce(model_cuda_group_t *g, float *const *buf, size_t count,
+                               util_err_t *err);
+void model_cuda_group_free(model_cuda_group_t *g); /* accepts NULL */
+#endif
+
+/* Private helper of the dropout layer (activation.c): draws the keep mask
+ * (0 or 1/(1-p) per unit) from rng in the order model_dropout_forward does. */
+void model_dropout_mask(float p, size_t count, float *mask, util_rng_t *rng);
 
 #endif

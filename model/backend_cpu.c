@@ -119,6 +119,12 @@ static void cpu_copy(model_backend_t *be, float *dst, const float *src, size_t c
     memcpy(dst, src, count * sizeof(float));
 }
 
+static void cpu_accumulate(model_backend_t *be, size_t count, const float *src, float *dst) {
+    (void)be;
+#pragma omp parallel for simd schedule(static) if (count > 65536)
+    for (size_t j = 0; j < count; j++) dst[j] += src[j];
+}
+
 static void cpu_sgd_update(model_backend_t *be, size_t count, float *w, const float *g, float *v,
                            const model_sgd_t *sgd) {
     (void)be;
@@ -132,6 +138,7 @@ static void cpu_sgd_update(model_backend_t *be, size_t count, float *w, const fl
 
 static const model_backend_ops_t cpu_ops = {
     .name = "cpu",
+    .host_memory = 1,
     .destroy = cpu_destroy,
     .alloc = cpu_alloc,
     .release = cpu_release,
@@ -150,6 +157,7 @@ static const model_backend_ops_t cpu_ops = {
     .dropout_forward = cpu_dropout_forward,
     .dropout_backward = cpu_dropout_backward,
     .copy = cpu_copy,
+    .accumulate = cpu_accumulate,
     .sgd_update = cpu_sgd_update,
 };
 

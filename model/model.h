@@ -198,6 +198,68 @@ int model_spec_shapes(const model_spec_t *spec, int n, model_shape_t *shapes, ut
 /* Index of the layer with this name, or -1. */
 int model_spec_find(const model_spec_t *spec, const char *name);
 
+/* --------------------------------------------------------------- devices */
+
+/* Where a net runs. "cpu" (or "cpu:N") is the host through OpenBLAS and
+ * OpenMP; "gpu:N" is CUDA device N through cuDNN and cuBLAS (only in a build
+ * with CUDA). Several "cpu:N" devices are distinct devices on the same host:
+ * each has its own backend, workspace and thread (with its share of the
+ * OpenMP threads), which is how the multi-device code runs without GPUs. */
+typedef enum model_device_kind {
+    MODEL_DEVICE_CPU = 0,
+    MODEL_DEVICE_GPU = 1,
+} model_device_kind_t;
+
+typedef struct model_device {
+    model_device_kind_t kind;
+    int index;
+} model_device_t;
+
+#define MODEL_MAX_DEVICES 8
+
+/* How a net spreads over several devices.
+ * COLUMNS: the paper's model parallelism. Every layer's kernels (conv output
+ *   channels, fc output units) are split evenly over the devices, and so is
+ *   every activation along its channels. A convolution whose groups divide
+ *   among the devices (conv2, conv4, conv5 of the paper) reads only its own
+ *   device's channels; one with a single group (conv1, conv3) and every fc
+ *   layer reads all channels, which the devices exchange (and, backward, sum
+ *   the partial input gradients). LRN windows at a column boundary read
+ *   size/2 channels of the neighbour (the paper's GPUs did not; imgret keeps
+ *   one function for every placement, so a two-column net computes exactly
+ *   what the one-device net computes).
+ * DATA: every device holds all parameters and a slice of the batch; the
+ *   gradients are summed over the devices (NCCL all-reduce on GPUs) before
+ *   each device takes the same SGD step. */
+typedef enum model_parallel {
+    MODEL_PARALLEL_COLUMNS = 0,
+    MODEL_PARALLEL_DATA = 1,
+} model_parallel_t;
+
+typedef struct model_placement {
+    int n_devices; /* 1 to MODEL_MAX_DEVICES */
+    model_device_t device[MODEL_MAX_DEVICES];
+    model_parallel_t parallel; /* ignored with one device */
+} model_placement_t;
+
+/* One device on the host CPU: what model_net_create uses. */
+model_placement_t model_placement_cpu(void);
+/* Parses "cpu", "cpu:N", "gpu" (= gpu:0) or "gpu:N". Only the syntax is
+ * checked here; model_net_create_on says whether the device exists. */
+int model_device_parse(const char *name, model_device_t *dev, util_err_t *err);
+/* Parses a comma-separated device list ("gpu:0,gpu:1", "cpu:0,cpu:1") and a
+ * parallelism name ("columns", "data"; NULL means columns). A device may not
+ * appear twice, and CPU and GPU devices are not mixed. */
+int model_placement_parse(const char *devices, const char *parallel, model_placement_t *pl,
+                          util_err_t *err);
+/* "cpu:0,cpu:1 (columns)" and the like. */
+void model_placement_str(const model_placement_t *pl, char *buf, size_t size);
+/* 1 when this build has the CUDA backend. */
+int model_cuda_built(void);
+/* Number of visible CUDA devices (0 without a CUDA build, without a driver
+ * or without a GPU); why, when 0, goes into why (may be NULL). */
+int model_gpu_count(util_err_t *why);
+
 /* ------------------------------------------------------------------- net */
 
 typedef struct model_param {
@@ -213,10 +275,18 @@ typedef struct model_param {
 
 typedef struct model_net model_net_t;
 
-/* Builds a network for batches of up to max_batch images on the CPU backend.
+/* Builds a network for batches of up to max_batch images on one CPU device.
  * Parameters are zero until model_net_init or until written through
  * model_net_param. The net keeps its own copy of the spec. */
 model_net_t *model_net_create(const model_spec_t *spec, int max_batch, util_err_t *err);
+/* The same on the devices of a placement. A GPU device in a build without
+ * CUDA, or one that does not exist, is an error that says so. The columns
+ * split needs every conv's groups to be 1 or a multiple of the device
+ * count, at least as many channels as devices in every layer, and a conv or
+ * fc first layer. */
+model_net_t *model_net_create_on(const model_spec_t *spec, int max_batch,
+                                 const model_placement_t *pl, util_err_t *err);
+const model_placement_t *model_net_placement(const model_net_t *net);
 void model_net_free(model_net_t *net); /* accepts NULL */
 
 const model_spec_t *model_net_spec(const model_net_t *net);
@@ -229,6 +299,13 @@ void model_net_init(model_net_t *net, uint64_t seed);
 void model_net_seed_dropout(model_net_t *net, uint64_t seed);
 util_rng_t *model_net_rng(model_net_t *net);
 
+/* Parameters, their gradients and momentum as host arrays in the layouts
+ * above, whatever the placement. On one CPU device they are the net's own
+ * memory. On a GPU or on several devices they are a host copy of the
+ * devices' slices (split on the way in, merged on the way out): these calls
+ * bring the copy up to date and mark it as possibly written, so the next
+ * forward, backward or SGD step sends it back to the devices. A pointer
+ * kept across a step goes stale there: ask again after the step. */
 int model_net_n_params(const model_net_t *net);
 model_param_t *model_net_param(model_net_t *net, int i);
 model_param_t *model_net_find_param(model_net_t *net, const char *name);
@@ -239,7 +316,9 @@ size_t model_net_param_total(const model_net_t *net);
 int model_net_forward(model_net_t *net, const float *x, int n, int train, util_err_t *err);
 
 /* Output of layer i of the last forward pass (NULL when i is out of range);
- * shape receives its shape. The logits are the last layer's output. */
+ * shape receives its shape. The logits are the last layer's output. Host
+ * memory: on a GPU or on several devices a copy assembled by this call and
+ * valid until the next call for the same layer or the next pass. */
 const float *model_net_output(const model_net_t *net, int layer, model_shape_t *shape);
 const float *model_net_logits(const model_net_t *net, model_shape_t *shape);
 
@@ -509,6 +588,10 @@ void model_hash_hex(const uint8_t hash[MODEL_HASH_BYTES], char hex[2 * MODEL_HAS
 /* A CPU net for batches up to max_batch with the file's spec and
  * parameters (and, for a checkpoint, momentum and the dropout RNG). */
 model_net_t *model_net_create_from_file(const model_file_t *mf, int max_batch, util_err_t *err);
+/* The same on the devices of a placement (the parameters are split over
+ * the devices; model_file_from_net merges them again). */
+model_net_t *model_net_create_from_file_on(const model_file_t *mf, int max_batch,
+                                           const model_placement_t *pl, util_err_t *err);
 /* Copies the file's parameters (and checkpoint momentum and dropout RNG)
  * into a net built from an equal spec; every shape is checked. */
 int model_file_to_net(const model_file_t *mf, model_net_t *net, util_err_t *err);

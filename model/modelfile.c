@@ -1012,7 +1012,13 @@ int model_file_to_net(const model_file_t *mf, model_net_t *net, util_err_t *err)
 }
 
 model_net_t *model_net_create_from_file(const model_file_t *mf, int max_batch, util_err_t *err) {
-    model_net_t *net = model_net_create(&mf->spec, max_batch, err);
+    model_placement_t pl = model_placement_cpu();
+    return model_net_create_from_file_on(mf, max_batch, &pl, err);
+}
+
+model_net_t *model_net_create_from_file_on(const model_file_t *mf, int max_batch,
+                                           const model_placement_t *pl, util_err_t *err) {
+    model_net_t *net = model_net_create_on(&mf->spec, max_batch, pl, err);
     if (!net) return NULL;
     if (model_file_to_net(mf, net, err)) {
         model_net_free(net);
