@@ -125,3 +125,22 @@ void cli_model_input_free(cli_model_input_t *in) {
     data_stats_free(in->stats);
     memset(in, 0, sizeof *in);
 }
+
+int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value) {
+    if (!strcmp(opt, "--device")) a->device = value;
+    else if (!strcmp(opt, "--devices")) a->devices = value;
+    else if (!strcmp(opt, "--parallel")) a->parallel = value;
+    else return 0;
+    return 1;
+}
+
+int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err) {
+    if (a->device && a->devices)
+        return util_fail(err, "--device and --devices: give one of them");
+    if (a->devices) return model_placement_parse(a->devices, a->parallel, pl, err);
+    *pl = model_placement_cpu();
+    if (a->parallel && strcmp(a->parallel, "columns") && strcmp(a->parallel, "data"))
+        return util_fail(err, "--parallel %s: expected columns or data", a->parallel);
+    if (a->device && model_device_parse(a->device, &pl->device[0], err)) return -1;
+    return 0;
+}

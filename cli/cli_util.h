@@ -56,4 +56,22 @@ typedef struct cli_model_input {
 int cli_model_input(const model_file_t *mf, cli_model_input_t *in, util_err_t *err);
 void cli_model_input_free(cli_model_input_t *in);
 
+/* Where the net runs: --device cpu|cpu:N|gpu:N (one device), --devices
+ * LIST (several, e.g. gpu:0,gpu:1 or cpu:0,cpu:1), --parallel
+ * columns|data (how several devices share the net; default columns, the
+ * paper's two-column split). */
+typedef struct cli_device_args {
+    const char *device, *devices, *parallel;
+} cli_device_args_t;
+
+#define CLI_DEVICE_USAGE                                                                           \
+    "  --device D         cpu (default), gpu:N (CUDA builds)\n"                                    \
+    "  --devices LIST     several devices, e.g. cpu:0,cpu:1 or gpu:0,gpu:1\n"                      \
+    "  --parallel P       columns (the paper's two-column split; default) | data\n"
+
+/* Consumes --device, --devices, --parallel with their value; 1 when it did. */
+int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value);
+/* The placement the options name (one CPU device when none is given). */
+int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err);
+
 #endif

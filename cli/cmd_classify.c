@@ -8,13 +8,15 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: imgret classify --model FILE [--center] IMAGE...\n");
+    fprintf(f, "usage: imgret classify --model FILE [--center] [--device D] IMAGE...\n"
+               CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
 int cmd_classify(int argc, char **argv) {
     const char *model = NULL;
     int ten = 1, first_image = 0;
+    cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return usage(stdout);
         if (!strcmp(argv[i], "--center")) {
@@ -22,6 +24,8 @@ int cmd_classify(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--model")) {
             if (++i >= argc) return usage(stderr);
             model = argv[i];
+        } else if (i + 1 < argc && cli_device_arg(&dev, argv[i], argv[i + 1])) {
+            i++;
         } else {
             first_image = i;
             break;
@@ -29,11 +33,12 @@ int cmd_classify(int argc, char **argv) {
     }
     if (!model || !first_image) return usage(stderr);
     util_err_t err = {{0}};
-    model_file_t *mf = model_file_load(model, &err);
+    model_placement_t pl;
+    model_file_t *mf = cli_placement(&dev, &pl, &err) ? NULL : model_file_load(model, &err);
     cli_model_input_t in = {0};
     model_net_t *net = NULL;
     if (!mf || cli_model_input(mf, &in, &err) ||
-        !(net = model_net_create_from_file(mf, DATA_TEN_CROPS, &err))) {
+        !(net = model_net_create_from_file_on(mf, DATA_TEN_CROPS, &pl, &err))) {
         fprintf(stderr, "imgret classify: %s\n", err.msg);
         cli_model_input_free(&in);
         model_file_free(mf);

@@ -9,7 +9,8 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: imgret eval --model FILE [--data SPEC] [--limit N] [--batch N]\n"
-               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE\n");
+               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE\n"
+               CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -17,10 +18,12 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = "fashion-mnist-test";
     long limit = 0;
     int batch = 100;
+    cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return usage(stdout);
         if (i + 1 >= argc) return usage(stderr);
         const char *v = argv[++i];
+        if (cli_device_arg(&dev, argv[i - 1], v)) continue;
         if (!strcmp(argv[i - 1], "--model")) model = v;
         else if (!strcmp(argv[i - 1], "--data")) data = v;
         else if (!strcmp(argv[i - 1], "--limit")) limit = atol(v);
@@ -34,8 +37,9 @@ int cmd_eval(int argc, char **argv) {
     data_dataset_t *all = NULL, *ds = NULL;
     cli_model_input_t in = {0};
     int rc = 1;
-    if (!(mf = model_file_load(model, &err)) || cli_model_input(mf, &in, &err) ||
-        !(net = model_net_create_from_file(mf, batch, &err)))
+    model_placement_t pl;
+    if (cli_placement(&dev, &pl, &err) || !(mf = model_file_load(model, &err)) ||
+        cli_model_input(mf, &in, &err) || !(net = model_net_create_from_file_on(mf, batch, &pl, &err)))
         goto out;
     if (!(all = cli_open_dataset(data, &err))) goto out;
     ds = all;

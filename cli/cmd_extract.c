@@ -61,7 +61,8 @@ static int usage(FILE *f) {
             "  -o FILE         feature file; an existing one is continued after its last row\n"
             "  --batch N       images per forward pass (default 128)\n"
             "  --threads N     decode threads (default 2)\n"
-            "  --layer NAME    layer whose output is stored (default relu7: FC7 after ReLU)\n");
+            "  --layer NAME    layer whose output is stored (default relu7: FC7 after ReLU)\n"
+            CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -70,6 +71,7 @@ int cmd_extract(int argc, char **argv) {
     long limit = 0;
     int batch = 128, threads = 2;
     char list_spec[4200];
+    cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -78,6 +80,7 @@ int cmd_extract(int argc, char **argv) {
             return usage(stderr);
         }
         const char *v = argv[++i];
+        if (cli_device_arg(&dev, a, v)) continue;
         if (!strcmp(a, "--model")) model = v;
         else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--images")) {
@@ -95,7 +98,8 @@ int cmd_extract(int argc, char **argv) {
     }
     if (!model || !data || !out) return usage(stderr);
     util_err_t err;
-    model_file_t *mf = model_file_load(model, &err);
+    model_placement_t pl;
+    model_file_t *mf = cli_placement(&dev, &pl, &err) ? NULL : model_file_load(model, &err);
     if (!mf) {
         fprintf(stderr, "extract: %s\n", err.msg);
         return 1;
@@ -103,7 +107,7 @@ int cmd_extract(int argc, char **argv) {
     data_dataset_t *all = cli_open_dataset(data, &err), *ds = all;
     if (all && limit > 0 && (size_t)limit < data_dataset_count(all))
         ds = data_dataset_subset(all, 0, (size_t)limit, &err);
-    feat_extractor_t *ex = ds ? feat_extractor_create(mf, batch, layer, &err) : NULL;
+    feat_extractor_t *ex = ds ? feat_extractor_create_on(mf, batch, layer, &pl, &err) : NULL;
     model_file_free(mf);
     feat_writer_t *w = ex ? feat_writer_open(out, feat_extractor_dim(ex),
                                              feat_extractor_model_hash(ex),

@@ -1,6 +1,7 @@
 /* imgret forward: the paper's AlexNet (or the small variant) forward pass on
  * the CPU, with the paper's initialisation, on a deterministic input; prints
  * the timing and the top-5 classes. A smoke test of the model core. */
+#include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "model/model.h"
 
@@ -9,7 +10,8 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: imgret forward [--net alexnet|alexnet-small] [--batch N] [--seed S]\n");
+    fprintf(f, "usage: imgret forward [--net alexnet|alexnet-small] [--batch N] [--seed S]\n"
+               CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -17,10 +19,12 @@ int cmd_forward(int argc, char **argv) {
     const char *net_name = "alexnet";
     int batch = 1;
     unsigned long long seed = 1;
+    cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return usage(stdout);
         if (i + 1 >= argc) return usage(stderr);
-        if (!strcmp(argv[i], "--net")) net_name = argv[++i];
+        if (cli_device_arg(&dev, argv[i], argv[i + 1])) i++;
+        else if (!strcmp(argv[i], "--net")) net_name = argv[++i];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
         else return usage(stderr);
@@ -35,7 +39,9 @@ int cmd_forward(int argc, char **argv) {
         fprintf(stderr, "imgret forward: unknown net '%s'\n", net_name);
         return 2;
     }
-    model_net_t *net = model_net_create(&spec, batch, &err);
+    model_placement_t pl;
+    if (cli_placement(&dev, &pl, &err)) goto fail;
+    model_net_t *net = model_net_create_on(&spec, batch, &pl, &err);
     if (!net) goto fail;
     model_net_init(net, seed);
     size_t n = (size_t)batch * spec.in_c * spec.in_h * spec.in_w;
@@ -55,8 +61,10 @@ int cmd_forward(int argc, char **argv) {
     const float *logits = model_net_logits(net, &ls);
     float *probs = malloc(sizeof(float) * (size_t)ls.c);
     model_softmax(1, ls.c, logits, probs);
-    printf("%s: %zu parameters, batch %d forward in %.1f ms (%.1f img/s)\n", spec.name,
-           model_net_param_total(net), batch, dt * 1e3, batch / dt);
+    char where[128];
+    model_placement_str(&pl, where, sizeof where);
+    printf("%s on %s: %zu parameters, batch %d forward in %.1f ms (%.1f img/s)\n", spec.name,
+           where, model_net_param_total(net), batch, dt * 1e3, batch / dt);
     printf("top-5 classes of image 0 (random weights):");
     for (int k = 0; k < 5 && k < ls.c; k++) {
         int best = 0;

@@ -148,6 +148,7 @@ static int usage(FILE *f) {
             "  --lighting X       PCA lighting alpha std (default 0.1, the paper's; 0 off)\n"
             "  --no-mirror        no horizontal mirrors\n"
             "  --limit N          use the first N training images (for quick runs)\n"
+            CLI_DEVICE_USAGE
             "  --seed N           data order and augmentation (default 1)\n"
             "  --threads N        loader threads (default 2)\n"
             "  --csv FILE         per-epoch metrics (default OUT.csv); OUT.curves.png and\n"
@@ -159,6 +160,7 @@ static int usage(FILE *f) {
 
 int cmd_train(int argc, char **argv) {
     cli_data_args_t da = cli_data_args_defaults();
+    cli_device_args_t dev = {0};
     const char *net_name = NULL, *out = "model.imgret", *csv_path = NULL, *bias = "paper";
     const char *resume = NULL;
     model_train_opts_t o = model_train_defaults();
@@ -179,7 +181,7 @@ int cmd_train(int argc, char **argv) {
         }
         if (i + 1 >= argc) return usage(stderr);
         const char *v = argv[++i];
-        if (cli_data_arg(&da, a, v)) continue;
+        if (cli_data_arg(&da, a, v) || cli_device_arg(&dev, a, v)) continue;
         if (!strcmp(a, "--net")) net_name = v;
         else if (!strcmp(a, "--epochs")) o.epochs = atoi(v);
         else if (!strcmp(a, "--batch")) o.batch = atoi(v);
@@ -203,6 +205,11 @@ int cmd_train(int argc, char **argv) {
     if (strcmp(bias, "paper") && strcmp(bias, "caffe") && strcmp(bias, "zero")) return usage(stderr);
 
     util_err_t err = {{0}};
+    model_placement_t pl;
+    if (cli_placement(&dev, &pl, &err)) {
+        fprintf(stderr, "imgret train: %s\n", err.msg);
+        return 2;
+    }
     cli_dataset_t data;
     if (cli_open_data(&da, &data, &err)) {
         fprintf(stderr, "imgret train: %s\n", err.msg);
@@ -258,7 +265,7 @@ int cmd_train(int argc, char **argv) {
             free(st);
             goto fail;
         }
-        net = model_net_create_from_file(ck, o.batch, &err);
+        net = model_net_create_from_file_on(ck, o.batch, &pl, &err);
         if (!net || model_train_state_from_checkpoint(st, &o, ck->checkpoint, &err)) {
             model_file_free(ck);
             model_net_free(net);
@@ -269,7 +276,7 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "resuming from %s at epoch %d, step %zu, lr %g\n", resume, st->epoch + 1,
                 st->step, (double)st->lr);
     } else {
-        net = model_net_create(&spec, o.batch, &err);
+        net = model_net_create_on(&spec, o.batch, &pl, &err);
         if (!net) {
             free(st);
             goto fail;
@@ -286,8 +293,10 @@ int cmd_train(int argc, char **argv) {
                        input_scale, da.data};
     if (!ctx.csv) fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path);
     else if (!resume) fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
-    fprintf(stderr, "training %s (%zu parameters) on %zu images, validating on %zu; %d epochs\n",
-            spec.name, model_net_param_total(net), data_dataset_count(data.train),
+    char where[128];
+    model_placement_str(&pl, where, sizeof where);
+    fprintf(stderr, "training %s (%zu parameters) on %s, on %zu images, validating on %zu; %d epochs\n",
+            spec.name, model_net_param_total(net), where, data_dataset_count(data.train),
             data.val ? data_dataset_count(data.val) : 0, o.epochs);
     signal(SIGINT, on_sigint);
     model_train_hooks_t hooks = {&ctx, on_step, on_epoch, on_checkpoint, on_skip, &stop_requested};

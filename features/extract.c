@@ -18,6 +18,13 @@ struct feat_extractor {
 
 feat_extractor_t *feat_extractor_create(const model_file_t *mf, int batch, const char *layer,
                                         util_err_t *err) {
+    return feat_extractor_create_on(mf, batch, layer, NULL, err);
+}
+
+feat_extractor_t *feat_extractor_create_on(const model_file_t *mf, int batch, const char *layer,
+                                           const model_placement_t *pl, util_err_t *err) {
+    model_placement_t cpu = model_placement_cpu();
+    if (!pl) pl = &cpu;
     if (batch < 1) {
         util_fail(err, "extraction batch %d is not positive", batch);
         return NULL;
@@ -37,7 +44,7 @@ feat_extractor_t *feat_extractor_create(const model_file_t *mf, int batch, const
     if (model_spec_shapes(&mf->spec, 1, shapes, err)) goto fail;
     ex->dim = (int)model_shape_count(shapes[ex->layer]);
     ex->batch = batch;
-    if (!(ex->net = model_net_create_from_file(mf, batch, err))) goto fail;
+    if (!(ex->net = model_net_create_from_file_on(mf, batch, pl, err))) goto fail;
     memcpy(ex->hash, mf->hash, MODEL_HASH_BYTES);
     ex->in_c = mf->spec.in_c;
     ex->crop = mf->spec.in_h;

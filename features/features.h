@@ -107,6 +107,9 @@ typedef struct feat_extractor feat_extractor_t;
  * "relu7" (FC7 after ReLU), or of `layer` when that is not NULL. */
 feat_extractor_t *feat_extractor_create(const model_file_t *mf, int batch, const char *layer,
                                         util_err_t *err);
+/* The same with the net on the devices of a placement (NULL: one CPU). */
+feat_extractor_t *feat_extractor_create_on(const model_file_t *mf, int batch, const char *layer,
+                                           const model_placement_t *pl, util_err_t *err);
 void feat_extractor_free(feat_extractor_t *ex); /* accepts NULL */
 
 int feat_extractor_dim(const feat_extractor_t *ex);
