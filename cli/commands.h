@@ -23,5 +23,7 @@ int cmd_ae_train(int argc, char **argv);
 int cmd_ae_encode(int argc, char **argv);
 int cmd_eval_retrieval(int argc, char **argv);
 int cmd_index(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_search(int argc, char **argv);
 
 #endif

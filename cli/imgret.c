@@ -18,6 +18,8 @@ static const cli_command_t commands[] = {
     {"ae-encode", "binary codes of a feature file's rows with a trained autoencoder", cmd_ae_encode},
     {"eval-retrieval", "retrieval quality: pixels, FC7, AE codes, ITQ, LSH, two-stage", cmd_eval_retrieval},
     {"index", "the item store and its FAISS indexes: build, add, remove, search, stats", cmd_index},
+    {"serve", "the search service: Twirp RPCs over HTTP, /metrics, a web page", cmd_serve},
+    {"search", "search a running imgret serve by image or item id", cmd_search},
 };
 
 static void usage(FILE *f) {

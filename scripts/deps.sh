@@ -19,7 +19,14 @@ PACKAGES=(
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
+  libevent-dev                  # server/: evhttp (libevent_extra), event_active from workers (pthreads)
 )
+# tests/web: the web page in a real (headless) browser, and Node.js to run
+# playwright-core. Debian's nodejs/npm only where no node is installed (a
+# newer one, e.g. NodeSource's, is kept).
+PACKAGES+=(chromium)
+command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
 PACKAGES+=("$@")
 
@@ -34,4 +41,12 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# tests/web: playwright-core, pinned by tests/web/package-lock.json, into
+# tests/web/node_modules (git-ignored); only when it is not there yet.
+web_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
+if [ ! -d "$web_dir/node_modules/playwright-core" ]; then
+  echo "deps: npm ci in tests/web (playwright-core)"
+  (cd "$web_dir" && npm ci --no-audit --no-fund)
 fi

@@ -1,0 +1,189 @@
+/* server: private declarations shared by the server's files, its unit tests
+ * and its fuzz target. Not a public interface (server/server.h is).
+ *
+ * The pure parts live here: Twirp error codes and their JSON form
+ * (twirp.c), routing and request decoding + validation (request.c), and the
+ * bounded batching work queue (queue.c). None of them touches libevent, the
+ * model or the index, so they are tested (and fuzzed) on their own. */
+#ifndef IMGRET_SERVER_INTERNAL_H
+#define IMGRET_SERVER_INTERNAL_H
+
+#include "imgret/v1/service.pb-c.h"
+#include "util/util.h"
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------ Twirp errors */
+
+/* The Twirp v7 error codes (spec_v7.md), with SRV_OK for success. */
+typedef enum srv_code {
+    SRV_OK = 0,
+    SRV_CANCELED,
+    SRV_UNKNOWN,
+    SRV_INVALID_ARGUMENT,
+    SRV_MALFORMED,
+    SRV_DEADLINE_EXCEEDED,
+    SRV_NOT_FOUND,
+    SRV_BAD_ROUTE,
+    SRV_ALREADY_EXISTS,
+    SRV_PERMISSION_DENIED,
+    SRV_UNAUTHENTICATED,
+    SRV_RESOURCE_EXHAUSTED,
+    SRV_FAILED_PRECONDITION,
+    SRV_ABORTED,
+    SRV_OUT_OF_RANGE,
+    SRV_UNIMPLEMENTED,
+    SRV_INTERNAL,
+    SRV_UNAVAILABLE,
+    SRV_DATALOSS,
+    SRV_N_CODES
+} srv_code_t;
+
+/* The code's wire name ("invalid_argument", "dataloss", ...); "ok" for SRV_OK. */
+const char *srv_code_name(srv_code_t code);
+/* The HTTP status the spec gives the code (200 for SRV_OK). */
+int srv_code_http_status(srv_code_t code);
+
+/* An error on its way to the client: a code, a sentence, and optionally one
+ * metadata entry (Twirp's "meta" map of strings). */
+typedef struct srv_error {
+    srv_code_t code;
+    char msg[512];
+    char meta_key[32];
+    char meta_value[96];
+} srv_error_t;
+
+/* Sets *e (when not NULL) and returns -1. */
+int srv_fail(srv_error_t *e, srv_code_t code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+/* Adds the metadata entry (key and value are truncated to fit). */
+void srv_error_meta(srv_error_t *e, const char *key, const char *value);
+
+/* Writes the Twirp JSON error body {"code":"...","msg":"...","meta":{...}}
+ * into buf (NUL-terminated, truncated to cap - 1 bytes without breaking an
+ * escape) and returns its length. Strings are JSON-escaped; bytes that are
+ * not valid UTF-8 become U+FFFD, so the body is always valid JSON. */
+size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap);
+
+/* The code an index/store error message stands for: "no item with id" is
+ * not_found, "already exists" already_exists, anything else `fallback`. */
+srv_code_t srv_code_of_index_error(const char *msg, srv_code_t fallback);
+
+/* ---------------------------------------------------------------- routing */
+
+typedef enum srv_method {
+    SRV_SEARCH = 0,
+    SRV_CLASSIFY,
+    SRV_EXTRACT,
+    SRV_ADD,
+    SRV_REMOVE,
+    SRV_STATS,
+    SRV_N_METHODS,
+    SRV_THUMB = SRV_N_METHODS, /* GET /thumb/<id>: work for a worker, not an RPC */
+} srv_method_t;
+
+#define SRV_TWIRP_PREFIX "/twirp/imgret.v1.ImageSearch/"
+
+const char *srv_method_name(srv_method_t m); /* "Search", ...; "thumb" */
+/* Whether the method changes the store (Add, Remove): the "write" token scope. */
+int srv_method_writes(srv_method_t m);
+
+/* Maps a request path (without query string) to a method: "/twirp/imgret.v1.
+ * ImageSearch/<Method>" exactly. Anything else is bad_route. */
+int srv_route(const char *path, srv_method_t *m, srv_error_t *e);
+
+/* Checks the request's Content-Type header value (may be NULL): only
+ * application/protobuf is served (parameters after ';' are ignored).
+ * application/json is Twirp but not implemented here: bad_route saying so,
+ * like any other type (the spec: an unexpected content type is bad_route). */
+int srv_check_content_type(const char *value, srv_error_t *e);
+
+/* Bearer token check. scope_all: every RPC needs it; else only writes.
+ * authorization: the header value or NULL. Missing: unauthenticated; wrong:
+ * permission_denied. Compares in constant time. token NULL/"": no check. */
+int srv_check_token(const char *token, int scope_all, srv_method_t m, const char *authorization,
+                    srv_error_t *e);
+
+/* ------------------------------------------------------ request validation */
+
+/* What the server can do, for validation. */
+typedef struct srv_limits {
+    int fc7_dim;          /* floats per FC7 vector */
+    int code_bits;        /* store's code bits (0: no codes) */
+    int has_ae;           /* an autoencoder: codes of new vectors/images */
+    int n_classes;        /* logits of the model */
+    size_t max_images;    /* images per Extract request, and per Add */
+    size_t max_items;     /* items per Add, ids per Remove */
+    int ten_crop_inputs;  /* forward inputs of a ten-crop Classify (10) */
+} srv_limits_t;
+
+/* srv_limits_t with the defaults: 64 images, 1024 items, 10 crops. */
+void srv_limits_default(srv_limits_t *lim);
+
+#define SRV_DEFAULT_K 10
+#define SRV_DEFAULT_CLASSES_K 5
+
+/* A decoded, validated request. msg is the protobuf-c message (owned). */
+typedef struct srv_request {
+    srv_method_t method;
+    ProtobufCMessage *msg;
+    int n_inputs; /* network inputs (crops) its images need: the batching weight */
+    int n_images; /* images to decode */
+} srv_request_t;
+
+/* Unpacks body as the method's request message and validates it against lim.
+ * A body protobuf cannot parse is malformed; a parsed one with bad fields is
+ * invalid_argument (or failed_precondition for what this server lacks, e.g.
+ * HAMMING without codes). On success fills *out (clear it with
+ * srv_request_clear). Never reads past len. */
+int srv_request_decode(srv_method_t m, const uint8_t *body, size_t len, const srv_limits_t *lim,
+                       srv_request_t *out, srv_error_t *e);
+void srv_request_clear(srv_request_t *r); /* accepts zeroed requests */
+
+/* The effective metric of a search request (UNSPECIFIED resolved). */
+Imgret__V1__Metric srv_search_metric(const Imgret__V1__SearchRequest *r);
+
+/* ------------------------------------------------------- batching queue */
+
+/* An intrusive queue node: a job embeds one. weight is how many network
+ * inputs the job brings to a batch; 0 means it needs no forward pass and is
+ * served alone. */
+typedef struct srv_qnode {
+    struct srv_qnode *next;
+    int weight;
+} srv_qnode_t;
+
+/* A bounded FIFO shared by the event loop (push) and the workers (pop). */
+typedef struct srv_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t nonempty;
+    srv_qnode_t *head, *tail;
+    size_t len, cap;
+    int closed;
+} srv_queue_t;
+
+int srv_queue_init(srv_queue_t *q, size_t cap);
+void srv_queue_destroy(srv_queue_t *q);
+/* Appends a job. -1 when the queue holds cap jobs already (the caller
+ * answers resource_exhausted) or is closed; never blocks. */
+int srv_queue_push(srv_queue_t *q, srv_qnode_t *n);
+size_t srv_queue_len(srv_queue_t *q);
+/* Wakes every waiting worker; pop then returns what is left and 0 once empty. */
+void srv_queue_close(srv_queue_t *q);
+
+/* Takes a batch: waits for a first job (until the queue is closed and
+ * empty: returns 0). A job of weight 0 is returned alone. Otherwise further
+ * jobs with weight > 0 are taken from the head while the total weight stays
+ * <= max_weight, waiting up to wait_s seconds (from the first job's pop)
+ * for more to arrive; a weight-0 job at the head, a full batch or the end
+ * of the wait closes the batch. A first job heavier than max_weight is
+ * taken alone. Writes at most cap nodes into out; returns how many. */
+size_t srv_queue_pop_batch(srv_queue_t *q, int max_weight, double wait_s, srv_qnode_t **out,
+                           size_t cap);
+
+#endif
