@@ -20,6 +20,7 @@ PACKAGES=(
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   libevent-dev                  # server/: evhttp (libevent_extra), event_active from workers (pthreads)
+  clang libclang-rt-14-dev      # scripts/test.sh: the libFuzzer target (-fsanitize=fuzzer) of server/
 )
 # tests/web: the web page in a real (headless) browser, and Node.js to run
 # playwright-core. Debian's nodejs/npm only where no node is installed (a

@@ -21,3 +21,12 @@ cmake --build build/asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   ctest --test-dir build/asan --output-on-failure -j"$jobs" -L unit
+
+# The libFuzzer target over the server's request decoding and validation,
+# for a bounded time (IMGRET_FUZZ_SECONDS, default 30), when clang is here.
+if command -v clang >/dev/null 2>&1; then
+  CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGRET_WERROR=ON \
+    -DIMGRET_FUZZ=ON -DIMGRET_FUZZ_SECONDS="${IMGRET_FUZZ_SECONDS:-30}" >/dev/null
+  cmake --build build/fuzz -j"$jobs" --target fuzz_server_request
+  ctest --test-dir build/fuzz --output-on-failure -L fuzz
+fi

@@ -3,7 +3,8 @@
  * 32-bit autoencoder for its FC7 (random weights, standardised on random
  * ReLU-like vectors), and a few images (JPEG grey and colour, PNG).
  *
- *   server_fixture DIR   -> DIR/model.imgret DIR/ae.imgret DIR/{a,b}.jpg DIR/c.png */
+ *   server_fixture DIR [FC7]  -> DIR/model.imgret DIR/ae.imgret DIR/{a,b}.jpg DIR/c.png
+ * (FC7: fc6/fc7 width, default 256; bench/server_load.sh uses the paper's 4096). */
 #include "autoencoder/autoencoder.h"
 #include "data/data.h"
 #include "model/model.h"
@@ -37,16 +38,21 @@ static int write_image(const char *dir, const char *name, int w, int h, int c, u
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: server_fixture DIR\n");
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: server_fixture DIR [FC7]\n");
         return 2;
     }
     const char *dir = argv[1];
+    const int fc7 = argc == 3 ? atoi(argv[2]) : 256;
+    if (fc7 < 16 || fc7 > 4096) {
+        fprintf(stderr, "server_fixture: FC7 width %d is not in [16, 4096]\n", fc7);
+        return 2;
+    }
     util_err_t err = {{0}};
     model_spec_t spec;
     if (model_spec_alexnet_small(&spec, 1, 28, 10, &err)) return die("spec", &err);
-    spec.layer[model_spec_find(&spec, "fc6")].out = 256;
-    spec.layer[model_spec_find(&spec, "fc7")].out = 256;
+    spec.layer[model_spec_find(&spec, "fc6")].out = fc7;
+    spec.layer[model_spec_find(&spec, "fc7")].out = fc7;
     snprintf(spec.name, sizeof spec.name, "alexnet-small-test");
     model_net_t *net = model_net_create(&spec, 1, &err);
     if (!net) return die("net", &err);
@@ -67,13 +73,13 @@ int main(int argc, char **argv) {
     model_net_free(net);
 
     int hidden[1] = {64};
-    ae_t *ae = ae_create(256, hidden, 1, 32, 7, &err);
+    ae_t *ae = ae_create(fc7, hidden, 1, 32, 7, &err);
     if (!ae) return die("autoencoder", &err);
     const size_t n = 64;
-    float *x = malloc(sizeof(float) * n * 256);
+    float *x = malloc(sizeof(float) * n * (size_t)fc7);
     util_rng_t rng;
     util_rng_seed(&rng, 3);
-    for (size_t i = 0; i < n * 256; i++) {
+    for (size_t i = 0; i < n * (size_t)fc7; i++) {
         float v = (float)util_rng_normal(&rng);
         x[i] = v > 0 ? v : 0;
     }

@@ -1,0 +1,65 @@
+/* libFuzzer target: the server's request path from bytes to a validated
+ * request or a Twirp error. The input's first byte picks the method (and,
+ * with its high bit, a route taken from the input instead), the second the
+ * server's limits; the rest is the body. Every error is also rendered as its
+ * JSON body, which must stay within the buffer and be NUL-terminated.
+ *
+ *   clang -fsanitize=fuzzer,address,undefined (IMGRET_FUZZ=ON), then
+ *   fuzz_server_request -max_total_time=30 */
+#include "server/server_internal.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    if (size < 2) return 0;
+    srv_limits_t lim;
+    srv_limits_default(&lim);
+    lim.fc7_dim = 1 + (data[1] & 15);
+    lim.code_bits = (data[1] & 16) ? 16 : 0;
+    lim.has_ae = (data[1] & 32) != 0;
+    lim.n_classes = 10;
+    srv_error_t e;
+    memset(&e, 0, sizeof e);
+    srv_method_t m = (srv_method_t)(data[0] % SRV_N_METHODS);
+    const uint8_t *body = data + 2;
+    size_t len = size - 2;
+    if (data[0] & 0x80) {
+        /* A path from the input: "/twirp/imgret.v1.ImageSearch/" + bytes up to a NUL. */
+        size_t n = strnlen((const char *)body, len < 64 ? len : 64);
+        char path[128];
+        memcpy(path, SRV_TWIRP_PREFIX, sizeof SRV_TWIRP_PREFIX - 1);
+        memcpy(path + sizeof SRV_TWIRP_PREFIX - 1, body, n);
+        path[sizeof SRV_TWIRP_PREFIX - 1 + n] = 0;
+        if (srv_route(path, &m, &e)) goto render;
+        char ctype[80];
+        memcpy(ctype, body, n < sizeof ctype - 1 ? n : sizeof ctype - 1);
+        ctype[n < sizeof ctype - 1 ? n : sizeof ctype - 1] = 0;
+        srv_check_content_type(ctype, &e);
+        srv_check_token("secret", data[1] & 64, m, ctype, &e);
+        body += n < len ? n + 1 : len;
+        len -= n < len ? n + 1 : len;
+    }
+    srv_request_t r;
+    if (srv_request_decode(m, len ? body : NULL, len, &lim, &r, &e) == 0) {
+        /* What a worker relies on. */
+        if (r.n_inputs < 0 || r.n_images < 0 || (size_t)r.n_images > lim.max_items) abort();
+        if (m == SRV_SEARCH) {
+            const Imgret__V1__SearchRequest *s = (const void *)r.msg;
+            if (s->k > 4096) abort();
+            if (s->query_case == IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR &&
+                s->vector->n_values != (size_t)lim.fc7_dim)
+                abort();
+        }
+        srv_request_clear(&r);
+        return 0;
+    }
+render:;
+    char buf[4096];
+    size_t n = srv_error_json(&e, buf, sizeof buf);
+    if (n >= sizeof buf || buf[n] != 0 || buf[0] != '{' || buf[n - 1] != '}') abort();
+    return 0;
+}
