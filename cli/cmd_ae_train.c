@@ -105,6 +105,12 @@ int cmd_ae_train(int argc, char **argv) {
                 bits, o.epochs);
         rc = ae_train(ae, x, n, &o, &err);
     }
+    if (rc == 0 && stop_requested) {
+        fprintf(stderr, "ae-train: interrupted; nothing written (rerun to train again)\n");
+        ae_free(ae);
+        feat_file_close(f);
+        return 130;
+    }
     if (rc == 0) rc = ae_reconstruction_error(ae, x, n < 2000 ? n : 2000, &after, &err);
     if (rc == 0) {
         /* How binary the code units became: activities away from 0 and 1. */

@@ -322,7 +322,7 @@ int cmd_train(int argc, char **argv) {
     } else {
         fprintf(stderr, "checkpoint in %s.ckpt; continue with --resume %s.ckpt\n", out, out);
     }
-    if (data.val) {
+    if (data.val && rc == MODEL_TRAIN_DONE) {
         model_eval_result_t c1, c10;
         if (model_evaluate(net, data.val, &o.prep, o.crop, &o.norm, 0, o.threads, &c1, &err) ||
             model_evaluate(net, data.val, &o.prep, o.crop, &o.norm, 1, o.threads, &c10, &err)) {
@@ -337,7 +337,7 @@ int cmd_train(int argc, char **argv) {
     free(st);
     model_net_free(net);
     cli_close_data(&data);
-    return 0;
+    return rc == MODEL_TRAIN_STOPPED ? 130 : 0; /* 130: stopped by a signal, like a shell */
 fail:
     fprintf(stderr, "imgret train: %s\n", err.msg);
     cli_close_data(&data);

@@ -25,5 +25,6 @@ int cmd_eval_retrieval(int argc, char **argv);
 int cmd_index(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_search(int argc, char **argv);
+int cmd_demo(int argc, char **argv);
 
 #endif

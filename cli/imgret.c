@@ -9,6 +9,7 @@ static const cli_command_t commands[] = {
     {"import", "import AlexNet weights from Caffe (.caffemodel) or ONNX", cmd_import},
     {"export", "export a model file as ONNX", cmd_export},
     {"info", "print a model file's spec, parameters, normalisation and hash", cmd_info},
+    {"demo", "the main job: train, extract, autoencoder, index, then serve (resumable)", cmd_demo},
     {"train", "train AlexNet with the paper's recipe (default: Fashion-MNIST)", cmd_train},
     {"eval", "top-1/top-5 error of a model, centre crop and ten crops", cmd_eval},
     {"classify", "top-5 classes of images (ten crops averaged)", cmd_classify},
