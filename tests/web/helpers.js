@@ -45,8 +45,9 @@ async function rpc(base, method, body) {
   return buf;
 }
 
-// Adds Fashion-MNIST test images [first, first+n) with thumbnails; returns the ids.
-async function addFashionMnist(base, set, first, n, batch = 100) {
+// Adds Fashion-MNIST test images [first, first+n) with thumbnails, 64 a call
+// (the server's limit on image items per Add); returns the ids.
+async function addFashionMnist(base, set, first, n, batch = 64) {
   const ids = [];
   for (let i0 = first; i0 < first + n; i0 += batch) {
     let text = '';
