@@ -164,7 +164,7 @@ async function main() {
     await page.waitForFunction(() => document.body.dataset.state === 'done' && /Hamming/.test(document.querySelector('#summary').textContent), null, { timeout: 60000 });
     await waitThumbs();
     g = await grid();
-    check(g.length === K && g.every((h) => /^\d+ bits$/.test(h.dist)) && g.every((h, i) => i === 0 || parseInt(h.dist) >= parseInt(g[i - 1].dist)) &&
+    check(g.length === K && g.every((h) => /^\d+ bits?$/.test(h.dist)) && g.every((h, i) => i === 0 || parseInt(h.dist) >= parseInt(g[i - 1].dist)) &&
           g.every((h) => parseInt(h.dist) <= 16), 'Hamming: k neighbours with bit distances (0..16), nearest first: ' + g.map((h) => h.dist).join(', '));
     check(g.every((h) => h.w > 0), 'Hamming: thumbnails loaded');
     const refH = protocDecode('SearchResponse', await rpc(server.base, 'Search', protocEncode('SearchRequest', `image: ${textBytes(queryPng)} k: ${K} metric: HAMMING`)));
