@@ -45,6 +45,7 @@ typedef struct demo {
     char model[4096], ckpt[4096], feat[4096], ae[4096], store[4096], examples[4096];
     char self[4096];
     long limit;  /* training images (0: all 60,000) */
+    long val_limit; /* validation images during training (0: all 10,000) */
     int epochs;  /* quick recipe epochs */
     int ae_epochs;
     int threads;
@@ -134,6 +135,12 @@ static int stage_train(demo_t *d) {
     if (d->limit > 0) {
         argv[n++] = "--limit";
         argv[n++] = limit;
+    }
+    char val_limit[32];
+    snprintf(val_limit, sizeof val_limit, "%ld", d->val_limit);
+    if (d->val_limit > 0) {
+        argv[n++] = "--val-limit";
+        argv[n++] = val_limit;
     }
     if (file_exists(d->ckpt)) {
         fprintf(stderr, "   resuming from %s\n", d->ckpt);
@@ -378,6 +385,7 @@ static int usage(FILE *f) {
             "  --no-serve       stop after building everything\n"
             "  --epochs N       quick-recipe epochs (default 3)\n"
             "  --limit N        train and index only the first N training images (for tests)\n"
+            "  --val-limit N    validate training on the first N test images only (for tests)\n"
             "  --ae-epochs N    autoencoder epochs (default 8)\n"
             "  --threads N      decode threads (default 2)\n");
     return f == stdout ? 0 : 2;
@@ -404,6 +412,7 @@ int cmd_demo(int argc, char **argv) {
         else if (!strcmp(a, "--host")) host = v;
         else if (!strcmp(a, "--epochs") && is_num && num >= 1) d.epochs = (int)num;
         else if (!strcmp(a, "--limit") && is_num) d.limit = num;
+        else if (!strcmp(a, "--val-limit") && is_num) d.val_limit = num;
         else if (!strcmp(a, "--ae-epochs") && is_num && num >= 1) d.ae_epochs = (int)num;
         else if (!strcmp(a, "--threads") && is_num && num >= 1) d.threads = (int)num;
         else {
