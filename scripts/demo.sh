@@ -1,22 +1,16 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: trains the small AlexNet on
-# Fashion-MNIST (Debian's dataset-fashion-mnist) with the quick recipe
-# (3 epochs, about 10 minutes on 2 cores), then reports top-1/top-5 error
-# with the centre crop and with the paper's ten crops.
-# Output in out/: demo.imgret (the model), its CSV, curves and conv1 pictures.
+# The main job on the built-in default, from a fresh Debian 12 machine:
+# installs the Debian packages building and running imgret need (when
+# missing), builds imgret, then runs `imgret demo`: trains the small AlexNet
+# on Fashion-MNIST (Debian's dataset-fashion-mnist) with the quick recipe,
+# extracts FC7 of the 60,000 training images, trains the 64-bit autoencoder,
+# fills the item store with its Euclidean and Hamming indexes, and serves
+# similar-image search on http://127.0.0.1:8080/ (web page, Twirp API).
+# Everything lands in imgret-demo/; a rerun reuses every finished stage, and
+# after Ctrl-C a rerun resumes. Options go to `imgret demo` (--port, --dir...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/deps.sh
+bash scripts/deps.sh --runtime
 cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build/release -j"$(nproc)" --target imgret
-mkdir -p out
-imgret=build/release/cli/imgret
-# The quick recipe. Deviations from the paper, each a named option: He
-# initialisation with zero biases and inputs scaled by 1/64 (the paper's
-# N(0, 0.01) and biases of 1 do not start learning on this small net in a
-# few epochs), and lr 0.01 divided by 10 after epoch 2 (step schedule).
-$imgret train --epochs 3 --schedule step --step-epochs 2 --lr 0.01 \
-  --init he --bias-init zero --input-scale 0.015625 --seed 1 -o out/demo.imgret
-$imgret info out/demo.imgret | head -20
-$imgret eval --model out/demo.imgret
-echo "model: out/demo.imgret; curves: out/demo.imgret.curves.png; conv1 kernels: out/demo.imgret.conv1.png"
+exec build/release/cli/imgret demo "$@"

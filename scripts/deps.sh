@@ -1,33 +1,47 @@
 #!/usr/bin/env bash
 # Installs the Debian packages imgret needs, when any is missing.
-# Each module adds the packages it needs to PACKAGES below.
+#   deps.sh             everything: building, running, tests and benchmarks
+#   deps.sh --runtime   only what building and running imgret needs (the demo)
+# Each module adds the packages it needs to RUNTIME or TESTS below.
 set -euo pipefail
 
-PACKAGES=(
+runtime_only=0
+if [ "${1:-}" = "--runtime" ]; then
+  runtime_only=1
+  shift
+fi
+
+RUNTIME=(
   build-essential cmake pkg-config git
   libopenblas-openmp-dev        # model/: sgemm (the OpenMP build)
   zlib1g-dev                    # data/: IDX files read straight from .gz
   libturbojpeg0-dev libpng-dev  # data/: JPEG decode/encode (TurboJPEG), PNG decode
   dataset-fashion-mnist         # data/ tests and training: Fashion-MNIST IDX files
-  python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
-  protobuf-c-compiler libprotobuf-c-dev  # model/: model files, Caffe/ONNX interop (protoc-c at build time)
+  protobuf-c-compiler libprotobuf-c-dev  # model/, server/: model files, interop, RPC (protoc-c at build time)
   libssl-dev                    # model/: SHA-256 content hash of model files (libcrypto)
-  python3-onnx python3-protobuf # tests/interop: ONNX files and onnx.checker
-  protobuf-compiler             # protoc --decode: inspecting model files by hand (docs/interop.md)
   libsqlite3-dev                # index/: the item store
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
-  python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
-  python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   libevent-dev                  # server/: evhttp (libevent_extra), event_active from workers (pthreads)
+)
+TESTS=(
+  python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
+  python3-onnx python3-protobuf # tests/interop: ONNX files and onnx.checker; tests/server: the client
+  protobuf-compiler             # tests/server: protoc --python_out; protoc --decode (docs/interop.md)
+  python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
+  python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   clang libclang-rt-14-dev      # scripts/test.sh: the libFuzzer target (-fsanitize=fuzzer) of server/
 )
+PACKAGES=("${RUNTIME[@]}")
+[ "$runtime_only" -eq 1 ] || PACKAGES+=("${TESTS[@]}")
 # tests/web: the web page in a real (headless) browser, and Node.js to run
 # playwright-core. Debian's nodejs/npm only where no node is installed (a
 # newer one, e.g. NodeSource's, is kept).
-PACKAGES+=(chromium)
-command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
-command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+if [ "$runtime_only" -eq 0 ]; then
+  PACKAGES+=(chromium)
+  command -v node >/dev/null 2>&1 || PACKAGES+=(nodejs)
+  command -v npm >/dev/null 2>&1 || PACKAGES+=(npm)
+fi
 # Optional extra packages for a single call: deps.sh pkg1 pkg2 ...
 PACKAGES+=("$@")
 
@@ -47,7 +61,7 @@ fi
 # tests/web: playwright-core, pinned by tests/web/package-lock.json, into
 # tests/web/node_modules (git-ignored); only when it is not there yet.
 web_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/web"
-if [ ! -d "$web_dir/node_modules/playwright-core" ]; then
+if [ "$runtime_only" -eq 0 ] && [ ! -d "$web_dir/node_modules/playwright-core" ]; then
   echo "deps: npm ci in tests/web (playwright-core)"
   (cd "$web_dir" && npm ci --no-audit --no-fund)
 fi
