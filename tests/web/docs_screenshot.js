@@ -46,7 +46,7 @@ async function main() {
     if (metric === 'hamming') await page.click('label[for=metric-hamming]');
     await page.setInputFiles('#file', query);
     await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 120000 });
-    await page.waitForFunction(() => [...document.querySelectorAll('#grid img')].every((i) => i.complete));
+    await page.waitForFunction(() => [...document.querySelectorAll('#grid .thumb')].every((t) => t.dataset.loaded));
     const hits = await page.$$eval('#grid .card.hit', (cs) => cs.map((c) => c.querySelector('.label').textContent + ' ' + c.querySelector('.dist').textContent));
     console.log('neighbours: ' + hits.join(', '));
     await page.evaluate(() => document.activeElement && document.activeElement.blur());

@@ -14,7 +14,9 @@
  * neighbours with distances and loaded thumbnails; Hamming; search by id
  * (ids compared with a protoc-made Search); click a neighbour; errors
  * (corrupt image -> invalid_argument, unknown id -> not_found, a bad id typed);
- * a screenshot checked for size, dimensions and pixel variety.
+ * a screenshot checked for size, dimensions and pixel variety. Then the same
+ * store behind --token --token-scope all: the page shows unauthenticated,
+ * takes the token, and searches with thumbnails fetched with it.
  *
  * usage: node test_web.js --imgret BIN --fixture BIN --out DIR
  * Exit 77 (ctest SKIP) when chromium or playwright-core is missing, or when
@@ -141,7 +143,7 @@ async function main() {
     check(classes.length === 5 && classes.every(([n, p]) => fmNames.includes(n) && p >= 0 && p <= 100) &&
           classes.every((c, i) => i === 0 || c[1] <= classes[i - 1][1] + 0.05) && classes.reduce((s, c) => s + c[1], 0) <= 100.5,
           'top-5 classes with probabilities, in order: ' + JSON.stringify(classes));
-    const waitThumbs = () => page.waitForFunction(() => [...document.querySelectorAll('#grid .thumb')].every((t) => { const i = t.querySelector('img'); return !i || i.complete; }), null, { timeout: 30000 });
+    const waitThumbs = () => page.waitForFunction(() => [...document.querySelectorAll('#grid .thumb')].every((t) => t.dataset.loaded), null, { timeout: 30000 });
     await waitThumbs();
     const grid = async () => page.$$eval('#grid .card.hit', (cs) => cs.map((c) => {
       const i = c.querySelector('.thumb img');
@@ -233,9 +235,42 @@ async function main() {
     check(pageErrors.length === 0, 'no JavaScript errors on the page' + (pageErrors.length ? ': ' + pageErrors.join('; ') : ''));
     check(outside.length === 0, 'the page fetched nothing outside the server' + (outside.length ? ': ' + outside.join(', ') : ''));
   } finally {
-    if (browser) await browser.close();
     const how = await h.stopServer(server);
     if (how !== 0) console.log(`     imgret serve ended with ${how}; its output:\n${server.log()}`);
+    check(how === 0, `imgret serve stopped by SIGTERM exits 0 (got ${how})`);
+    if (failures && browser) { await browser.close(); browser = null; }
+  }
+  if (!browser) return;
+  try {
+    await tokenPhase(browser);
+  } finally {
+    await browser.close();
+  }
+}
+
+// The same store behind --token --token-scope all: every call and /thumb
+// needs the bearer token; the page asks for it and then works.
+async function tokenPhase(browser) {
+  const server = await h.startServer(IMGRET, ['serve', '--model', 'model.imgret', '--autoencoder', 'ae.imgret', '--store', 'store',
+                                              '--port', '0', '--token', 's3cret', '--token-scope', 'all'], OUT);
+  try {
+    const page = await browser.newPage({ viewport: VIEW });
+    await page.goto(server.base);
+    await page.waitForFunction(() => document.querySelector('#error').classList.contains('show'), null, { timeout: 30000 });
+    const code = await page.textContent('#error .code');
+    check(code === 'unauthenticated' && (await page.$eval('#access', (d) => d.open)),
+          `token: without one, Stats fails with ${code}: ${await page.textContent('#error .msg')} and the token field opens`);
+    await page.fill('#token', 's3cret');
+    await page.click('#token-go');
+    await page.waitForFunction((n) => { const e = document.querySelector('#stat-items b'); return e && e.textContent === String(n); }, N_ITEMS, { timeout: 30000 });
+    await page.setInputFiles('#file', path.join(OUT, 'query.png'));
+    await page.waitForFunction(() => document.body.dataset.state === 'done', null, { timeout: 60000 });
+    await page.waitForFunction(() => [...document.querySelectorAll('#grid .thumb')].every((t) => t.dataset.loaded), null, { timeout: 30000 });
+    const w = await page.$$eval('#grid .card.hit .thumb img', (is) => is.map((i) => i.naturalWidth));
+    check(w.length === 10 && w.every((x) => x > 0) && !(await page.isVisible('#error')),
+          `token: with it, Stats, Search and the thumbnails (fetched with the token) work: ${w.join(',')}`);
+  } finally {
+    await h.stopServer(server);
   }
 }
 
