@@ -2,7 +2,7 @@
 """The main job end to end, small: `imgret demo` on the first few thousand
 Fashion-MNIST training images.
 
-  demo_test.py --imgret BIN --protoc BIN --proto-root DIR --work DIR
+  demo_test.py --imgret BIN --protoc BIN --proto-root DIR --work DIR --web-dir DIR
 
 1. Ctrl-C (SIGINT to the process group, as a terminal sends it) during
    training: the demo stops with a non-zero status, says how to resume,
@@ -11,7 +11,8 @@ Fashion-MNIST training images.
 3. A third run reuses every stage and is serving within seconds.
 4. Through an independent client (Python's google.protobuf + urllib): a
    search with a test-set sneaker returns sneakers first; Stats counts the
-   items; SIGTERM stops the server cleanly.
+   items; the web page in headless Chromium (tests/web/demo_page.js) shows
+   sneakers first and a screenshot is taken; SIGTERM stops the server.
 """
 import argparse
 import os
@@ -46,7 +47,7 @@ def leftovers(root):
 
 def main():
     p = argparse.ArgumentParser()
-    for o in ("--imgret", "--protoc", "--proto-root", "--work"):
+    for o in ("--imgret", "--protoc", "--proto-root", "--work", "--web-dir"):
         p.add_argument(o, required=True)
     a = p.parse_args()
     shutil.rmtree(a.work, ignore_errors=True)
@@ -139,6 +140,23 @@ def main():
           "Hamming: at least 8 of 10 are footwear (%s)" % hl)
     st = call("Stats", pb.StatsRequest(), pb.StatsResponse)
     check(st.items == 3000, "Stats: 3000 items (got %d)" % st.items)
+
+    print("5. the web page shows it (headless Chromium)", flush=True)
+    node = shutil.which("node")
+    if not node:
+        print("  skipped: node is not installed (scripts/deps.sh installs it)")
+    else:
+        shot = os.path.join(a.work, "demo_page.png")
+        r = subprocess.run([node, os.path.join(a.web_dir, "demo_page.js"), "--url", url,
+                            "--image", os.path.join(demo, "examples", "sneaker.png"),
+                            "--expect", "Sneaker", "--k", "10", "--min", "8", "--out", shot],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                           timeout=300)
+        print(r.stdout.rstrip())
+        if r.returncode == 77:
+            print("  skipped: chromium or playwright-core missing")
+        else:
+            check(r.returncode == 0, "the page shows sneakers first; screenshot %s" % shot)
     proc.send_signal(signal.SIGTERM)
     check(proc.wait(60) == 0, "SIGTERM: the server exits 0")
     return finish()
