@@ -19,6 +19,8 @@
 #include "server/server_internal.h"
 
 #include <errno.h>
+#include <netdb.h>
+#include <sys/socket.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -311,6 +313,45 @@ static int server_dim(const char *url, int64_t *items) {
     return dim;
 }
 
+/* The server's batching counters from GET /metrics (a plain socket GET). */
+static void print_batching(const char *url) {
+    char host[256] = "127.0.0.1";
+    int port = 80;
+    if (sscanf(url, "http://%255[^:/]:%d", host, &port) < 1) return;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_socktype = SOCK_STREAM;
+    char ps[16];
+    snprintf(ps, sizeof ps, "%d", port);
+    if (getaddrinfo(host, ps, &hints, &ai)) return;
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+    if (fd < 0 || connect(fd, ai->ai_addr, ai->ai_addrlen)) {
+        if (fd >= 0) close(fd);
+        freeaddrinfo(ai);
+        return;
+    }
+    freeaddrinfo(ai);
+    const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    if (write(fd, req, sizeof req - 1) < 0) {
+        close(fd);
+        return;
+    }
+    static char buf[1 << 20];
+    size_t n = 0;
+    ssize_t r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+    close(fd);
+    buf[n] = 0;
+    double v[4] = {0, 0, 0, 0};
+    static const char *const names[4] = {"\nimgret_search_batches_total ", "\nimgret_search_queries_total ",
+                                         "\nimgret_forward_batches_total ", "\nimgret_forward_inputs_total "};
+    for (int i = 0; i < 4; i++) {
+        const char *p = strstr(buf, names[i]);
+        if (p) v[i] = atof(p + strlen(names[i]));
+    }
+    fprintf(stderr, "server batching: %.0f index calls for %.0f searches (%.1f per call)\n", v[0],
+            v[1], v[0] > 0 ? v[1] / v[0] : 0.0);
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
         fprintf(stderr, "usage: bench_server_load URL SERVER_PID STORE_DIR [--items N] [--clients N] "
@@ -352,6 +393,7 @@ int main(int argc, char **argv) {
     result_t srv_res, peer_res;
     run(&sh, clients, seconds, &srv_res, "imgret serve (HTTP + Twirp + queue + workers)");
     long rss_after = rss_kib(pid);
+    print_batching(url);
 
     /* Stop the server (snapshot) and open its store here for the peer. */
     kill(pid, SIGTERM);

@@ -41,6 +41,14 @@ static void log_line(void *ctx, const char *line) {
     fprintf(stderr, "%s imgret serve: %s\n", ts, line);
 }
 
+/* Printed once SIGTERM/SIGINT are handled, so a caller that reads this line
+ * can stop the server cleanly from then on. */
+static void on_ready(void *ctx, const char *url) {
+    (void)ctx;
+    printf("listening on %s\n", url);
+    fflush(stdout);
+}
+
 static int parse_long(const char *v, long lo, long hi, long *out) {
     char *end;
     long x = strtol(v, &end, 10);
@@ -54,6 +62,7 @@ int cmd_serve(int argc, char **argv) {
     srv_options_default(&o);
     o.port = 8080;
     o.log = log_line;
+    o.on_ready = on_ready;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
@@ -106,10 +115,6 @@ int cmd_serve(int argc, char **argv) {
         fprintf(stderr, "imgret serve: %s\n", err.msg);
         return 1;
     }
-    const char *host = o.host ? o.host : "127.0.0.1";
-    int v6 = strchr(host, ':') != NULL;
-    printf("listening on http://%s%s%s:%d/\n", v6 ? "[" : "", host, v6 ? "]" : "", srv_port(s));
-    fflush(stdout);
     int rc = srv_run(s, 1, &err);
     if (rc) fprintf(stderr, "imgret serve: %s\n", err.msg);
     srv_free(s);

@@ -283,6 +283,116 @@ static Imgret__V1__ClassScore **top_classes(const struct srv *s, const float *pr
 
 /* ------------------------------------------------------------ Search */
 
+
+/* A search on its way: the query (borrowed from the request, the job's FC7,
+ * or a stored record) and what to fetch from the index. */
+typedef struct search_plan {
+    srv_job_t *job;
+    int hamming, k, fetch, exclude;
+    const float *qfc7;
+    const uint8_t *qcode;
+    uint8_t *own_code;
+    store_record_t qrec;
+    index_hit_t *hits; /* fetch entries, filled by the grouped index call */
+} search_plan_t;
+
+static void plan_clear(search_plan_t *p) {
+    free(p->own_code);
+    free(p->hits);
+    store_record_clear(&p->qrec);
+    memset(p, 0, sizeof *p);
+}
+
+/* Resolves the query to an FC7 vector or a code; 0, or -1 with the job failed. */
+static int search_prepare(srv_worker_t *w, srv_job_t *j, search_plan_t *p) {
+    struct srv *s = w->s;
+    Imgret__V1__SearchRequest *r = (void *)j->req.msg;
+    util_err_t err = {{0}};
+    memset(p, 0, sizeof *p);
+    p->job = j;
+    p->hamming = srv_search_metric(r) == IMGRET__V1__METRIC__HAMMING;
+    p->k = r->k ? (int)r->k : SRV_DEFAULT_K;
+    switch (r->query_case) {
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE: p->qfc7 = j->fc7; break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR: p->qfc7 = r->vector->values; break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_CODE: p->qcode = r->code.data; break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_ITEM_ID:
+        if (index_get(s->ix, r->item_id, &p->qrec, &err))
+            return job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
+        p->qfc7 = p->qrec.fc7;
+        p->qcode = p->qrec.code;
+        p->exclude = !r->include_query_item;
+        break;
+    default: return job_fail(j, SRV_INVALID_ARGUMENT, "%s", "no query");
+    }
+    if (p->hamming && !p->qcode) {
+        if (!w->ae || !p->qfc7)
+            return job_fail(j, SRV_FAILED_PRECONDITION, "%s",
+                            p->qfc7 ? "HAMMING search needs an autoencoder" : "the item has no code");
+        /* The autoencoder's code may be shorter than the store's bytes. */
+        const int cb = s->code_bits / 8, ab = ae_code_bytes(ae_bits(w->ae));
+        p->own_code = calloc(1, (size_t)(ab > cb ? ab : cb));
+        if (!p->own_code || ae_encode(w->ae, p->qfc7, 1, NULL, p->own_code, &err))
+            return job_fail(j, SRV_INTERNAL, "encoding the query: %s",
+                            p->own_code ? err.msg : "out of memory");
+        p->qcode = p->own_code;
+    }
+    if (!p->hamming && !p->qfc7)
+        return job_fail(j, SRV_FAILED_PRECONDITION, "%s", "the item has no FC7 vector");
+    p->fetch = p->k;
+    if (p->hamming && r->rerank) {
+        p->fetch = r->rerank_candidates ? (int)r->rerank_candidates : 10 * p->k;
+        if (p->fetch > INDEX_MAX_K) p->fetch = INDEX_MAX_K;
+        if (p->fetch < p->k) p->fetch = p->k;
+    }
+    if (p->exclude && p->fetch < INDEX_MAX_K) p->fetch++;
+    if (!(p->hits = malloc(sizeof *p->hits * (size_t)p->fetch)))
+        return job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
+    return 0;
+}
+
+/* One index call for every plan of a metric: FAISS answers nq queries
+ * together much faster than nq single queries (a matrix product instead of
+ * nq scans). Each plan receives the first `fetch` hits of its row. */
+static void search_grouped(struct srv *s, search_plan_t *plans, size_t n, int hamming) {
+    size_t nq = 0;
+    int fetch = 0;
+    for (size_t i = 0; i < n; i++)
+        if (plans[i].job && plans[i].hamming == hamming) {
+            nq++;
+            if (plans[i].fetch > fetch) fetch = plans[i].fetch;
+        }
+    if (nq == 0) return;
+    const int cb = s->code_bits / 8;
+    const size_t row = hamming ? (size_t)cb : sizeof(float) * (size_t)s->fc7_dim;
+    uint8_t *q = malloc(row * nq);
+    index_hit_t *hits = malloc(sizeof *hits * nq * (size_t)fetch);
+    util_err_t err = {{0}};
+    int rc = -1;
+    if (q && hits) {
+        size_t m = 0;
+        for (size_t i = 0; i < n; i++)
+            if (plans[i].job && plans[i].hamming == hamming)
+                memcpy(q + row * m++, hamming ? (const void *)plans[i].qcode
+                                              : (const void *)plans[i].qfc7, row);
+        rc = hamming ? index_search_code(s->ix, q, nq, cb, fetch, hits, &err)
+                     : index_search_fc7(s->ix, (const float *)q, nq, s->fc7_dim, fetch, hits, &err);
+        atomic_fetch_add(&s->search_batches, 1);
+        atomic_fetch_add(&s->search_queries, (unsigned long long)nq);
+    } else {
+        util_fail(&err, "out of memory");
+    }
+    for (size_t i = 0, m = 0; i < n; i++) {
+        search_plan_t *p = &plans[i];
+        if (!p->job || p->hamming != hamming) continue;
+        if (rc) job_fail(p->job, SRV_INTERNAL, "search: %s", err.msg);
+        else memcpy(p->hits, hits + m * (size_t)fetch, sizeof *p->hits * (size_t)p->fetch);
+        m++;
+    }
+    free(q);
+    free(hits);
+}
+
 typedef struct cand {
     int64_t id;
     float dist;
@@ -295,112 +405,54 @@ static int cmp_cand(const void *a, const void *b) {
     return (x->id > y->id) - (x->id < y->id);
 }
 
-static void run_search(srv_worker_t *w, srv_job_t *j) {
+/* Metadata, the optional rerank, the reply. */
+static void search_finish(srv_worker_t *w, search_plan_t *p) {
     struct srv *s = w->s;
+    srv_job_t *j = p->job;
     Imgret__V1__SearchRequest *r = (void *)j->req.msg;
-    const Imgret__V1__Metric metric = srv_search_metric(r);
-    const int hamming = metric == IMGRET__V1__METRIC__HAMMING;
-    const int k = r->k ? (int)r->k : SRV_DEFAULT_K;
-    const int code_bytes = s->code_bits / 8;
+    const int rerank = p->hamming && r->rerank;
     util_err_t err = {{0}};
-    store_record_t qrec;
-    memset(&qrec, 0, sizeof qrec);
-    const float *qfc7 = NULL;
-    const uint8_t *qcode = NULL;
-    uint8_t *own_code = NULL;
-    int exclude = 0;
-    float probs_buf[1];
-    (void)probs_buf;
-    switch (r->query_case) {
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE: qfc7 = j->fc7; break;
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR: qfc7 = r->vector->values; break;
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_CODE: qcode = r->code.data; break;
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_ITEM_ID:
-        if (index_get(s->ix, r->item_id, &qrec, &err)) {
-            job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
-            return;
-        }
-        qfc7 = qrec.fc7;
-        qcode = qrec.code;
-        exclude = !r->include_query_item;
-        break;
-    default: job_fail(j, SRV_INVALID_ARGUMENT, "%s", "no query"); return;
-    }
-    cand_t *c = NULL;
-    index_hit_t *hits = NULL;
     Imgret__V1__SearchHit *hit_store = NULL;
     Imgret__V1__SearchHit **hit_ptrs = NULL;
     Imgret__V1__ClassScore cls_store[SRV_DEFAULT_CLASSES_K];
     Imgret__V1__ClassScore **cls = NULL;
-    if (hamming && !qcode) {
-        if (!w->ae || !qfc7) {
-            job_fail(j, SRV_FAILED_PRECONDITION, "%s",
-                     qfc7 ? "HAMMING search needs an autoencoder" : "the item has no code");
-            goto done;
-        }
-        own_code = calloc(1, (size_t)ae_code_bytes(ae_bits(w->ae)) > (size_t)code_bytes
-                                 ? (size_t)ae_code_bytes(ae_bits(w->ae))
-                                 : (size_t)code_bytes);
-        if (!own_code || ae_encode(w->ae, qfc7, 1, NULL, own_code, &err)) {
-            job_fail(j, SRV_INTERNAL, "encoding the query: %s", own_code ? err.msg : "out of memory");
-            goto done;
-        }
-        qcode = own_code;
-    }
-    if (!hamming && !qfc7) {
-        job_fail(j, SRV_FAILED_PRECONDITION, "%s", "the item has no FC7 vector");
-        goto done;
-    }
-    int fetch = k;
-    if (hamming && r->rerank) {
-        fetch = r->rerank_candidates ? (int)r->rerank_candidates : 10 * k;
-        if (fetch > INDEX_MAX_K) fetch = INDEX_MAX_K;
-        if (fetch < k) fetch = k;
-    }
-    if (exclude && fetch < INDEX_MAX_K) fetch++;
-    hits = malloc(sizeof *hits * (size_t)fetch);
-    c = calloc((size_t)fetch, sizeof *c);
-    if (!hits || !c) {
+    cand_t *c = calloc((size_t)p->fetch, sizeof *c);
+    if (!c) {
         job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
-        goto done;
-    }
-    int rc = hamming ? index_search_code(s->ix, qcode, 1, code_bytes, fetch, hits, &err)
-                     : index_search_fc7(s->ix, qfc7, 1, s->fc7_dim, fetch, hits, &err);
-    if (rc) {
-        job_fail(j, SRV_INTERNAL, "search: %s", err.msg);
-        goto done;
+        return;
     }
     size_t nc = 0;
-    for (int i = 0; i < fetch; i++) {
-        if (hits[i].id < 0) break;
-        if (exclude && hits[i].id == r->item_id) continue;
-        if (index_get(s->ix, hits[i].id, &c[nc].rec, &err)) continue; /* removed meanwhile */
-        c[nc].id = hits[i].id;
-        c[nc].dist = hits[i].distance;
-        if (hamming && r->rerank) {
+    for (int i = 0; i < p->fetch; i++) {
+        const index_hit_t *h = &p->hits[i];
+        if (h->id < 0) break;
+        if (p->exclude && h->id == r->item_id) continue;
+        if (index_get(s->ix, h->id, &c[nc].rec, &err)) continue; /* removed meanwhile */
+        c[nc].id = h->id;
+        c[nc].dist = h->distance;
+        if (rerank) {
             if (!c[nc].rec.fc7) {
                 store_record_clear(&c[nc].rec);
-                continue; /* no FC7 to re-rank by: leave it out */
+                continue; /* no FC7 to re-rank by: left out */
             }
             double d = 0;
             for (int t = 0; t < s->fc7_dim; t++) {
-                double q = (double)qfc7[t] - c[nc].rec.fc7[t];
-                d += q * q;
+                double e = (double)p->qfc7[t] - c[nc].rec.fc7[t];
+                d += e * e;
             }
             c[nc].dist = (float)d;
         }
         nc++;
     }
-    if (hamming && r->rerank) qsort(c, nc, sizeof *c, cmp_cand);
-    if (nc > (size_t)k) nc = (size_t)k;
+    if (rerank) qsort(c, nc, sizeof *c, cmp_cand);
+    const size_t kept = nc < (size_t)p->k ? nc : (size_t)p->k;
     Imgret__V1__SearchResponse resp = IMGRET__V1__SEARCH_RESPONSE__INIT;
-    hit_store = calloc(nc ? nc : 1, sizeof *hit_store);
-    hit_ptrs = calloc(nc ? nc : 1, sizeof *hit_ptrs);
+    hit_store = calloc(kept ? kept : 1, sizeof *hit_store);
+    hit_ptrs = calloc(kept ? kept : 1, sizeof *hit_ptrs);
     if (!hit_store || !hit_ptrs) {
         job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
         goto done;
     }
-    for (size_t i = 0; i < nc; i++) {
+    for (size_t i = 0; i < kept; i++) {
         imgret__v1__search_hit__init(&hit_store[i]);
         hit_store[i].id = c[i].id;
         hit_store[i].distance = c[i].dist;
@@ -409,10 +461,10 @@ static void run_search(srv_worker_t *w, srv_job_t *j) {
         hit_store[i].label_name = (char *)class_name(s, c[i].rec.label);
         hit_ptrs[i] = &hit_store[i];
     }
-    resp.n_hits = nc;
+    resp.n_hits = kept;
     resp.hits = hit_ptrs;
-    resp.metric = metric;
-    resp.reranked = hamming && r->rerank;
+    resp.metric = p->hamming ? IMGRET__V1__METRIC__HAMMING : IMGRET__V1__METRIC__EUCLIDEAN;
+    resp.reranked = rerank;
     if (r->query_case == IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE) {
         float *probs = malloc(sizeof(float) * (size_t)s->n_classes);
         if (probs) {
@@ -424,15 +476,30 @@ static void run_search(srv_worker_t *w, srv_job_t *j) {
     }
     pack_reply(j, &resp.base);
 done:
-    if (c)
-        for (int i = 0; i < fetch; i++) store_record_clear(&c[i].rec);
+    for (size_t i = 0; i < nc; i++) store_record_clear(&c[i].rec);
     free(c);
-    free(hits);
     free(hit_store);
     free(hit_ptrs);
     free(cls);
-    free(own_code);
-    store_record_clear(&qrec);
+}
+
+/* Every Search of a batch: queries resolved one by one, then one index
+ * call per metric, then each reply. */
+static void run_searches(srv_worker_t *w, srv_job_t **jobs, size_t n) {
+    search_plan_t *plans = calloc(n, sizeof *plans);
+    if (!plans) {
+        for (size_t i = 0; i < n; i++) job_fail(jobs[i], SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (search_prepare(w, jobs[i], &plans[i])) plan_clear(&plans[i]);
+    search_grouped(w->s, plans, n, 0);
+    search_grouped(w->s, plans, n, 1);
+    for (size_t i = 0; i < n; i++) {
+        if (plans[i].job && !plans[i].job->failed) search_finish(w, &plans[i]);
+        plan_clear(&plans[i]);
+    }
+    free(plans);
 }
 
 /* ------------------------------------------------- Classify, Extract */
@@ -754,6 +821,8 @@ static void run_thumb(struct srv *s, srv_job_t *j) {
 void srv_worker_run(srv_worker_t *w, srv_job_t **jobs, size_t n) {
     struct srv *s = w->s;
     forward_jobs(w, jobs, n);
+    srv_job_t *searches[64];
+    size_t ns = 0;
     for (size_t b = 0; b < n; b++) {
         srv_job_t *j = jobs[b];
         if (j->failed) continue;
@@ -761,8 +830,12 @@ void srv_worker_run(srv_worker_t *w, srv_job_t **jobs, size_t n) {
             job_fail(j, SRV_DEADLINE_EXCEEDED, "%s", "abandoned");
             continue;
         }
+        if (j->req.method == SRV_SEARCH && ns < sizeof searches / sizeof searches[0]) {
+            searches[ns++] = j; /* together, after the others */
+            continue;
+        }
         switch (j->req.method) {
-        case SRV_SEARCH: run_search(w, j); break;
+        case SRV_SEARCH: run_searches(w, &j, 1); break;
         case SRV_CLASSIFY: run_classify(s, j); break;
         case SRV_EXTRACT: run_extract(w, j); break;
         case SRV_ADD: run_add(w, j); break;
@@ -772,4 +845,5 @@ void srv_worker_run(srv_worker_t *w, srv_job_t **jobs, size_t n) {
         default: job_fail(j, SRV_INTERNAL, "%s", "unknown job"); break;
         }
     }
+    if (ns) run_searches(w, searches, ns);
 }

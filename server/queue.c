@@ -96,7 +96,9 @@ size_t srv_queue_pop_batch(srv_queue_t *q, int max_weight, double wait_s, srv_qn
     }
     while (n < cap && total < max_weight) {
         if (q->head) {
-            if (q->head->weight <= 0 || total + q->head->weight > max_weight) break;
+            if (q->head->weight <= 0 || q->head->kind != first->kind ||
+                total + q->head->weight > max_weight)
+                break;
             total += q->head->weight;
             out[n++] = take_head(q);
             continue;

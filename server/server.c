@@ -126,13 +126,19 @@ static void write_metrics(struct srv *s, struct evbuffer *b) {
                         "# TYPE imgret_forward_batches_total counter\nimgret_forward_batches_total %llu\n"
                         "# HELP imgret_forward_inputs_total Network inputs (crops) forwarded.\n"
                         "# TYPE imgret_forward_inputs_total counter\nimgret_forward_inputs_total %llu\n"
+                        "# HELP imgret_search_batches_total Index calls made for searches.\n"
+                        "# TYPE imgret_search_batches_total counter\nimgret_search_batches_total %llu\n"
+                        "# HELP imgret_search_queries_total Queries answered by those calls.\n"
+                        "# TYPE imgret_search_queries_total counter\nimgret_search_queries_total %llu\n"
                         "# HELP imgret_http_requests_total HTTP requests received.\n"
                         "# TYPE imgret_http_requests_total counter\nimgret_http_requests_total %" PRIu64 "\n"
                         "# HELP imgret_uptime_seconds Seconds since the server started.\n"
                         "# TYPE imgret_uptime_seconds gauge\nimgret_uptime_seconds %.3f\n",
                         srv_queue_len(&s->queue), s->queue.cap, L->in_flight,
                         (long long)atomic_load(&s->items), (unsigned long long)atomic_load(&s->batches),
-                        (unsigned long long)atomic_load(&s->batch_inputs), L->http_requests,
+                        (unsigned long long)atomic_load(&s->batch_inputs),
+                        (unsigned long long)atomic_load(&s->search_batches),
+                        (unsigned long long)atomic_load(&s->search_queries), L->http_requests,
                         util_now() - s->t_start);
 }
 
@@ -146,7 +152,7 @@ static void reply_error(struct srv *s, struct evhttp_request *req, int row, cons
     if (b) evbuffer_add(b, body, n);
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     evhttp_add_header(h, "Content-Type", "application/json");
-    evhttp_send_reply(req, srv_code_http_status(e->code), srv_code_name(e->code), b);
+    evhttp_send_reply(req, srv_code_http_status(e->code), NULL, b); /* the standard phrase */
     if (b) evbuffer_free(b);
     observe(s->loop, row, e->code, util_now() - t0);
 }
@@ -170,7 +176,7 @@ static void finish_job(struct srv *s, srv_job_t *j) {
         if (j->failed) {
             if (row == SRV_THUMB) {
                 const char *m = j->err.msg;
-                reply_text(req, srv_code_http_status(j->err.code), srv_code_name(j->err.code),
+                reply_text(req, srv_code_http_status(j->err.code), NULL,
                            "text/plain; charset=utf-8", m, strlen(m));
                 observe(L, row, j->err.code, util_now() - j->t_arrival);
             } else {
@@ -247,7 +253,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
                  s->opt.timeout_s);
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
-            reply_text(j->http_req, 408, "deadline_exceeded", "text/plain; charset=utf-8",
+            reply_text(j->http_req, 408, NULL, "text/plain; charset=utf-8",
                        e.msg, strlen(e.msg));
             observe(s->loop, row, e.code, util_now() - j->t_arrival);
         } else {
@@ -263,7 +269,15 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     loop_t *L = s->loop;
     j->http_req = req;
     j->srv = s;
+    /* Image work is batched by crops into forward passes; searches by
+     * vector, id or code are batched into one index call each; the rest is
+     * served alone. */
+    j->node.kind = SRV_KIND_FORWARD;
     j->node.weight = j->req.n_inputs;
+    if (j->req.method == SRV_SEARCH && j->req.n_inputs == 0) {
+        j->node.kind = SRV_KIND_SEARCH;
+        j->node.weight = 1;
+    }
     if (srv_queue_push(&s->queue, &j->node)) {
         srv_error_t e;
         srv_fail(&e, SRV_RESOURCE_EXHAUSTED, "the server is busy: %zu requests are waiting; retry later",
@@ -271,7 +285,7 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
         srv_error_meta(&e, "retry_after_ms", "100");
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
-            reply_text(req, 429, "resource_exhausted", "text/plain; charset=utf-8", e.msg,
+            reply_text(req, 429, NULL, "text/plain; charset=utf-8", e.msg,
                        strlen(e.msg));
             observe(L, row, e.code, util_now() - j->t_arrival);
         } else {
@@ -348,7 +362,7 @@ static void handle_twirp(struct srv *s, struct evhttp_request *req, const char *
 static void handle_thumb(struct srv *s, struct evhttp_request *req, const char *idstr, double t0) {
     srv_error_t e;
     if (s->opt.token_all && authorised(s, req, SRV_THUMB, &e)) {
-        reply_text(req, srv_code_http_status(e.code), srv_code_name(e.code),
+        reply_text(req, srv_code_http_status(e.code), NULL,
                    "text/plain; charset=utf-8", e.msg, strlen(e.msg));
         observe(s->loop, SRV_THUMB, e.code, util_now() - t0);
         return;
@@ -397,7 +411,7 @@ static void on_request(struct evhttp_request *req, void *arg) {
     } else if (!strcmp(path, "/metrics")) {
         srv_error_t e;
         if (s->opt.token_all && authorised(s, req, SRV_STATS, &e)) {
-            reply_text(req, srv_code_http_status(e.code), srv_code_name(e.code),
+            reply_text(req, srv_code_http_status(e.code), NULL,
                        "text/plain; charset=utf-8", e.msg, strlen(e.msg));
             return;
         }
@@ -682,6 +696,13 @@ int srv_run(srv_t *s, int handle_signals, util_err_t *err) {
         L->sig_term = evsignal_new(L->base, SIGTERM, on_signal, s);
         if (L->sig_int) event_add(L->sig_int, NULL);
         if (L->sig_term) event_add(L->sig_term, NULL);
+    }
+    if (s->opt.on_ready) {
+        int v6 = strchr(s->host, ':') != NULL;
+        char url[320];
+        snprintf(url, sizeof url, "http://%s%s%s:%d/", v6 ? "[" : "", s->host, v6 ? "]" : "",
+                 L->port);
+        s->opt.on_ready(s->opt.ready_ctx, url);
     }
     event_base_dispatch(L->base);
     /* Workers finish what is queued; the loop is no longer running, so

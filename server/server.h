@@ -46,6 +46,10 @@ typedef struct srv_options {
     const char *code_factory; /* for codes (NULL: BFlat when there are codes) */
     srv_log_fn log;
     void *log_ctx;
+    /* Called by srv_run once the signal handlers are in place, just before
+     * the loop starts, with the URL served ("http://127.0.0.1:PORT/"). */
+    void (*on_ready)(void *ctx, const char *url);
+    void *ready_ctx;
 } srv_options_t;
 
 void srv_options_default(srv_options_t *o);

@@ -94,6 +94,7 @@ struct srv {
 
     /* Forward-pass statistics (read by /metrics; written by workers). */
     atomic_ullong batches, batch_inputs;
+    atomic_ullong search_batches, search_queries; /* grouped index calls, queries in them */
 
     void *loop; /* server.c's libevent state */
 };

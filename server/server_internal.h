@@ -150,13 +150,17 @@ Imgret__V1__Metric srv_search_metric(const Imgret__V1__SearchRequest *r);
 
 /* ------------------------------------------------------- batching queue */
 
-/* An intrusive queue node: a job embeds one. weight is how many network
- * inputs the job brings to a batch; 0 means it needs no forward pass and is
- * served alone. */
+/* An intrusive queue node: a job embeds one. weight is what the job brings
+ * to a batch (network inputs for a forward pass, 1 for a search); 0 means
+ * it is served alone. Only jobs of the same kind share a batch. */
 typedef struct srv_qnode {
     struct srv_qnode *next;
     int weight;
+    int kind;
 } srv_qnode_t;
+
+#define SRV_KIND_FORWARD 0 /* needs a forward pass: batched by crops */
+#define SRV_KIND_SEARCH 1  /* a search by vector, id or code: batched into one index call */
 
 /* A bounded FIFO shared by the event loop (push) and the workers (pop). */
 typedef struct srv_queue {
@@ -178,11 +182,12 @@ void srv_queue_close(srv_queue_t *q);
 
 /* Takes a batch: waits for a first job (until the queue is closed and
  * empty: returns 0). A job of weight 0 is returned alone. Otherwise further
- * jobs with weight > 0 are taken from the head while the total weight stays
- * <= max_weight, waiting up to wait_s seconds (from the first job's pop)
- * for more to arrive; a weight-0 job at the head, a full batch or the end
- * of the wait closes the batch. A first job heavier than max_weight is
- * taken alone. Writes at most cap nodes into out; returns how many. */
+ * jobs of the first one's kind with weight > 0 are taken from the head
+ * while the total weight stays <= max_weight, waiting up to wait_s seconds
+ * (from the first job's pop) for more to arrive; a job of weight 0 or of
+ * another kind at the head, a full batch or the end of the wait closes the
+ * batch. A first job heavier than max_weight is taken alone. Writes at most
+ * cap nodes into out; returns how many. */
 size_t srv_queue_pop_batch(srv_queue_t *q, int max_weight, double wait_s, srv_qnode_t **out,
                            size_t cap);
 

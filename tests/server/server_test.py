@@ -22,6 +22,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import struct
 import subprocess
 import sys
@@ -240,11 +241,33 @@ def test_rpc():
 
     def one(i):
         _, rr = rpc(srv, "Classify", pb.ClassifyRequest(image=read("a.jpg")), pb.ClassifyResponse)
-        results[i] = [(s.index, round(s.probability, 4)) for s in rr.classes]
+        results[i] = [(s.index, s.probability) for s in rr.classes]
     th = [threading.Thread(target=one, args=(i,)) for i in range(12)]
     [t.start() for t in th]
     [t.join() for t in th]
-    check(len(results) == 12 and len({str(v) for v in results.values()}) == 1, "batched classify agrees")
+    ref = results.get(0, [])
+    same = all([k for k, _ in v] == [k for k, _ in ref] and
+               all(abs(p - q) < 1e-4 for (_, p), (_, q) in zip(v, ref)) for v in results.values())
+    check(len(results) == 12 and same, "batched classify agrees")
+
+    # Concurrent searches (one index call per batch) answer as single ones do.
+    single = {}
+    for i in range(8):
+        q = pb.SearchRequest(k=5)
+        q.vector.values.extend(vecs[i])
+        single[i] = [h.id for h in rpc(srv, "Search", q, pb.SearchResponse)[1].hits]
+    together = {}
+
+    def search_one(i):
+        q = pb.SearchRequest(k=5)
+        q.vector.values.extend(vecs[i % 8])
+        _, rr = rpc(srv, "Search", q, pb.SearchResponse)
+        together[i] = [h.id for h in rr.hits]
+    th = [threading.Thread(target=search_one, args=(i,)) for i in range(24)]
+    [t.start() for t in th]
+    [t.join() for t in th]
+    check(len(together) == 24 and all(together[i] == single[i % 8] for i in together),
+          "batched searches agree with single ones")
 
     # Remove.
     st, rm = rpc(srv, "Remove", pb.RemoveRequest(ids=[ids[0], ids[1]]), pb.RemoveResponse)
@@ -287,7 +310,8 @@ def test_rpc():
                    'imgret_request_duration_seconds_bucket{method="Add",le="+Inf"}',
                    'imgret_request_duration_seconds_count{method="Classify"}',
                    'imgret_errors_total{method="Search"} 1', "imgret_queue_depth 0",
-                   "imgret_items 24", "imgret_forward_batches_total"):
+                   "imgret_items 24", "imgret_forward_batches_total",
+                   "imgret_search_batches_total", "imgret_search_queries_total"):
         check(needle in text, "metrics has %s" % needle)
     st, _, _ = http(srv, "/nope")
     check(st == 404, "unknown page")
@@ -443,6 +467,18 @@ def test_errors():
     check(("ok" in [c for _, c in codes]) and (429, "resource_exhausted") in codes,
           "full queue answers 429 resource_exhausted: %s" % codes)
     check(all(c in ((200, "ok"), (429, "resource_exhausted")) for c in codes), "only ok or 429: %s" % codes)
+    # Clients that hang up while their request is queued or running: the
+    # server answers into the void and carries on.
+    for _ in range(4):
+        sock = socket.create_connection(("127.0.0.1", srv.port))
+        sock.sendall(b"POST " + PREFIX.encode() + b"Extract HTTP/1.1\r\nHost: x\r\n"
+                     b"Content-Type: application/protobuf\r\nContent-Length: %d\r\n\r\n" % len(heavy)
+                     + heavy)
+        sock.close()
+    sock = socket.create_connection(("127.0.0.1", srv.port))  # a body that never comes
+    sock.sendall(b"POST " + PREFIX.encode() + b"Stats HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nab")
+    sock.close()
+    time.sleep(1.0)
     st, body, _ = http(srv, "/metrics")
     check('imgret_requests_total{method="Extract",code="resource_exhausted"}' in body.decode(),
           "metrics count the 429s")

@@ -16,7 +16,7 @@ static double now(void) {
 static void test_push_refuses_beyond_capacity(void) {
     srv_queue_t q;
     CHECK(srv_queue_init(&q, 2) == 0);
-    srv_qnode_t a = {0, 1}, b = {0, 1}, c = {0, 1};
+    srv_qnode_t a = {0, 1, 0}, b = {0, 1, 0}, c = {0, 1, 0};
     CHECK(srv_queue_push(&q, &a) == 0);
     CHECK(srv_queue_push(&q, &b) == 0);
     CHECK(srv_queue_push(&q, &c) == -1);
@@ -32,7 +32,7 @@ static void test_push_refuses_beyond_capacity(void) {
 static void test_batches_fill_up_to_max_weight_in_order(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
-    srv_qnode_t n[6] = {{0, 3}, {0, 3}, {0, 10}, {0, 1}, {0, 0}, {0, 2}};
+    srv_qnode_t n[6] = {{0, 3, 0}, {0, 3, 0}, {0, 10, 0}, {0, 1, 0}, {0, 0, 0}, {0, 2, 0}};
     for (int i = 0; i < 6; i++) CHECK(srv_queue_push(&q, &n[i]) == 0);
     srv_qnode_t *out[8];
     /* 3 + 3 fit in 8; the 10 does not: the batch closes before it. */
@@ -49,10 +49,23 @@ static void test_batches_fill_up_to_max_weight_in_order(void) {
     srv_queue_destroy(&q);
 }
 
+static void test_kinds_do_not_share_a_batch(void) {
+    srv_queue_t q;
+    srv_queue_init(&q, 16);
+    srv_qnode_t n[5] = {{0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}, {0, 2, SRV_KIND_FORWARD},
+                        {0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}};
+    for (int i = 0; i < 5; i++) srv_queue_push(&q, &n[i]);
+    srv_qnode_t *out[8];
+    CHECK(srv_queue_pop_batch(&q, 32, 0, out, 8) == 2 && out[0] == &n[0] && out[1] == &n[1]);
+    CHECK(srv_queue_pop_batch(&q, 32, 0, out, 8) == 1 && out[0] == &n[2]);
+    CHECK(srv_queue_pop_batch(&q, 32, 0, out, 8) == 2 && out[0] == &n[3] && out[1] == &n[4]);
+    srv_queue_destroy(&q);
+}
+
 static void test_cap_limits_nodes_per_batch(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
-    srv_qnode_t n[5] = {{0, 1}, {0, 1}, {0, 1}, {0, 1}, {0, 1}};
+    srv_qnode_t n[5] = {{0, 1, 0}, {0, 1, 0}, {0, 1, 0}, {0, 1, 0}, {0, 1, 0}};
     for (int i = 0; i < 5; i++) srv_queue_push(&q, &n[i]);
     srv_qnode_t *out[3];
     CHECK(srv_queue_pop_batch(&q, 100, 0, out, 3) == 3);
@@ -81,7 +94,7 @@ static void *push_later(void *arg) {
 static void test_batch_waits_for_company_within_budget(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
-    srv_qnode_t a = {0, 1}, b = {0, 1};
+    srv_qnode_t a = {0, 1, 0}, b = {0, 1, 0};
     srv_queue_push(&q, &a);
     late_push_t p = {&q, &b, 0.02};
     pthread_t t;
@@ -120,7 +133,7 @@ static void test_close_wakes_workers_and_drains(void) {
     void *r;
     pthread_join(t, &r);
     CHECK((size_t)r == 0); /* woke up with nothing */
-    srv_qnode_t a = {0, 1};
+    srv_qnode_t a = {0, 1, 0};
     CHECK(srv_queue_push(&q, &a) == -1); /* closed: refused */
     srv_queue_destroy(&q);
     /* Jobs queued before close are still handed out. */
@@ -134,5 +147,5 @@ static void test_close_wakes_workers_and_drains(void) {
 }
 
 TEST_MAIN(T(test_push_refuses_beyond_capacity), T(test_batches_fill_up_to_max_weight_in_order),
-          T(test_cap_limits_nodes_per_batch), T(test_batch_waits_for_company_within_budget),
+          T(test_kinds_do_not_share_a_batch), T(test_cap_limits_nodes_per_batch), T(test_batch_waits_for_company_within_budget),
           T(test_close_wakes_workers_and_drains))
