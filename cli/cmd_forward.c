@@ -1,6 +1,10 @@
 /* imgret forward: the paper's AlexNet (or the small variant) forward pass on
- * the CPU, with the paper's initialisation, on a deterministic input; prints
- * the timing and the top-5 classes. A smoke test of the model core. */
+ * a device, with the paper's initialisation, on a deterministic input; prints
+ * the timing and the top-5 classes. A smoke test of the model core, and with
+ * --iters the timing tool of bench/alexnet_gpu.sh: the median of N timed
+ * passes after warm-up, inference (forward) or, with --train, a whole SGD
+ * step (forward with dropout, loss, backward, update). Each timed pass ends
+ * with the logits on the host, so a GPU has finished its work. */
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "model/model.h"
@@ -11,24 +15,54 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: imgret forward [--net alexnet|alexnet-small] [--batch N] [--seed S]\n"
-               CLI_DEVICE_USAGE);
+               "                      [--iters N [--warmup N] [--train]]\n" CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* One timed pass; returns seconds or -1. */
+static double timed_pass(model_net_t *net, const float *x, int batch, int train, const int *labels,
+                         util_err_t *err) {
+    double t0 = util_now();
+    if (model_net_forward(net, x, batch, train, err)) return -1;
+    if (train) {
+        float loss;
+        model_sgd_t sgd = {0.01f, 0.9f, 0.0005f};
+        if (model_net_backward(net, labels, &loss, NULL, err)) return -1;
+        model_net_sgd_step(net, &sgd);
+    }
+    if (!model_net_logits(net, NULL)) {
+        util_fail(err, "cannot read the logits");
+        return -1;
+    }
+    return util_now() - t0;
 }
 
 int cmd_forward(int argc, char **argv) {
     const char *net_name = "alexnet";
-    int batch = 1;
+    int batch = 1, iters = 0, warmup = 3, train = 0;
     unsigned long long seed = 1;
     cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help")) return usage(stdout);
+        if (!strcmp(argv[i], "--train")) {
+            train = 1;
+            continue;
+        }
         if (i + 1 >= argc) return usage(stderr);
         if (cli_device_arg(&dev, argv[i], argv[i + 1])) i++;
         else if (!strcmp(argv[i], "--net")) net_name = argv[++i];
         else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--iters")) iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
         else return usage(stderr);
     }
+    if (iters < 0 || iters > 100000 || warmup < 0 || warmup > 1000) return usage(stderr);
     model_spec_t spec;
     util_err_t err = {{0}};
     if (!strcmp(net_name, "alexnet")) {
@@ -46,23 +80,58 @@ int cmd_forward(int argc, char **argv) {
     model_net_init(net, seed);
     size_t n = (size_t)batch * spec.in_c * spec.in_h * spec.in_w;
     float *x = malloc(n * sizeof *x);
+    int *labels = malloc(sizeof(int) * (size_t)batch);
+    double *times = malloc(sizeof(double) * (size_t)(iters > 0 ? iters : 1));
+    if (!x || !labels || !times) {
+        free(x);
+        free(labels);
+        free(times);
+        model_net_free(net);
+        util_fail(&err, "out of memory");
+        goto fail;
+    }
     util_rng_t rng;
     util_rng_seed(&rng, seed + 1);
     for (size_t j = 0; j < n; j++) x[j] = (float)util_rng_normal(&rng) * 50.0f;
-    double t0 = util_now();
-    int rc = model_net_forward(net, x, batch, 0, &err);
-    double dt = util_now() - t0;
+    const int classes = spec.layer[spec.n_layers - 1].out;
+    for (int i = 0; i < batch; i++) labels[i] = (int)util_rng_below(&rng, (uint32_t)classes);
+    char where[128];
+    model_placement_str(&pl, where, sizeof where);
+    int rc = 0;
+    if (iters > 0) {
+        for (int i = 0; i < warmup + iters && rc == 0; i++) {
+            double t = timed_pass(net, x, batch, train, labels, &err);
+            if (t < 0) rc = -1;
+            else if (i >= warmup) times[i - warmup] = t;
+        }
+        if (rc == 0) {
+            qsort(times, (size_t)iters, sizeof(double), cmp_double);
+            double med = times[iters / 2];
+            printf("%s on %s: %s batch %d: median %.3f ms over %d passes (min %.3f), %.1f img/s\n",
+                   spec.name, where, train ? "training step" : "inference", batch, med * 1e3,
+                   iters, times[0] * 1e3, batch / med);
+        }
+    }
+    double dt = 0;
+    if (rc == 0 && iters == 0) {
+        dt = timed_pass(net, x, batch, 0, labels, &err);
+        if (dt < 0) rc = -1;
+    }
     free(x);
+    free(labels);
+    free(times);
     if (rc) {
         model_net_free(net);
         goto fail;
+    }
+    if (iters > 0) {
+        model_net_free(net);
+        return 0;
     }
     model_shape_t ls;
     const float *logits = model_net_logits(net, &ls);
     float *probs = malloc(sizeof(float) * (size_t)ls.c);
     model_softmax(1, ls.c, logits, probs);
-    char where[128];
-    model_placement_str(&pl, where, sizeof where);
     printf("%s on %s: %zu parameters, batch %d forward in %.1f ms (%.1f img/s)\n", spec.name,
            where, model_net_param_total(net), batch, dt * 1e3, batch / dt);
     printf("top-5 classes of image 0 (random weights):");

@@ -35,8 +35,11 @@ typedef struct model_backend_ops {
                         float *dx, util_err_t *err);
     int (*pool_forward)(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
                         const float *x, float *y, int32_t *argmax, util_err_t *err);
+    /* x and y are the forward input and output (cuDNN routes dy with them;
+     * the CPU uses argmax). */
     int (*pool_backward)(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
-                         const float *dy, const int32_t *argmax, float *dx, util_err_t *err);
+                         const float *x, const float *y, const float *dy, const int32_t *argmax,
+                         float *dx, util_err_t *err);
     int (*fc_forward)(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
                       const float *w, const float *b, float *y, util_err_t *err);
     int (*fc_backward)(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
@@ -50,6 +53,13 @@ typedef struct model_backend_ops {
     void (*copy)(model_backend_t *be, float *dst, const float *src, size_t count);
     /* dst += src */
     void (*accumulate)(model_backend_t *be, size_t count, const float *src, float *dst);
+    /* Optional (NULL: the net computes it on the host): softmax of logits
+     * (n, classes) into probs, the mean cross-entropy against labels (host
+     * array) into *loss and its gradient into dlogits, all but labels and
+     * loss in backend memory. */
+    int (*softmax_xent)(model_backend_t *be, int n, int classes, const float *logits,
+                        const int *labels, float *probs, float *dlogits, float *loss,
+                        util_err_t *err);
     /* v <- momentum v - wd lr w - lr g; w <- w + v */
     void (*sgd_update)(model_backend_t *be, size_t count, float *w, const float *g, float *v,
                        const model_sgd_t *sgd);

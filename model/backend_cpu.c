@@ -84,8 +84,11 @@ static int cpu_pool_forward(model_backend_t *be, const model_pool_param_t *p, mo
 }
 
 static int cpu_pool_backward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
-                             const float *dy, const int32_t *argmax, float *dx, util_err_t *err) {
+                             const float *x, const float *y, const float *dy, const int32_t *argmax,
+                             float *dx, util_err_t *err) {
     (void)be;
+    (void)x;
+    (void)y;
     return model_pool_backward(p, in, dy, argmax, dx, err);
 }
 

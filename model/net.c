@@ -68,6 +68,7 @@ typedef struct net_dev {
     float *grad[2]; /* ping-pong activation gradients, parts like the outputs */
     float *halo[5]; /* LRN with neighbours: x, y, scale, dy, dx */
     float *tmp;     /* reduce: another device's partial gradient */
+    float *probs_dev; /* softmax on the device (backends with softmax_xent) */
     float *stage;   /* host staging for copies between non-host devices */
     util_err_t err;
 } net_dev_t;
@@ -425,7 +426,10 @@ static int create_device(model_net_t *net, int d, util_err_t *err) {
             L->i0 = 0;
             L->i1 = Cin;
         } else if (P->mode == MODE_HALO) {
-            int h = l->lrn.size / 2;
+            /* size/2 neighbours make the output exact; size-1 make the
+             * backward exact also where a backend recomputes the scale
+             * from x (cuDNN) instead of reading it. */
+            int h = l->lrn.size - 1;
             L->i0 = p0 - h < 0 ? 0 : p0 - h;
             L->i1 = p1 + h > Cin ? Cin : p1 + h;
         } else {
@@ -456,6 +460,9 @@ static int create_device(model_net_t *net, int d, util_err_t *err) {
     for (int k = 0; k < 5; k++)
         if (alloc_into(v, &v->halo[k], halo)) goto oom;
     if (net->columns && alloc_into(v, &v->tmp, biggest)) goto oom;
+    if (v->be->ops->softmax_xent && net->nd == 1 &&
+        alloc_into(v, &v->probs_dev, model_shape_count(net->plan[spec->n_layers - 1].out)))
+        goto oom;
     if (!v->be->ops->host_memory && net->nd > 1 && !(v->stage = malloc(full_row * sizeof(float))))
         goto oom;
     return 0;
@@ -588,6 +595,7 @@ void model_net_free(model_net_t *net) {
         ops->release(be, v->grad[1]);
         for (int k = 0; k < 5; k++) ops->release(be, v->halo[k]);
         ops->release(be, v->tmp);
+        ops->release(be, v->probs_dev);
         free(v->stage);
         ops->destroy(be);
     }
@@ -859,7 +867,7 @@ static int backward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) 
         break;
     case MODEL_MAXPOOL: {
         model_pool_param_t p = {l->kernel, l->stride, l->pad, l->ceil_mode};
-        if (dx) rc = ops->pool_backward(be, &p, in, dy, L->argmax, dx, err);
+        if (dx) rc = ops->pool_backward(be, &p, in, x, L->y, dy, L->argmax, dx, err);
         break;
     }
     case MODEL_FC: {
@@ -940,9 +948,16 @@ int model_net_backward(model_net_t *net, const int *labels, float *loss, float *
     const int n = net->n, last = net->spec.n_layers - 1;
     const int classes = net->plan[last].out.c;
     /* The loss runs on host memory (n x classes floats: negligible). */
+    net_dev_t *v0 = &net->dev[0];
     if (!net->mirrored) {
-        if (model_softmax_xent(n, classes, net->dev[0].layer[last].y, labels, net->probs,
-                               net->dev[0].grad[0], loss, err))
+        if (model_softmax_xent(n, classes, v0->layer[last].y, labels, net->probs, v0->grad[0],
+                               loss, err))
+            return util_fail_prefix(err, "backward, loss");
+    } else if (net->nd == 1 && v0->be->ops->softmax_xent) {
+        /* One GPU: the loss on the device; only the probabilities come back. */
+        if (v0->be->ops->softmax_xent(v0->be, n, classes, v0->layer[last].y, labels,
+                                      v0->probs_dev, v0->grad[0], loss, err) ||
+            v0->be->ops->download(v0->be, net->probs, v0->probs_dev, (size_t)n * classes))
             return util_fail_prefix(err, "backward, loss");
     } else {
         for (int d = 0; d < net->nd; d++) {

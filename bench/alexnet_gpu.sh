@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# GPU benchmark (issue 5): the paper's grouped AlexNet with LRN on one GPU,
+# fp32 with TF32 off in both (IMGRET_CUDA_TF32 unset; PyTorch allow_tf32 off):
+# a training step at batch 128, inference at batch 1 and 256; imgret beside
+# PyTorch eager (bench/alexnet_gpu_peer.py) in the same run on the same GPU,
+# then the measured ceilings and the floor they give.
+#
+#   bash bench/alexnet_gpu.sh            # gpu:0, 20 timed passes each
+#   DEVICE=gpu:1 ITERS=50 bash bench/alexnet_gpu.sh
+#
+# Needs a CUDA build (cmake -DIMGRET_CUDA=ON) in $BUILD and python3 with a
+# CUDA PyTorch.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${BUILD:-build/release}
+DEVICE=${DEVICE:-gpu:0}
+ITERS=${ITERS:-20}
+PY=${PYTHON:-python3}
+IMGRET=$BUILD/cli/imgret
+if [ ! -x "$IMGRET" ]; then
+  echo "no $IMGRET: cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DIMGRET_CUDA=ON && cmake --build $BUILD -j" >&2
+  exit 1
+fi
+unset IMGRET_CUDA_TF32
+
+ours() { # prints img/s of one figure
+  "$IMGRET" forward --net alexnet --device "$DEVICE" --iters "$ITERS" --warmup 5 "$@" |
+    sed -n 's/.*, \([0-9.]*\) img\/s$/\1/p'
+}
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || true
+i_train=$(ours --batch 128 --train)
+i_inf1=$(ours --batch 1)
+i_inf256=$(ours --batch 256)
+peer=$("$PY" bench/alexnet_gpu_peer.py --iters "$ITERS" --device "cuda:${DEVICE#gpu:}")
+echo "$peer" | grep '^peer_version' || true
+val() { echo "$peer" | awk -v k="$1" '$1 == k {print $2}'; }
+
+printf '\n| figure (img/s, fp32, TF32 off) | imgret | peer (PyTorch eager) | ratio imgret/peer | floor |\n'
+printf '|---|---|---|---|---|\n'
+row() {
+  local p; p=$(val "$2")
+  awk -v n="$1" -v a="$3" -v b="$p" -v f="$(val "floor_$2")" \
+    'BEGIN { printf "| %s | %.1f | %.1f | %.2f | %.0f |\n", n, a, b, (b > 0 ? a / b : 0), f }'
+}
+row "training step, batch 128" train128 "$i_train"
+row "inference, batch 1" infer1 "$i_inf1"
+row "inference, batch 256" infer256 "$i_inf256"
+printf '\nceilings measured in this run: fp32 matmul %s TFLOP/s, copy %s GB/s; net %s GFLOP per image forward\n' \
+  "$(val ceiling_fp32_tflops)" "$(val ceiling_copy_gbs)" "$(val net_gflop_per_image)"

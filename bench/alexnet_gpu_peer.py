@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""PyTorch peer for bench/alexnet_gpu.sh: the paper's AlexNet (grouped conv2,
+conv4, conv5; LRN k=2 n=5 alpha=1e-4 beta=0.75 in the paper's convention;
+overlapping 3/2 max pooling; 227x227 input; 1000 classes), fp32 with TF32
+off, eager mode, cudnn.benchmark on. Prints img/s for a training step at
+batch 128 (forward, cross-entropy, backward, SGD momentum 0.9 wd 5e-4) and
+inference at batch 1 and 256, medians of --iters timed passes, then the
+machine's measured ceilings (fp32 matmul FLOP/s, copy bandwidth) and the
+resulting floor for this net.
+
+Output lines (parsed by alexnet_gpu.sh): "<figure> <value>"."""
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+
+def paper_alexnet():
+    # PyTorch's LocalResponseNorm divides alpha by size: 5e-4 / 5 = the paper's 1e-4.
+    lrn = lambda: nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+    return nn.Sequential(
+        nn.Conv2d(3, 96, 11, stride=4), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(96, 256, 5, padding=2, groups=2), nn.ReLU(inplace=True), lrn(), nn.MaxPool2d(3, 2),
+        nn.Conv2d(256, 384, 3, padding=1), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 384, 3, padding=1, groups=2), nn.ReLU(inplace=True),
+        nn.Conv2d(384, 256, 3, padding=1, groups=2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2),
+        nn.Flatten(),
+        nn.Linear(9216, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(4096, 4096), nn.ReLU(inplace=True), nn.Dropout(0.5),
+        nn.Linear(4096, 1000))
+
+
+def median_seconds(fn, iters, warmup, dev):
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize(dev)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        torch.cuda.synchronize(dev)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def net_cost(model):
+    """Forward FLOPs (2 per multiply-add) and activation bytes (written once,
+    read once) per image, and parameter bytes."""
+    flops, act = 0, 0
+    x = torch.zeros(1, 3, 227, 227)
+    with torch.no_grad():
+        for m in model:
+            y = m(x)
+            if isinstance(m, nn.Conv2d):
+                k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
+                flops += 2 * y.numel() * k
+            elif isinstance(m, nn.Linear):
+                flops += 2 * m.in_features * m.out_features
+            act += 2 * 4 * y.numel()
+            x = y
+    params = sum(p.numel() for p in model.parameters()) * 4
+    return flops, act, params
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--device", default="cuda:0")
+    a = ap.parse_args()
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    dev = torch.device(a.device)
+    print("peer_version torch %s cudnn %s on %s" % (torch.__version__, torch.backends.cudnn.version(),
+                                                    torch.cuda.get_device_name(dev)))
+    model = paper_alexnet().to(dev)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    loss_fn = nn.CrossEntropyLoss()
+
+    x = torch.randn(128, 3, 227, 227, device=dev) * 50
+    y = torch.randint(0, 1000, (128,), device=dev)
+    model.train()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        opt.step()
+
+    t = median_seconds(step, a.iters, a.warmup, dev)
+    print("train128 %.1f" % (128 / t))
+    model.eval()
+    for b in (1, 256):
+        xb = torch.randn(b, 3, 227, 227, device=dev) * 50
+        with torch.no_grad():
+            t = median_seconds(lambda: model(xb), a.iters, a.warmup, dev)
+        print("infer%d %.1f" % (b, b / t))
+
+    # Ceilings measured here: fp32 (no TF32) matmul and device copy bandwidth.
+    n = 8192
+    A = torch.randn(n, n, device=dev)
+    B = torch.randn(n, n, device=dev)
+    t = median_seconds(lambda: A @ B, 5, 2, dev)
+    peak = 2 * n ** 3 / t
+    buf = torch.empty(1 << 28, device=dev)  # 1 GiB
+    t = median_seconds(lambda: buf.clone(), 5, 2, dev)
+    bw = 2 * buf.numel() * 4 / t
+    flops, act, params = net_cost(paper_alexnet())
+    print("ceiling_fp32_tflops %.1f" % (peak / 1e12))
+    print("ceiling_copy_gbs %.0f" % (bw / 1e9))
+    print("net_gflop_per_image %.3f" % (flops / 1e9))
+    # Floors: inference at batch b reads the weights once per batch; a
+    # training step does about 3x the forward work and moves the weights,
+    # gradients and momentum about 5 times.
+    for name, b, work, wmoves in (("train128", 128, 3, 5), ("infer1", 1, 1, 1), ("infer256", 256, 1, 1)):
+        secs = max(work * flops * b / peak, (work * act * b + wmoves * params) / bw)
+        print("floor_%s %.1f" % (name, b / secs))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,861 @@
+/* The CUDA backend: cuDNN 9 (its legacy API) for convolution (grouped, via
+ * cudnnSetConvolutionGroupCount), LRN, max pooling, ReLU and softmax;
+ * cuBLAS for the fully connected layers and sums; our own kernels
+ * (cuda_kernels.cu) only for dropout masks, the SGD update, the loss terms,
+ * and the border copies that give cuDNN's floor-only pooling the ceil mode.
+ *
+ * Buffers are device memory and stay there between layers; the net copies
+ * to and from the host only at the edges (input, logits, parameters for
+ * files). Everything runs on the device's legacy default stream, so a
+ * blocking cudaMemcpy after a layer sees its results.
+ *
+ * Numerics: strict fp32 by default (cuDNN CUDNN_FMA_MATH, cuBLAS default
+ * math: no TF32). IMGRET_CUDA_TF32=1 in the environment allows TF32 tensor
+ * cores in both (named as such wherever a figure is reported).
+ *
+ * Every CUDA, cuDNN, cuBLAS and NCCL status is checked; an error names the
+ * device, the call and the library's message. */
+#include "model/backend.h"
+#include "model/cuda_kernels.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+#include <nccl.h>
+
+#include <float.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define WORKSPACE_LIMIT ((size_t)1 << 30) /* cuDNN scratch an algorithm may use */
+
+typedef struct cuda_backend {
+    model_backend_t base;
+    int device;
+    int tf32;
+    cudnnHandle_t dnn;
+    cublasHandle_t blas;
+    void *work; /* cuDNN workspace */
+    size_t work_bytes;
+    float *ones; /* 1s: bias sums through cuBLAS */
+    size_t ones_count;
+    float *pool_x, *pool_dx; /* ceil pooling: input and gradient with the added border */
+    size_t pool_count;
+    int *labels;
+    float *terms;
+    size_t labels_count;
+    int failed;        /* an op without a status failed: */
+    util_err_t sticky; /* its message, returned by the next op with one */
+} cuda_backend_t;
+
+static cuda_backend_t *cb(model_backend_t *be) {
+    return (cuda_backend_t *)be;
+}
+
+static const char *blas_str(cublasStatus_t s) {
+    switch (s) {
+    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR: return "mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
+    default: return "error";
+    }
+}
+
+/* The checks jump to `fail` of the enclosing function with err filled. */
+#define CU(call)                                                                                   \
+    do {                                                                                           \
+        cudaError_t e_ = (call);                                                                   \
+        if (e_ != cudaSuccess) {                                                                   \
+            util_fail(err, "gpu:%d: %s: %s", B->device, #call, cudaGetErrorString(e_));            \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+#define DNN(call)                                                                                  \
+    do {                                                                                           \
+        cudnnStatus_t s_ = (call);                                                                 \
+        if (s_ != CUDNN_STATUS_SUCCESS) {                                                          \
+            util_fail(err, "gpu:%d: %s: %s", B->device, #call, cudnnGetErrorString(s_));           \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+#define BLAS(call)                                                                                 \
+    do {                                                                                           \
+        cublasStatus_t s_ = (call);                                                                \
+        if (s_ != CUBLAS_STATUS_SUCCESS) {                                                         \
+            util_fail(err, "gpu:%d: %s: cuBLAS %s", B->device, #call, blas_str(s_));               \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+#define KERNEL(call)                                                                               \
+    do {                                                                                           \
+        int k_ = (call);                                                                           \
+        if (k_) {                                                                                  \
+            util_fail(err, "gpu:%d: %s: %s", B->device, #call,                                     \
+                      cudaGetErrorString((cudaError_t)k_));                                        \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+/* Entry of every op with a status: an earlier silent failure, then the device. */
+#define ENTER()                                                                                    \
+    do {                                                                                           \
+        if (B->failed) {                                                                           \
+            util_fail(err, "%s", B->sticky.msg);                                                   \
+            goto fail;                                                                             \
+        }                                                                                          \
+        CU(cudaSetDevice(B->device));                                                              \
+    } while (0)
+
+static const float ONE = 1.0f, ZERO = 0.0f;
+
+/* Grows a device buffer of `bytes` (contents not kept). */
+static int grow(cuda_backend_t *B, void **buf, size_t *have, size_t want, util_err_t *err) {
+    if (*have >= want) return 0;
+    if (*buf) cudaFree(*buf);
+    *buf = NULL;
+    *have = 0;
+    CU(cudaMalloc(buf, want));
+    *have = want;
+    return 0;
+fail:
+    *buf = NULL;
+    return -1;
+}
+
+static int ensure_ones(cuda_backend_t *B, size_t count, util_err_t *err) {
+    if (B->ones_count >= count) return 0;
+    size_t bytes = 0;
+    float *host = malloc(count * sizeof(float));
+    if (!host) return util_fail(err, "gpu:%d: out of host memory", B->device);
+    for (size_t i = 0; i < count; i++) host[i] = 1.0f;
+    if (grow(B, (void **)&B->ones, &bytes, count * sizeof(float), err)) {
+        B->ones_count = 0;
+        free(host);
+        return -1;
+    }
+    CU(cudaMemcpy(B->ones, host, count * sizeof(float), cudaMemcpyHostToDevice));
+    B->ones_count = count;
+    free(host);
+    return 0;
+fail:
+    free(host);
+    B->ones_count = 0;
+    return -1;
+}
+
+/* Remembers the first failure of an op that returns nothing. */
+static void stick(cuda_backend_t *B, const util_err_t *err) {
+    if (!B->failed) {
+        B->failed = 1;
+        B->sticky = *err;
+    }
+}
+
+/* --------------------------------------------------------------- memory */
+
+static void cuda_destroy(model_backend_t *be) {
+    if (!be) return;
+    cuda_backend_t *B = cb(be);
+    cudaSetDevice(B->device);
+    cudaFree(B->work);
+    cudaFree(B->ones);
+    cudaFree(B->pool_x);
+    cudaFree(B->pool_dx);
+    cudaFree(B->labels);
+    cudaFree(B->terms);
+    if (B->dnn) cudnnDestroy(B->dnn);
+    if (B->blas) cublasDestroy(B->blas);
+    free(B);
+}
+
+static void *cuda_alloc(model_backend_t *be, size_t count) {
+    cuda_backend_t *B = cb(be);
+    void *p = NULL;
+    if (count == 0 || cudaSetDevice(B->device) != cudaSuccess) return NULL;
+    if (cudaMalloc(&p, count * sizeof(float)) != cudaSuccess) return NULL;
+    if (cudaMemset(p, 0, count * sizeof(float)) != cudaSuccess) {
+        cudaFree(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void cuda_release(model_backend_t *be, void *p) {
+    if (!p) return;
+    cudaSetDevice(cb(be)->device);
+    cudaFree(p);
+}
+
+static int cuda_upload(model_backend_t *be, float *dst, const float *src, size_t count) {
+    cuda_backend_t *B = cb(be);
+    util_err_t *err = &B->sticky;
+    if (B->failed) return -1;
+    CU(cudaSetDevice(B->device));
+    CU(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyHostToDevice));
+    return 0;
+fail:
+    B->failed = 1;
+    return -1;
+}
+
+static int cuda_download(model_backend_t *be, float *dst, const float *src, size_t count) {
+    cuda_backend_t *B = cb(be);
+    util_err_t *err = &B->sticky;
+    if (B->failed) return -1;
+    CU(cudaSetDevice(B->device));
+    CU(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToHost));
+    return 0;
+fail:
+    B->failed = 1;
+    return -1;
+}
+
+static void cuda_copy(model_backend_t *be, float *dst, const float *src, size_t count) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    if (B->failed) return;
+    CU(cudaSetDevice(B->device));
+    CU(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice));
+    return;
+fail:
+    stick(B, err);
+}
+
+static void cuda_accumulate(model_backend_t *be, size_t count, const float *src, float *dst) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    if (B->failed) return;
+    CU(cudaSetDevice(B->device));
+    BLAS(cublasSaxpy(B->blas, (int)count, &ONE, src, 1, dst, 1));
+    return;
+fail:
+    stick(B, err);
+}
+
+/* ---------------------------------------------------------- convolution */
+
+typedef struct conv_desc {
+    cudnnTensorDescriptor_t x, y, b;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+} conv_desc_t;
+
+static void conv_desc_free(conv_desc_t *d) {
+    if (d->x) cudnnDestroyTensorDescriptor(d->x);
+    if (d->y) cudnnDestroyTensorDescriptor(d->y);
+    if (d->b) cudnnDestroyTensorDescriptor(d->b);
+    if (d->w) cudnnDestroyFilterDescriptor(d->w);
+    if (d->conv) cudnnDestroyConvolutionDescriptor(d->conv);
+}
+
+static int conv_desc_make(cuda_backend_t *B, const model_conv_param_t *p, model_shape_t in,
+                          conv_desc_t *d, util_err_t *err) {
+    model_shape_t out;
+    memset(d, 0, sizeof *d);
+    if (model_conv_shape(p, in, &out, err)) return -1;
+    DNN(cudnnCreateTensorDescriptor(&d->x));
+    DNN(cudnnCreateTensorDescriptor(&d->y));
+    DNN(cudnnCreateTensorDescriptor(&d->b));
+    DNN(cudnnCreateFilterDescriptor(&d->w));
+    DNN(cudnnCreateConvolutionDescriptor(&d->conv));
+    DNN(cudnnSetTensor4dDescriptor(d->x, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, in.n, in.c, in.h,
+                                   in.w));
+    DNN(cudnnSetTensor4dDescriptor(d->y, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, out.n, out.c, out.h,
+                                   out.w));
+    DNN(cudnnSetTensor4dDescriptor(d->b, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, out.c, 1, 1));
+    DNN(cudnnSetFilter4dDescriptor(d->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NCHW, p->out_c,
+                                   p->in_c / p->groups, p->kernel, p->kernel));
+    DNN(cudnnSetConvolution2dDescriptor(d->conv, p->pad, p->pad, p->stride, p->stride, 1, 1,
+                                        CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
+    DNN(cudnnSetConvolutionGroupCount(d->conv, p->groups));
+    DNN(cudnnSetConvolutionMathType(d->conv, B->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    return 0;
+fail:
+    conv_desc_free(d);
+    return -1;
+}
+
+/* The heuristics' fastest algorithm that fits the workspace limit and,
+ * unless TF32 is allowed, does not use tensor-op math. */
+#define PICK_ALGO(perf, got, chosen, bytes)                                                          \
+    do {                                                                                           \
+        int found_ = 0;                                                                            \
+        for (int k_ = 0; k_ < (got) && !found_; k_++) {                                            \
+            if ((perf)[k_].status != CUDNN_STATUS_SUCCESS || (perf)[k_].memory > WORKSPACE_LIMIT)  \
+                continue;                                                                          \
+            if (!B->tf32 && (perf)[k_].mathType == CUDNN_TENSOR_OP_MATH) continue;                 \
+            (chosen) = (perf)[k_].algo;                                                            \
+            (bytes) = (perf)[k_].memory;                                                           \
+            found_ = 1;                                                                            \
+        }                                                                                          \
+        if (!found_) {                                                                             \
+            util_fail(err, "gpu:%d: cuDNN offers no convolution algorithm for this layer",         \
+                      B->device);                                                                  \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                             const float *x, const float *w, const float *b, float *y,
+                             util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    conv_desc_t d;
+    memset(&d, 0, sizeof d);
+    ENTER();
+    if (conv_desc_make(B, p, in, &d, err)) goto fail;
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
+    size_t bytes = 0;
+    DNN(cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d.x, d.w, d.conv, d.y,
+                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    PICK_ALGO(perf, got, algo, bytes);
+    if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
+    DNN(cudnnConvolutionForward(B->dnn, &ONE, d.x, x, d.w, w, d.conv, algo, B->work, bytes, &ZERO,
+                                d.y, y));
+    DNN(cudnnAddTensor(B->dnn, &ONE, d.b, b, &ONE, d.y, y));
+    conv_desc_free(&d);
+    return 0;
+fail:
+    conv_desc_free(&d);
+    return -1;
+}
+
+static int cuda_conv_backward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
+                              const float *x, const float *w, const float *dy, float *dx,
+                              float *dw, float *db, util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    conv_desc_t d;
+    memset(&d, 0, sizeof d);
+    ENTER();
+    if (conv_desc_make(B, p, in, &d, err)) goto fail;
+    int got = 0;
+    size_t bytes = 0;
+    if (dx) {
+        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+        cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
+        DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            B->dnn, d.w, d.y, d.conv, d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+        PICK_ALGO(perf, got, algo, bytes);
+        if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
+        DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d.w, w, d.y, dy, d.conv, algo, B->work,
+                                         bytes, &ZERO, d.x, dx));
+    }
+    cudnnConvolutionBwdFilterAlgoPerf_t fperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    cudnnConvolutionBwdFilterAlgo_t falgo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+    DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+        B->dnn, d.x, d.y, d.conv, d.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, fperf));
+    PICK_ALGO(fperf, got, falgo, bytes);
+    if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
+    DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d.x, x, d.y, dy, d.conv, falgo, B->work,
+                                       bytes, &ZERO, d.w, dw));
+    DNN(cudnnConvolutionBackwardBias(B->dnn, &ONE, d.y, dy, &ZERO, d.b, db));
+    conv_desc_free(&d);
+    return 0;
+fail:
+    conv_desc_free(&d);
+    return -1;
+}
+
+/* ------------------------------------------------------------ ReLU, LRN */
+
+/* A flat tensor of `count` floats for the elementwise cuDNN calls. */
+static int flat_desc(cuda_backend_t *B, size_t count, cudnnTensorDescriptor_t *t,
+                     cudnnActivationDescriptor_t *a, util_err_t *err) {
+    *t = NULL;
+    *a = NULL;
+    if (count > (size_t)0x7fffffff) {
+        util_fail(err, "gpu:%d: %zu elements in one ReLU call, more than cuDNN takes", B->device,
+                  count);
+        goto fail;
+    }
+    DNN(cudnnCreateTensorDescriptor(t));
+    DNN(cudnnSetTensor4dDescriptor(*t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1, (int)count));
+    DNN(cudnnCreateActivationDescriptor(a));
+    DNN(cudnnSetActivationDescriptor(*a, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    return 0;
+fail:
+    if (*t) cudnnDestroyTensorDescriptor(*t);
+    if (*a) cudnnDestroyActivationDescriptor(*a);
+    *t = NULL;
+    *a = NULL;
+    return -1;
+}
+
+static void cuda_relu_forward(model_backend_t *be, size_t count, const float *x, float *y) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    cudnnTensorDescriptor_t t = NULL;
+    cudnnActivationDescriptor_t a = NULL;
+    ENTER();
+    if (flat_desc(B, count, &t, &a, err)) goto fail;
+    DNN(cudnnActivationForward(B->dnn, a, &ONE, t, x, &ZERO, t, y));
+    cudnnDestroyTensorDescriptor(t);
+    cudnnDestroyActivationDescriptor(a);
+    return;
+fail:
+    if (t) cudnnDestroyTensorDescriptor(t);
+    if (a) cudnnDestroyActivationDescriptor(a);
+    stick(B, err);
+}
+
+static void cuda_relu_backward(model_backend_t *be, size_t count, const float *y, const float *dy,
+                               float *dx) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    cudnnTensorDescriptor_t t = NULL;
+    cudnnActivationDescriptor_t a = NULL;
+    ENTER();
+    if (flat_desc(B, count, &t, &a, err)) goto fail;
+    /* y > 0 exactly where x > 0: y stands in for the input. */
+    DNN(cudnnActivationBackward(B->dnn, a, &ONE, t, y, t, dy, t, y, &ZERO, t, dx));
+    cudnnDestroyTensorDescriptor(t);
+    cudnnDestroyActivationDescriptor(a);
+    return;
+fail:
+    if (t) cudnnDestroyTensorDescriptor(t);
+    if (a) cudnnDestroyActivationDescriptor(a);
+    stick(B, err);
+}
+
+/* cuDNN's LRN divides alpha by n (Caffe's convention); the paper's alpha
+ * multiplies the sum as it is. Windows agree for odd sizes only. */
+static int lrn_desc(cuda_backend_t *B, const model_lrn_param_t *p, model_shape_t in,
+                    cudnnLRNDescriptor_t *l, cudnnTensorDescriptor_t *t, util_err_t *err) {
+    *l = NULL;
+    *t = NULL;
+    if (model_lrn_check(p, in, err)) return -1;
+    if (p->size % 2 == 0 || p->size < CUDNN_LRN_MIN_N || p->size > CUDNN_LRN_MAX_N ||
+        p->k < CUDNN_LRN_MIN_K || p->beta < CUDNN_LRN_MIN_BETA) {
+        util_fail(err,
+                  "gpu:%d: LRN size %d, k %g, beta %g: cuDNN takes odd sizes %d to %d, k >= %g, "
+                  "beta >= %g",
+                  B->device, p->size, (double)p->k, (double)p->beta, CUDNN_LRN_MIN_N,
+                  CUDNN_LRN_MAX_N, CUDNN_LRN_MIN_K, CUDNN_LRN_MIN_BETA);
+        goto fail;
+    }
+    double alpha = p->alpha_mode == MODEL_LRN_ALPHA_PAPER ? (double)p->alpha * p->size
+                                                          : (double)p->alpha;
+    DNN(cudnnCreateLRNDescriptor(l));
+    DNN(cudnnSetLRNDescriptor(*l, (unsigned)p->size, alpha, p->beta, p->k));
+    DNN(cudnnCreateTensorDescriptor(t));
+    DNN(cudnnSetTensor4dDescriptor(*t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, in.n, in.c, in.h,
+                                   in.w));
+    return 0;
+fail:
+    if (*l) cudnnDestroyLRNDescriptor(*l);
+    if (*t) cudnnDestroyTensorDescriptor(*t);
+    *l = NULL;
+    *t = NULL;
+    return -1;
+}
+
+static int cuda_lrn_forward(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                            const float *x, float *y, float *scale, util_err_t *err) {
+    (void)scale; /* cuDNN recomputes what it needs in backward */
+    cuda_backend_t *B = cb(be);
+    cudnnLRNDescriptor_t l = NULL;
+    cudnnTensorDescriptor_t t = NULL;
+    ENTER();
+    if (lrn_desc(B, p, in, &l, &t, err)) goto fail;
+    DNN(cudnnLRNCrossChannelForward(B->dnn, l, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, t, x, &ZERO, t,
+                                    y));
+    cudnnDestroyLRNDescriptor(l);
+    cudnnDestroyTensorDescriptor(t);
+    return 0;
+fail:
+    if (l) cudnnDestroyLRNDescriptor(l);
+    if (t) cudnnDestroyTensorDescriptor(t);
+    return -1;
+}
+
+static int cuda_lrn_backward(model_backend_t *be, const model_lrn_param_t *p, model_shape_t in,
+                             const float *x, const float *y, const float *scale, const float *dy,
+                             float *dx, util_err_t *err) {
+    (void)scale;
+    cuda_backend_t *B = cb(be);
+    cudnnLRNDescriptor_t l = NULL;
+    cudnnTensorDescriptor_t t = NULL;
+    ENTER();
+    if (lrn_desc(B, p, in, &l, &t, err)) goto fail;
+    DNN(cudnnLRNCrossChannelBackward(B->dnn, l, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, t, y, t, dy, t,
+                                     x, &ZERO, t, dx));
+    cudnnDestroyLRNDescriptor(l);
+    cudnnDestroyTensorDescriptor(t);
+    return 0;
+fail:
+    if (l) cudnnDestroyLRNDescriptor(l);
+    if (t) cudnnDestroyTensorDescriptor(t);
+    return -1;
+}
+
+/* -------------------------------------------------------------- pooling */
+
+/* cuDNN pools with the floor rule only. For ceil mode, the input gets a
+ * right/bottom border of -FLT_MAX wide enough that the floor rule gives
+ * the ceil count: the last windows then see the real values they overlap
+ * and nothing else, which is the CPU's (and PyTorch's) ceil semantics. */
+typedef struct pool_geom {
+    model_shape_t in, out;
+    int h2, w2; /* input size handed to cuDNN */
+} pool_geom_t;
+
+static int pool_geom(const model_pool_param_t *p, model_shape_t in, pool_geom_t *g,
+                     util_err_t *err) {
+    g->in = in;
+    if (model_pool_shape(p, in, &g->out, err)) return -1;
+    int h2 = (g->out.h - 1) * p->stride + p->kernel - 2 * p->pad;
+    int w2 = (g->out.w - 1) * p->stride + p->kernel - 2 * p->pad;
+    g->h2 = h2 > in.h ? h2 : in.h;
+    g->w2 = w2 > in.w ? w2 : in.w;
+    return 0;
+}
+
+static int pool_descs(cuda_backend_t *B, const model_pool_param_t *p, const pool_geom_t *g,
+                      cudnnPoolingDescriptor_t *pd, cudnnTensorDescriptor_t *xd,
+                      cudnnTensorDescriptor_t *yd, util_err_t *err) {
+    *pd = NULL;
+    *xd = *yd = NULL;
+    DNN(cudnnCreatePoolingDescriptor(pd));
+    DNN(cudnnSetPooling2dDescriptor(*pd, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN,
+                                    p->kernel, p->kernel, p->pad, p->pad, p->stride, p->stride));
+    DNN(cudnnCreateTensorDescriptor(xd));
+    DNN(cudnnSetTensor4dDescriptor(*xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->in.n, g->in.c,
+                                   g->h2, g->w2));
+    DNN(cudnnCreateTensorDescriptor(yd));
+    DNN(cudnnSetTensor4dDescriptor(*yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->out.n, g->out.c,
+                                   g->out.h, g->out.w));
+    int n, c, h, w;
+    DNN(cudnnGetPooling2dForwardOutputDim(*pd, *xd, &n, &c, &h, &w));
+    if (h != g->out.h || w != g->out.w) {
+        util_fail(err, "gpu:%d: pooling gives %dx%d, the layer expects %dx%d", B->device, h, w,
+                  g->out.h, g->out.w);
+        goto fail;
+    }
+    return 0;
+fail:
+    if (*pd) cudnnDestroyPoolingDescriptor(*pd);
+    if (*xd) cudnnDestroyTensorDescriptor(*xd);
+    if (*yd) cudnnDestroyTensorDescriptor(*yd);
+    *pd = NULL;
+    *xd = *yd = NULL;
+    return -1;
+}
+
+static int cuda_pool_forward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                             const float *x, float *y, int32_t *argmax, util_err_t *err) {
+    (void)argmax; /* cuDNN finds the maxima again in backward */
+    cuda_backend_t *B = cb(be);
+    cudnnPoolingDescriptor_t pd = NULL;
+    cudnnTensorDescriptor_t xd = NULL, yd = NULL;
+    pool_geom_t g;
+    ENTER();
+    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, &pd, &xd, &yd, err)) goto fail;
+    const float *src = x;
+    if (g.h2 != in.h || g.w2 != in.w) {
+        size_t planes = (size_t)in.n * in.c, bytes = planes * g.h2 * g.w2 * sizeof(float);
+        size_t have = B->pool_count * sizeof(float), have2 = have;
+        if (grow(B, (void **)&B->pool_x, &have, bytes, err) ||
+            grow(B, (void **)&B->pool_dx, &have2, bytes, err))
+            goto fail;
+        B->pool_count = bytes / sizeof(float);
+        KERNEL(imgret_cuda_pad_planes(planes, in.h, in.w, g.h2, g.w2, x, B->pool_x, -FLT_MAX));
+        src = B->pool_x;
+    }
+    DNN(cudnnPoolingForward(B->dnn, pd, &ONE, xd, src, &ZERO, yd, y));
+    cudnnDestroyPoolingDescriptor(pd);
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroyTensorDescriptor(yd);
+    return 0;
+fail:
+    if (pd) cudnnDestroyPoolingDescriptor(pd);
+    if (xd) cudnnDestroyTensorDescriptor(xd);
+    if (yd) cudnnDestroyTensorDescriptor(yd);
+    return -1;
+}
+
+static int cuda_pool_backward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
+                              const float *x, const float *y, const float *dy,
+                              const int32_t *argmax, float *dx, util_err_t *err) {
+    (void)argmax;
+    cuda_backend_t *B = cb(be);
+    cudnnPoolingDescriptor_t pd = NULL;
+    cudnnTensorDescriptor_t xd = NULL, yd = NULL;
+    pool_geom_t g;
+    ENTER();
+    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, &pd, &xd, &yd, err)) goto fail;
+    if (g.h2 != in.h || g.w2 != in.w) {
+        size_t planes = (size_t)in.n * in.c, bytes = planes * g.h2 * g.w2 * sizeof(float);
+        size_t have = B->pool_count * sizeof(float), have2 = have;
+        if (grow(B, (void **)&B->pool_x, &have, bytes, err) ||
+            grow(B, (void **)&B->pool_dx, &have2, bytes, err))
+            goto fail;
+        B->pool_count = bytes / sizeof(float);
+        KERNEL(imgret_cuda_pad_planes(planes, in.h, in.w, g.h2, g.w2, x, B->pool_x, -FLT_MAX));
+        DNN(cudnnPoolingBackward(B->dnn, pd, &ONE, yd, y, yd, dy, xd, B->pool_x, &ZERO, xd,
+                                 B->pool_dx));
+        KERNEL(imgret_cuda_crop_planes(planes, g.h2, g.w2, in.h, in.w, B->pool_dx, dx));
+    } else {
+        DNN(cudnnPoolingBackward(B->dnn, pd, &ONE, yd, y, yd, dy, xd, x, &ZERO, xd, dx));
+    }
+    cudnnDestroyPoolingDescriptor(pd);
+    cudnnDestroyTensorDescriptor(xd);
+    cudnnDestroyTensorDescriptor(yd);
+    return 0;
+fail:
+    if (pd) cudnnDestroyPoolingDescriptor(pd);
+    if (xd) cudnnDestroyTensorDescriptor(xd);
+    if (yd) cudnnDestroyTensorDescriptor(yd);
+    return -1;
+}
+
+/* ------------------------------------------------------- fully connected */
+
+/* Row-major y (n, out) = x (n, in) W^T + b is, column-major, Y (out x n) =
+ * W^T' X with the row-major W (out, in) read as a column-major (in x out). */
+static int cuda_fc_forward(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                           const float *w, const float *b, float *y, util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    ENTER();
+    if (ensure_ones(B, (size_t)n, err)) goto fail;
+    BLAS(cublasSgemm(B->blas, CUBLAS_OP_T, CUBLAS_OP_N, p->out, n, p->in, &ONE, w, p->in, x, p->in,
+                     &ZERO, y, p->out));
+    /* + b 1^T */
+    BLAS(cublasSgemm(B->blas, CUBLAS_OP_N, CUBLAS_OP_N, p->out, n, 1, &ONE, b, p->out, B->ones, 1,
+                     &ONE, y, p->out));
+    return 0;
+fail:
+    return -1;
+}
+
+static int cuda_fc_backward(model_backend_t *be, const model_fc_param_t *p, int n, const float *x,
+                            const float *w, const float *dy, float *dx, float *dw, float *db,
+                            util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    ENTER();
+    if (ensure_ones(B, (size_t)n, err)) goto fail;
+    /* dW (out, in) row-major = dY^T X: column-major (in x out) = X dY^T. */
+    BLAS(cublasSgemm(B->blas, CUBLAS_OP_N, CUBLAS_OP_T, p->in, p->out, n, &ONE, x, p->in, dy,
+                     p->out, &ZERO, dw, p->in));
+    /* db = dY^T 1 */
+    BLAS(cublasSgemv(B->blas, CUBLAS_OP_N, p->out, n, &ONE, dy, p->out, B->ones, 1, &ZERO, db, 1));
+    /* dX (n, in) row-major = dY W: column-major (in x n) = W' dY. */
+    if (dx)
+        BLAS(cublasSgemm(B->blas, CUBLAS_OP_N, CUBLAS_OP_N, p->in, n, p->out, &ONE, w, p->in, dy,
+                         p->out, &ZERO, dx, p->in));
+    return 0;
+fail:
+    return -1;
+}
+
+/* --------------------------------------------------- dropout, SGD, loss */
+
+static int cuda_dropout_forward(model_backend_t *be, float p, size_t count, const float *x,
+                                float *y, float *mask, util_rng_t *rng, util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    if (!(p >= 0.0f && p < 1.0f))
+        return util_fail(err, "dropout: probability %g is not in [0, 1)", (double)p);
+    ENTER();
+    /* One draw from the net's RNG per call: checkpoints resume the same masks. */
+    KERNEL(imgret_cuda_dropout_forward(p, count, x, y, mask, util_rng_u64(rng)));
+    return 0;
+fail:
+    return -1;
+}
+
+static void cuda_dropout_backward(model_backend_t *be, size_t count, const float *mask,
+                                  const float *dy, float *dx) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    ENTER();
+    KERNEL(imgret_cuda_mul(count, mask, dy, dx));
+    return;
+fail:
+    stick(B, err);
+}
+
+static void cuda_sgd_update(model_backend_t *be, size_t count, float *w, const float *g, float *v,
+                            const model_sgd_t *sgd) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
+    ENTER();
+    KERNEL(imgret_cuda_sgd(count, w, g, v, sgd->lr, sgd->momentum, sgd->weight_decay));
+    return;
+fail:
+    stick(B, err);
+}
+
+static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const float *logits,
+                             const int *labels, float *probs, float *dlogits, float *loss,
+                             util_err_t *err) {
+    cuda_backend_t *B = cb(be);
+    cudnnTensorDescriptor_t t = NULL;
+    float *terms = NULL;
+    for (int i = 0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= classes)
+            return util_fail(err, "softmax: label %d of image %d is not in [0, %d)", labels[i], i,
+                             classes);
+    ENTER();
+    if (B->labels_count < (size_t)n) {
+        cudaFree(B->labels);
+        cudaFree(B->terms);
+        B->labels = NULL;
+        B->terms = NULL;
+        B->labels_count = 0;
+        CU(cudaMalloc((void **)&B->labels, (size_t)n * sizeof(int)));
+        CU(cudaMalloc((void **)&B->terms, (size_t)n * sizeof(float)));
+        B->labels_count = (size_t)n;
+    }
+    CU(cudaMemcpy(B->labels, labels, (size_t)n * sizeof(int), cudaMemcpyHostToDevice));
+    DNN(cudnnCreateTensorDescriptor(&t));
+    DNN(cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, classes, 1, 1));
+    DNN(cudnnSoftmaxForward(B->dnn, CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_INSTANCE, &ONE, t,
+                            logits, &ZERO, t, probs));
+    KERNEL(imgret_cuda_xent(n, classes, probs, B->labels, dlogits, B->terms));
+    if (!(terms = malloc((size_t)n * sizeof(float)))) {
+        util_fail(err, "gpu:%d: out of host memory", B->device);
+        goto fail;
+    }
+    CU(cudaMemcpy(terms, B->terms, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
+    double total = 0.0;
+    for (int i = 0; i < n; i++) total += terms[i];
+    *loss = (float)(total / n);
+    free(terms);
+    cudnnDestroyTensorDescriptor(t);
+    return 0;
+fail:
+    free(terms);
+    if (t) cudnnDestroyTensorDescriptor(t);
+    return -1;
+}
+
+static const model_backend_ops_t cuda_ops = {
+    .name = "cuda",
+    .host_memory = 0,
+    .destroy = cuda_destroy,
+    .alloc = cuda_alloc,
+    .release = cuda_release,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .conv_forward = cuda_conv_forward,
+    .conv_backward = cuda_conv_backward,
+    .relu_forward = cuda_relu_forward,
+    .relu_backward = cuda_relu_backward,
+    .lrn_forward = cuda_lrn_forward,
+    .lrn_backward = cuda_lrn_backward,
+    .pool_forward = cuda_pool_forward,
+    .pool_backward = cuda_pool_backward,
+    .fc_forward = cuda_fc_forward,
+    .fc_backward = cuda_fc_backward,
+    .dropout_forward = cuda_dropout_forward,
+    .dropout_backward = cuda_dropout_backward,
+    .copy = cuda_copy,
+    .accumulate = cuda_accumulate,
+    .softmax_xent = cuda_softmax_xent,
+    .sgd_update = cuda_sgd_update,
+};
+
+int model_cuda_device_count(util_err_t *why) {
+    int n = 0;
+    cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess) {
+        util_fail(why, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+        return 0;
+    }
+    if (n == 0) util_fail(why, "cudaGetDeviceCount found no device");
+    return n;
+}
+
+model_backend_t *model_backend_cuda_create(int index, util_err_t *err) {
+    cuda_backend_t *B = calloc(1, sizeof *B);
+    if (!B) {
+        util_fail(err, "gpu:%d: out of host memory", index);
+        return NULL;
+    }
+    B->base.ops = &cuda_ops;
+    B->device = index;
+    const char *tf32 = getenv("IMGRET_CUDA_TF32");
+    B->tf32 = tf32 && !strcmp(tf32, "1");
+    CU(cudaSetDevice(index));
+    DNN(cudnnCreate(&B->dnn));
+    BLAS(cublasCreate(&B->blas));
+    BLAS(cublasSetMathMode(B->blas, B->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
+    return &B->base;
+fail:
+    cuda_destroy(&B->base);
+    return NULL;
+}
+
+/* ------------------------------------------------------ data parallelism */
+
+struct model_cuda_group {
+    int n;
+    int device[MODEL_MAX_DEVICES];
+    ncclComm_t comm[MODEL_MAX_DEVICES];
+};
+
+#define NCCL(call)                                                                                 \
+    do {                                                                                           \
+        ncclResult_t r_ = (call);                                                                  \
+        if (r_ != ncclSuccess) {                                                                   \
+            util_fail(err, "%s: %s", #call, ncclGetErrorString(r_));                               \
+            goto fail;                                                                             \
+        }                                                                                          \
+    } while (0)
+
+model_cuda_group_t *model_cuda_group_create(model_backend_t *const *be, int n, util_err_t *err) {
+    model_cuda_group_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        util_fail(err, "nccl: out of host memory");
+        return NULL;
+    }
+    if (n < 1 || n > MODEL_MAX_DEVICES) {
+        util_fail(err, "nccl: %d devices", n);
+        goto fail;
+    }
+    for (int d = 0; d < n; d++) {
+        if (be[d]->ops != &cuda_ops) {
+            util_fail(err, "nccl: device %d is not a GPU", d);
+            goto fail;
+        }
+        g->device[d] = cb(be[d])->device;
+    }
+    NCCL(ncclCommInitAll(g->comm, n, g->device));
+    g->n = n;
+    return g;
+fail:
+    free(g);
+    return NULL;
+}
+
+int model_cuda_group_allreduce(model_cuda_group_t *g, float *const *buf, size_t count,
+                               util_err_t *err) {
+    int started = 0;
+    NCCL(ncclGroupStart());
+    started = 1;
+    for (int d = 0; d < g->n; d++) {
+        cudaError_t e = cudaSetDevice(g->device[d]);
+        if (e != cudaSuccess) {
+            util_fail(err, "gpu:%d: cudaSetDevice: %s", g->device[d], cudaGetErrorString(e));
+            goto fail;
+        }
+        NCCL(ncclAllReduce(buf[d], buf[d], count, ncclFloat, ncclSum, g->comm[d], 0));
+    }
+    started = 0;
+    NCCL(ncclGroupEnd());
+    return 0;
+fail:
+    if (started) ncclGroupEnd();
+    return -1;
+}
+
+void model_cuda_group_free(model_cuda_group_t *g) {
+    if (!g) return;
+    for (int d = 0; d < g->n; d++) ncclCommDestroy(g->comm[d]);
+    free(g);
+}
