@@ -487,7 +487,7 @@ def test_errors():
     check(srv.stop() == 0, "queue server exit status")
 
     # Deadlines and the "all" token scope.
-    srv = Server(A.work, "deadline", os.path.join(A.work, "store_d"), "--timeout", "0.05",
+    srv = Server(A.work, "deadline", os.path.join(A.work, "store_d"), "--timeout", "0.001",
                  "--threads", "1", "--token", tok, "--token-scope", "all")
     expect_error(srv, "Stats", pb.StatsRequest(), 401, "unauthenticated")
     expect_error(srv, "Stats", pb.StatsRequest(), 403, "permission_denied", token="nope")
