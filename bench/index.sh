@@ -4,6 +4,14 @@
 # same data, in one run on this machine. Ends with the table
 # figure | imgret | peer | ratio (imgret / peer).
 #
+# Both sides run with the same OpenBLAS (Debian's OpenMP build, which imgret
+# links: the peer gets it through LD_LIBRARY_PATH instead of the default
+# pthreads build), the same thread counts, queries, batches and nprobe, and
+# search the same IVF index (the peer reads imgret's snapshot of it). Each
+# figure is timed in rounds alternating the two sides, after a warm-up
+# round (bench/index_peer.py drive). The environment (OMP_WAIT_POLICY...) is
+# inherited by both alike.
+#
 #   bash bench/index.sh [BUILD_DIR]     (default build/release; TMPDIR for data)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,17 +26,6 @@ if [ ! -s "$data/fc7_q.f32" ]; then
   echo "index bench: generating data in $data" >&2
   /usr/bin/python3 bench/index_peer.py gen "$data"
 fi
-echo "index bench: imgret" >&2
-"$build/bench/bench_index" "$data" "$work" | tee "$work/imgret.txt" >&2
-nprobe=$(awk '$1 == "ivf_nprobe" { print $2 }' "$work/imgret.txt")
-echo "index bench: peer (python3-faiss), IVF nprobe $nprobe" >&2
-/usr/bin/python3 bench/index_peer.py run "$data" "$nprobe" | tee "$work/peer.txt" >&2
-echo
-echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-awk 'NR == FNR { peer[$1] = $2; next }
-     BEGIN { printf "| %-22s | %12s | %12s | %7s |\n", "figure", "imgret", "peer", "ratio";
-             printf "|%s|%s|%s|%s|\n", "------------------------", "--------------", "--------------", "---------" }
-     { p = ($1 in peer) ? peer[$1] : ""
-       r = (p != "" && p + 0 != 0) ? sprintf("%.3f", $2 / p) : "-"
-       printf "| %-22s | %12s | %12s | %7s |\n", $1, $2, (p == "" ? "-" : p), r }' \
-  "$work/peer.txt" "$work/imgret.txt"
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), load average at the start: $(cut -d' ' -f1-3 /proc/loadavg)"
+/usr/bin/python3 bench/index_peer.py drive "$build/bench/bench_index" "$data" "$work"
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"

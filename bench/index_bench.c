@@ -1,14 +1,29 @@
 /* imgret's side of bench/index.sh: the index module (store + FAISS through
- * the C API) on the data files bench/index_peer.py writes; prints
- * 'figure value' lines that the driver sets beside the peer's.
+ * the C API) on the data files bench/index_peer.py writes.
  *
  *   bench_index DATA_DIR WORK_DIR
  *
- * Hamming: 1,000,000 64-bit codes, BFlat then BHash4x16 (nflip 2), top-10.
- * Euclidean: 100,000 4096-d vectors, Flat then IVF256,Flat with the smallest
- * nprobe reaching recall@10 >= 0.95 against Flat. Latency: median of single
- * queries; QPS: one batch (best of two); at 1 and 2 threads. Memory: growth
- * of the resident set while the index is built. */
+ * Builds every index first, printing 'figure value' lines (build times,
+ * memory, recall), then 'ready'; then answers commands on stdin, one a line,
+ * so that the driver (index_peer.py drive) can alternate it with the peer
+ * in short rounds on this shared machine:
+ *
+ *   time TAG THREADS NLAT NBATCH  -> TAG_tTHREADS_{latency_ms,latency_cpu_ms,qps,
+ *                                    batch_cpu_ms_per_q} lines, done
+ *   quit
+ *
+ * 'time' runs NLAT single queries (median latency) and NBATCH whole batches
+ * (median QPS) with omp_set_num_threads(THREADS), which also sizes
+ * OpenBLAS's OpenMP build, and reports the CPU time they took too
+ * (_latency_cpu_ms, _batch_cpu_ms_per_q). (The driver's first round is a
+ * warm-up.)
+ *
+ * Hamming: 1,000,000 64-bit codes, BFlat and BHash4x16 (nflip 2), top-10,
+ * 1,000 queries. Euclidean: 100,000 4096-d vectors, Flat and IVF256,Flat
+ * with the smallest nprobe reaching recall@10 >= 0.95 against Flat, 100
+ * queries. Memory: growth of the resident set while an index is built. The
+ * IVF index is snapshotted into WORK_DIR/fc7/fc7.index so that the peer
+ * searches the very same trained index. */
 #include "index/index.h"
 
 #include <omp.h>
@@ -24,8 +39,6 @@
 #define NQ_FC7 100
 #define D 4096
 #define K 10
-#define LAT_CODE 200
-#define LAT_FC7 10
 
 static double now(void) {
     struct timespec ts;
@@ -77,35 +90,53 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static void time_search(index_t *ix, int fc7, const void *q, size_t nq, int nlat,
-                        const char *tag) {
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return v[n / 2];
+}
+
+/* One 'time' command: nlat single queries, nbatch batches; wall time and
+ * the process's CPU time (all threads), which waiting for a core on a busy
+ * machine does not inflate. */
+static void time_search(index_t *ix, int fc7, const void *q, size_t nq, int threads, int nlat,
+                        int nbatch, const char *tag) {
     size_t row = fc7 ? sizeof(float) * D : CODE_BYTES;
     index_hit_t *h = malloc(sizeof *h * nq * K);
-    double *lat = malloc(sizeof *lat * (size_t)nlat);
+    int n = nlat > nbatch ? nlat : nbatch;
+    double *wall = malloc(sizeof *wall * (size_t)n), *cpu = malloc(sizeof *cpu * (size_t)n);
     util_err_t err;
-    for (int t = 1; t <= 2; t++) {
-        omp_set_num_threads(t);
-        char name[64];
-        for (int i = 0; i < nlat; i++) {
-            double t0 = now();
-            if (search(ix, fc7, (const char *)q + (size_t)i * row, 1, h, &err)) die(tag, &err);
-            lat[i] = now() - t0;
-        }
-        qsort(lat, (size_t)nlat, sizeof *lat, cmp_double);
-        snprintf(name, sizeof name, "t%d_latency_ms", t);
-        out(tag, name, 1000 * lat[nlat / 2]);
-        double best = 1e30;
-        for (int r = 0; r < 2; r++) {
-            double t0 = now();
-            if (search(ix, fc7, q, nq, h, &err)) die(tag, &err);
-            double dt = now() - t0;
-            if (dt < best) best = dt;
-        }
-        snprintf(name, sizeof name, "t%d_qps", t);
-        out(tag, name, (double)nq / best);
+    char name[64];
+    omp_set_num_threads(threads);
+    for (int i = 0; i < nlat; i++) {
+        double t0 = now(), c0 = cpu_now();
+        if (search(ix, fc7, (const char *)q + (size_t)(i % (int)nq) * row, 1, h, &err))
+            die(tag, &err);
+        cpu[i] = cpu_now() - c0;
+        wall[i] = now() - t0;
     }
+    snprintf(name, sizeof name, "t%d_latency_ms", threads);
+    out(tag, name, 1000 * median(wall, nlat));
+    snprintf(name, sizeof name, "t%d_latency_cpu_ms", threads);
+    out(tag, name, 1000 * median(cpu, nlat));
+    for (int r = 0; r < nbatch; r++) {
+        double t0 = now(), c0 = cpu_now();
+        if (search(ix, fc7, q, nq, h, &err)) die(tag, &err);
+        cpu[r] = cpu_now() - c0;
+        wall[r] = now() - t0;
+    }
+    snprintf(name, sizeof name, "t%d_qps", threads);
+    out(tag, name, (double)nq / median(wall, nbatch));
+    snprintf(name, sizeof name, "t%d_batch_cpu_ms_per_q", threads);
+    out(tag, name, 1000 * median(cpu, nbatch) / (double)nq);
     free(h);
-    free(lat);
+    free(wall);
+    free(cpu);
 }
 
 static double recall(const index_hit_t *a, const index_hit_t *e, size_t nq) {
@@ -147,7 +178,7 @@ int main(int argc, char **argv) {
     util_err_t err;
     index_options_t o;
 
-    /* ---- Hamming ---- */
+    /* ---- Hamming: BFlat, then BHash rebuilt from the same store ---- */
     uint8_t *codes = read_file(data, "codes.u8", (size_t)NB_CODE * CODE_BYTES);
     uint8_t *qc = read_file(data, "codes_q.u8", (size_t)NQ_CODE * CODE_BYTES);
     snprintf(dir, sizeof dir, "%s/codes", work);
@@ -157,33 +188,28 @@ int main(int argc, char **argv) {
     o.code_factory = "BFlat";
     omp_set_num_threads(2);
     double r0 = rss_mb(), t0 = now();
-    index_t *ix = index_open(dir, &o, &err);
-    if (!ix) die(dir, &err);
-    add_all(ix, codes, NB_CODE, CODE_BYTES, 0, 10000);
+    index_t *bflat = index_open(dir, &o, &err);
+    if (!bflat) die(dir, &err);
+    add_all(bflat, codes, NB_CODE, CODE_BYTES, 0, 10000);
     out("bflat", "add_s", now() - t0); /* store (durable commits) + index */
     out("bflat", "memory_mb", rss_mb() - r0);
     free(codes);
-    time_search(ix, 0, qc, NQ_CODE, LAT_CODE, "bflat");
     index_hit_t *exact = malloc(sizeof *exact * NQ_CODE * K);
-    if (index_search_code(ix, qc, NQ_CODE, CODE_BYTES, K, exact, &err)) die("bflat", &err);
-    index_free(ix);
+    index_hit_t *h = malloc(sizeof *h * NQ_CODE * K);
+    if (index_search_code(bflat, qc, NQ_CODE, CODE_BYTES, K, exact, &err)) die("bflat", &err);
 
     o.code_factory = "BHash4x16";
     o.nflip = 2;
     r0 = rss_mb();
     t0 = now();
-    ix = index_open(dir, &o, &err); /* rebuilt from the store */
-    if (!ix) die(dir, &err);
+    index_t *bhash = index_open(dir, &o, &err); /* no snapshot: rebuilt from the store */
+    if (!bhash) die(dir, &err);
     out("bhash", "rebuild_s", now() - t0);
     out("bhash", "memory_mb", rss_mb() - r0);
-    time_search(ix, 0, qc, NQ_CODE, LAT_CODE, "bhash");
-    index_hit_t *h = malloc(sizeof *h * NQ_CODE * K);
-    if (index_search_code(ix, qc, NQ_CODE, CODE_BYTES, K, h, &err)) die("bhash", &err);
+    if (index_search_code(bhash, qc, NQ_CODE, CODE_BYTES, K, h, &err)) die("bhash", &err);
     out("bhash", "recall10", recall(h, exact, NQ_CODE));
-    index_free(ix);
-    free(qc);
 
-    /* ---- Euclidean ---- */
+    /* ---- Euclidean: Flat, then IVF trained and filled from the same store ---- */
     float *x = read_file(data, "fc7.f32", sizeof(float) * (size_t)NB_FC7 * D);
     float *q = read_file(data, "fc7_q.f32", sizeof(float) * (size_t)NQ_FC7 * D);
     snprintf(dir, sizeof dir, "%s/fc7", work);
@@ -191,38 +217,63 @@ int main(int argc, char **argv) {
     o.fc7_dim = D;
     o.fc7_factory = "Flat";
     o.code_factory = "";
-    omp_set_num_threads(2);
     r0 = rss_mb();
     t0 = now();
-    ix = index_open(dir, &o, &err);
-    if (!ix) die(dir, &err);
-    add_all(ix, x, NB_FC7, sizeof(float) * D, 1, 1000);
+    index_t *l2flat = index_open(dir, &o, &err);
+    if (!l2flat) die(dir, &err);
+    add_all(l2flat, x, NB_FC7, sizeof(float) * D, 1, 1000);
     out("l2flat", "add_s", now() - t0);
     out("l2flat", "memory_mb", rss_mb() - r0);
     free(x);
-    time_search(ix, 1, q, NQ_FC7, LAT_FC7, "l2flat");
-    if (index_search_fc7(ix, q, NQ_FC7, D, K, exact, &err)) die("l2flat", &err);
-    index_free(ix);
+    if (index_search_fc7(l2flat, q, NQ_FC7, D, K, exact, &err)) die("l2flat", &err);
 
     o.fc7_factory = "IVF256,Flat";
     t0 = now();
-    ix = index_open(dir, &o, &err); /* trained and filled from the store */
-    if (!ix) die(dir, &err);
+    index_t *ivf = index_open(dir, &o, &err);
+    if (!ivf) die(dir, &err);
     out("ivf", "build_s", now() - t0);
     int nprobe = 1;
     double rec = 0;
     for (nprobe = 1; nprobe <= 256; nprobe *= 2) {
-        if (index_set_search_params(ix, nprobe, 0, 0, &err)) die("ivf", &err);
-        if (index_search_fc7(ix, q, NQ_FC7, D, K, h, &err)) die("ivf", &err);
+        if (index_set_search_params(ivf, nprobe, 0, 0, &err)) die("ivf", &err);
+        if (index_search_fc7(ivf, q, NQ_FC7, D, K, h, &err)) die("ivf", &err);
         rec = recall(h, exact, NQ_FC7);
         if (rec >= 0.95) break;
     }
     out("ivf", "nprobe", nprobe);
-    time_search(ix, 1, q, NQ_FC7, LAT_FC7 * 5, "ivf");
     out("ivf", "recall10", rec);
-    index_free(ix);
-    free(q);
+    if (index_snapshot(ivf, &err)) die("ivf snapshot", &err);
     free(h);
     free(exact);
+
+    /* ---- timing, on command ---- */
+    printf("ready\n");
+    fflush(stdout);
+    char line[256], tag[32];
+    int threads, nlat, nbatch;
+    while (fgets(line, sizeof line, stdin)) {
+        if (!strncmp(line, "quit", 4)) break;
+        if (sscanf(line, "time %31s %d %d %d", tag, &threads, &nlat, &nbatch) != 4 ||
+            threads < 1 || nlat < 1 || nbatch < 1) {
+            fprintf(stderr, "bench_index: bad command: %s", line);
+            return 2;
+        }
+        if (!strcmp(tag, "bflat")) time_search(bflat, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "bhash")) time_search(bhash, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "l2flat")) time_search(l2flat, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "ivf")) time_search(ivf, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
+        else {
+            fprintf(stderr, "bench_index: unknown index %s\n", tag);
+            return 2;
+        }
+        printf("done\n");
+        fflush(stdout);
+    }
+    index_free(bflat);
+    index_free(bhash);
+    index_free(l2flat);
+    index_free(ivf);
+    free(qc);
+    free(q);
     return 0;
 }
