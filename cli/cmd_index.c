@@ -5,9 +5,11 @@
 #include "features/features.h"
 #include "index/index.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static int usage(FILE *f) {
     fprintf(f,
@@ -26,12 +28,28 @@ static void log_line(void *ctx, const char *line) {
     fprintf(stderr, "index: %s\n", line);
 }
 
+/* Parses a whole decimal integer in [lo, hi]; 0 on success. */
+static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno || v < lo || v > hi) return -1;
+    *out = v;
+    return 0;
+}
+
 /* Adds every row of a feature file, in batches (each one durable transaction). */
 static int add_features(index_t *ix, const char *path, util_err_t *err) {
     feat_file_t *ff = feat_file_open(path, err);
     if (!ff) return -1;
     const size_t n = feat_file_count(ff), batch = 1024;
     const int dim = feat_file_dim(ff);
+    const int store_dim = store_fc7_dim(index_store(ix));
+    if (dim != store_dim) {
+        feat_file_close(ff);
+        return util_fail(err, "%s has %d-dimensional rows, the index's store holds %d", path, dim,
+                         store_dim);
+    }
     const float *rows = feat_file_rows(ff);
     store_item_t *items = calloc(batch, sizeof *items);
     int rc = items ? 0 : util_fail(err, "index: out of memory");
@@ -88,9 +106,8 @@ static int search(index_t *ix, long long id, const char *features, long row, int
 int cmd_index(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help")) return usage(argc < 2 ? stderr : stdout);
     const char *cmd = argv[1], *dir = NULL, *features = NULL, *fc7 = NULL, *code = "";
-    long long id = -1;
-    long row = -1;
-    int k = 10, first_id = 0;
+    long long id = -1, row = -1, k = 10;
+    int first_id = 0;
     for (int i = 2; i < argc; i++) {
         const char *a = argv[i];
         if (a[0] != '-') {
@@ -103,12 +120,31 @@ int cmd_index(int argc, char **argv) {
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--fc7")) fc7 = v;
         else if (!strcmp(a, "--code")) code = v;
-        else if (!strcmp(a, "--id")) id = atoll(v);
-        else if (!strcmp(a, "--row")) row = atol(v);
-        else if (!strcmp(a, "--k")) k = atoi(v);
-        else return usage(stderr);
+        else if (!strcmp(a, "--id") || !strcmp(a, "--row") || !strcmp(a, "--k")) {
+            long long *dst = a[2] == 'i' ? &id : a[2] == 'r' ? &row : &k;
+            long long lo = a[2] == 'k' ? INT32_MIN : 0;
+            if (parse_ll(v, lo, a[2] == 'k' ? INT32_MAX : INT64_MAX, dst)) {
+                fprintf(stderr, "imgret index: %s '%s' is not %s\n", a, v,
+                        a[2] == 'k' ? "a number" : "a non-negative integer");
+                return 2;
+            }
+        } else return usage(stderr);
     }
     if (!dir) return usage(stderr);
+    if (strcmp(cmd, "build") && strcmp(cmd, "add") && strcmp(cmd, "remove") &&
+        strcmp(cmd, "search") && strcmp(cmd, "stats"))
+        return usage(stderr);
+    /* Only build creates an index: elsewhere a mistyped --dir must not become
+     * a new empty store. */
+    char db[4200];
+    struct stat st;
+    snprintf(db, sizeof db, "%s/items.db", dir);
+    if (strcmp(cmd, "build") && stat(db, &st)) {
+        fprintf(stderr, "imgret index: %s: no index there (no items.db); create one with "
+                        "'imgret index build --dir %s --features FILE'\n",
+                dir, dir);
+        return 1;
+    }
     index_options_t opt;
     index_options_default(&opt);
     opt.log = log_line;
@@ -135,18 +171,24 @@ int cmd_index(int argc, char **argv) {
         rc = features ? add_features(ix, features, &err) : util_fail(&err, "--features is needed");
         if (rc == 0) rc = index_snapshot(ix, &err);
     } else if (!strcmp(cmd, "remove")) {
-        if (!first_id) rc = util_fail(&err, "remove: give the ids to remove");
-        for (int i = first_id; rc == 0 && i < argc; i++) {
-            if (argv[i][0] == '-') break;
-            char *end;
-            int64_t rid = strtoll(argv[i], &end, 10);
-            if (*end || rid < 0) rc = util_fail(&err, "remove: '%s' is not an item id", argv[i]);
-            else rc = index_remove(ix, &rid, 1, &err);
+        /* Every id in one transaction: all are removed or none. */
+        int64_t *ids = calloc((size_t)argc, sizeof *ids);
+        size_t n = 0;
+        if (!ids) rc = util_fail(&err, "remove: out of memory");
+        else if (!first_id) rc = util_fail(&err, "remove: give the ids to remove");
+        for (int i = first_id; rc == 0 && i > 0 && i < argc && argv[i][0] != '-'; i++) {
+            long long rid;
+            if (parse_ll(argv[i], 0, INT64_MAX, &rid))
+                rc = util_fail(&err, "remove: '%s' is not an item id", argv[i]);
+            else ids[n++] = rid;
         }
+        if (rc == 0) rc = index_remove(ix, ids, n, &err);
+        if (rc == 0) printf("removed %zu items\n", n);
+        free(ids);
     } else if (!strcmp(cmd, "search")) {
-        if (k < 1 || k > INDEX_MAX_K) rc = util_fail(&err, "search: k %d is not in [1, %d]", k, INDEX_MAX_K);
+        if (k < 1 || k > INDEX_MAX_K) rc = util_fail(&err, "search: k %lld is not in [1, %d]", k, INDEX_MAX_K);
         else if (id < 0 && (!features || row < 0)) rc = util_fail(&err, "search: give --id or --features and --row");
-        else rc = search(ix, id, features, row, k, &err);
+        else rc = search(ix, id, features, (long)row, (int)k, &err);
     } else if (!strcmp(cmd, "stats")) {
         index_stats_t s;
         rc = index_stats(ix, &s, &err);
@@ -156,9 +198,6 @@ int cmd_index(int argc, char **argv) {
                    (long long)s.items, (long long)s.seq, (long long)s.snapshot_seq, s.fc7_dim,
                    s.fc7_factory[0] ? s.fc7_factory : "off", (long long)s.fc7_vectors, s.code_bits,
                    s.code_factory[0] ? s.code_factory : "off", s.opened_from);
-    } else {
-        index_free(ix);
-        return usage(stderr);
     }
     if (rc) fprintf(stderr, "imgret index: %s\n", err.msg);
     index_free(ix);
