@@ -21,6 +21,10 @@ typedef struct ae_layer {
 struct ae {
     int in_dim, bits, n_hidden, n_layers, code_layer;
     int hidden[AE_MAX_HIDDEN];
+    int l2; /* rows scaled to unit Euclidean norm before the standardisation */
+    float balance;   /* weight of the code balance term in the training loss */
+    double *zmean;   /* bits: the batch mean of each code unit's input (no noise) */
+    double penalty;  /* the balance term of the last ae_loss_grad */
     ae_layer_t layer[AE_MAX_LAYERS];
     float *mean, *inv_std; /* standardisation, in_dim each */
     /* Batch buffers: a[0] the standardised input, a[k + 1] layer k's output;
@@ -78,9 +82,10 @@ ae_t *ae_create(int in_dim, const int *hidden, int n_hidden, int bits, uint64_t 
         double sd = sqrt((l->act == ACT_RELU ? 2.0 : 1.0) / l->p.in);
         for (size_t i = 0; ok && i < nw; i++) l->w[i] = (float)(sd * util_rng_normal(&ae->rng));
     }
+    ae->zmean = calloc((size_t)bits, sizeof(double));
     ae->mean = calloc((size_t)in_dim, sizeof(float));
     ae->inv_std = malloc((size_t)in_dim * sizeof(float));
-    ok = ok && ae->mean && ae->inv_std;
+    ok = ok && ae->zmean && ae->mean && ae->inv_std;
     for (int i = 0; ok && i < in_dim; i++) ae->inv_std[i] = 1.0f;
     for (int k = 0; ok && k <= ae->n_layers; k++) {
         ae->a[k] = malloc((size_t)AE_MAX_BATCH * widths[k] * sizeof(float));
@@ -102,12 +107,25 @@ void ae_free(ae_t *ae) {
         free(l->w), free(l->b), free(l->dw), free(l->db), free(l->vw), free(l->vb);
     }
     for (int k = 0; k <= AE_MAX_LAYERS; k++) free(ae->a[k]), free(ae->d[k]);
+    free(ae->zmean);
     free(ae->mean);
     free(ae->inv_std);
     free(ae);
 }
 
 int ae_in_dim(const ae_t *ae) { return ae->in_dim; }
+void ae_set_l2(ae_t *ae, int on) { ae->l2 = on != 0; }
+int ae_l2(const ae_t *ae) { return ae->l2; }
+void ae_set_balance(ae_t *ae, float weight) { ae->balance = weight > 0 ? weight : 0.0f; }
+
+/* The factor that scales row x to unit norm (1 when l2 is off or the row
+ * is zero). */
+static float row_scale(const ae_t *ae, const float *x) {
+    if (!ae->l2) return 1.0f;
+    double s = 0;
+    for (int j = 0; j < ae->in_dim; j++) s += (double)x[j] * x[j];
+    return s > 0 ? (float)(1.0 / sqrt(s)) : 1.0f;
+}
 int ae_bits(const ae_t *ae) { return ae->bits; }
 int ae_n_params(const ae_t *ae) { return 2 * ae->n_layers; }
 
@@ -126,12 +144,14 @@ int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension
     int D = ae->in_dim;
     double *s = calloc((size_t)D * 2, sizeof(double));
     if (!s) return util_fail(err, "autoencoder: out of memory");
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        float r = row_scale(ae, x + i * D);
         for (int j = 0; j < D; j++) {
-            double v = x[i * D + j];
+            double v = x[i * D + j] * r;
             s[j] += v;
             s[D + j] += v * v;
         }
+    }
     double total_var = 0;
     for (int j = 0; j < D; j++) {
         double m = s[j] / (double)n, var = s[D + j] / (double)n - m * m;
@@ -152,9 +172,12 @@ int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension
 static int forward(ae_t *ae, const float *x, int n, const float *noise, int last,
                    util_err_t *err) {
     int D = ae->in_dim;
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * D;
+        float r = row_scale(ae, xi);
         for (int j = 0; j < D; j++)
-            ae->a[0][(size_t)i * D + j] = (x[(size_t)i * D + j] - ae->mean[j]) * ae->inv_std[j];
+            ae->a[0][(size_t)i * D + j] = (xi[j] * r - ae->mean[j]) * ae->inv_std[j];
+    }
     for (int k = 0; k <= last; k++) {
         ae_layer_t *l = &ae->layer[k];
         float *y = ae->a[k + 1];
@@ -163,6 +186,11 @@ static int forward(ae_t *ae, const float *x, int n, const float *noise, int last
         if (l->act == ACT_RELU) {
             model_relu_forward(cnt, y, y);
         } else if (l->act == ACT_LOGISTIC) {
+            for (int j = 0; j < l->p.out; j++) {
+                double m = 0;
+                for (int i = 0; i < n; i++) m += y[(size_t)i * l->p.out + j];
+                ae->zmean[j] = m / n;
+            }
             for (size_t i = 0; i < cnt; i++) {
                 float z = y[i] + (noise ? noise[i] : 0.0f);
                 y[i] = 1.0f / (1.0f + expf(-z));
@@ -184,15 +212,26 @@ static int backward(ae_t *ae, int n, double *loss, util_err_t *err) {
         s += (double)e * e;
         dy[i] = e / (float)n;
     }
-    *loss = 0.5 * s / n;
+    /* The balance term: balance * sum_j (mean_i z_ij)^2 over the code
+     * units' inputs z (before the noise). */
+    double pen = 0;
+    for (int j = 0; j < ae->bits; j++) pen += ae->zmean[j] * ae->zmean[j];
+    ae->penalty = ae->balance * pen;
+    *loss = 0.5 * s / n + ae->penalty;
     for (int k = L - 1; k >= 0; k--) {
         ae_layer_t *l = &ae->layer[k];
         float *g = ae->d[k + 1];
         const float *out = ae->a[k + 1];
         size_t cnt = (size_t)n * l->p.out;
         if (l->act == ACT_RELU) model_relu_backward(cnt, out, g, g);
-        else if (l->act == ACT_LOGISTIC)
+        else if (l->act == ACT_LOGISTIC) {
             for (size_t i = 0; i < cnt; i++) g[i] *= out[i] * (1.0f - out[i]);
+            if (ae->balance > 0)
+                for (int i = 0; i < n; i++)
+                    for (int j = 0; j < l->p.out; j++)
+                        g[(size_t)i * l->p.out + j] +=
+                            (float)(2.0 * ae->balance * ae->zmean[j] / n);
+        }
         if (model_fc_backward(&l->p, n, ae->a[k], l->w, g, k ? ae->d[k] : NULL, l->dw, l->db, err))
             return -1;
     }
@@ -252,7 +291,7 @@ int ae_train(ae_t *ae, const float *x, size_t n, const ae_train_opts_t *o, util_
                                loss, ep + 1);
                 break;
             }
-            sse += 2.0 * loss * bn;
+            sse += 2.0 * (loss - ae->penalty) * bn;
             for (int k = 0; k < ae->n_layers; k++) {
                 ae_layer_t *l = &ae->layer[k];
                 size_t nw = (size_t)l->p.in * l->p.out;
@@ -320,7 +359,7 @@ static void layer_name(const ae_t *ae, int k, char *buf, size_t size) {
 
 static void ae_spec(const ae_t *ae, model_spec_t *s) {
     memset(s, 0, sizeof *s);
-    int len = snprintf(s->name, sizeof s->name, "ae-%d", ae->in_dim);
+    int len = snprintf(s->name, sizeof s->name, "ae-%s%d", ae->l2 ? "l2-" : "", ae->in_dim);
     for (int i = 0; i < ae->n_hidden && len < (int)sizeof s->name; i++)
         len += snprintf(s->name + len, sizeof s->name - (size_t)len, "-%d", ae->hidden[i]);
     if (len < (int)sizeof s->name) snprintf(s->name + len, sizeof s->name - (size_t)len, "-%d", ae->bits);
@@ -424,7 +463,9 @@ ae_t *ae_load(const char *path, util_err_t *err) {
         memcpy(l->w, w->data, w->count * sizeof(float));
         memcpy(l->b, b->data, b->count * sizeof(float));
     }
-    /* The file's net takes raw input (standardisation folded in). */
+    /* The file's net takes raw input (standardisation folded in), after
+     * the L2 normalisation its name says. */
+    ae->l2 = !strncmp(s->name, "ae-l2-", 6);
     goto done;
 bad:
     util_fail(err, "%s: not an imgret autoencoder (spec %s: expected ae-..., FC layers "

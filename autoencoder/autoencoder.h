@@ -42,6 +42,23 @@ void ae_free(ae_t *ae); /* accepts NULL */
 int ae_in_dim(const ae_t *ae);
 int ae_bits(const ae_t *ae);
 
+/* L2 normalisation of the input: each row is scaled to unit Euclidean
+ * norm (a zero row stays zero) before the standardisation, in training
+ * and in ae_encode, so the codes depend on the direction of the FC7
+ * vector, not its magnitude (as cosine similarity does). Set it before
+ * ae_fit_standardisation; ae_save records it (spec name "ae-l2-...") and
+ * ae_load restores it. Off by default. */
+void ae_set_l2(ae_t *ae, int on);
+int ae_l2(const ae_t *ae);
+
+/* The code balance term of the training loss: weight * sum over the code
+ * units of the squared batch mean of the unit's input (its pre-activation,
+ * before the noise). It keeps each unit's threshold inside the data, so no
+ * bit ends up constant (saturated, no gradient: a wasted bit), and bounds
+ * how far the noise drives the inputs. Training only; not saved. Default
+ * 0 (off). */
+void ae_set_balance(ae_t *ae, float weight);
+
 /* Sets the standardisation from n rows of x (n x in_dim): the mean per
  * dimension is subtracted, then the rows are divided by the standard
  * deviation of each dimension (per_dimension; dimensions that never vary
@@ -85,7 +102,8 @@ int ae_encode(ae_t *ae, const float *x, size_t n, float *activity, uint8_t *code
               util_err_t *err);
 
 /* For gradient checks: the training loss (mean over the rows of half the
- * squared error summed over dimensions, standardised) of n <= 256 rows with
+ * squared error summed over dimensions, standardised, plus the balance
+ * term) of n <= 256 rows with
  * the given noise on the code units' inputs (n x bits, or NULL for none),
  * leaving its gradient in the parameters' grad arrays. */
 int ae_loss_grad(ae_t *ae, const float *x, size_t n, const float *noise, double *loss,
@@ -100,7 +118,9 @@ int ae_n_params(const ae_t *ae);
  * layers between (model_spec_t has no logistic layer: the layer named
  * "code" is logistic by this convention and ae_load checks the name), and
  * the standardisation folded into enc1 and out, so the file's net maps raw
- * FC7 to raw FC7. */
+ * FC7 to raw FC7 (with L2 normalisation, named "ae-l2-<in>-...": the net
+ * maps L2-normalised FC7 to L2-normalised FC7, and the normalisation is
+ * the caller's, which ae_encode does). */
 int ae_save(const ae_t *ae, const char *path, const char *source, util_err_t *err);
 ae_t *ae_load(const char *path, util_err_t *err);
 

@@ -33,6 +33,10 @@ static int usage(FILE *f) {
             "  --noise X       std of the noise on the code units' inputs (default 4)\n"
             "  --noise-ramp N  epochs over which the noise ramps up from 0 (default 10)\n"
             "  --standardise S global (default: centre, one common scale) | per-dim\n"
+            "  --normalise N   none (default) | l2: each row to unit length first, in\n"
+            "                  training and when encoding (recorded in the file)\n"
+            "  --balance X     weight of the code balance term (default 0: off): X times\n"
+            "                  the sum of the squared batch means of the code units' inputs\n"
             "  --limit N       the first N rows only\n"
             "  --seed N        (default 1)\n");
     return f == stdout ? 0 : 2;
@@ -42,7 +46,8 @@ int cmd_ae_train(int argc, char **argv) {
     const char *feat = NULL, *out = NULL, *hidden_s = "1024,256";
     int bits = 64;
     long limit = 0;
-    int per_dim = 0;
+    int per_dim = 0, l2 = 0;
+    float balance = 0;
     uint64_t seed = 1;
     ae_train_opts_t o = ae_train_defaults();
     for (int i = 1; i < argc; i++) {
@@ -64,7 +69,11 @@ int cmd_ae_train(int argc, char **argv) {
         else if (!strcmp(a, "--noise")) o.noise_std = strtof(v, NULL);
         else if (!strcmp(a, "--noise-ramp")) o.noise_ramp = atoi(v);
         else if (!strcmp(a, "--limit")) limit = atol(v);
-        else if (!strcmp(a, "--standardise")) per_dim = !strcmp(v, "per-dim");
+        else if (!strcmp(a, "--standardise") && (!strcmp(v, "per-dim") || !strcmp(v, "global")))
+            per_dim = !strcmp(v, "per-dim");
+        else if (!strcmp(a, "--normalise") && (!strcmp(v, "l2") || !strcmp(v, "none")))
+            l2 = !strcmp(v, "l2");
+        else if (!strcmp(a, "--balance")) balance = strtof(v, NULL);
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else {
             fprintf(stderr, "ae-train: unknown option %s\n", a);
@@ -91,6 +100,7 @@ int cmd_ae_train(int argc, char **argv) {
     int dim = feat_file_dim(f);
     ae_t *ae = ae_create(dim, hidden, nh, bits, seed, &err);
     int rc = ae ? 0 : -1;
+    if (rc == 0) ae_set_l2(ae, l2), ae_set_balance(ae, balance);
     if (rc == 0) rc = ae_fit_standardisation(ae, x, n, per_dim, &err);
     double before = 0, after = 0;
     if (rc == 0) rc = ae_reconstruction_error(ae, x, n < 2000 ? n : 2000, &before, &err);
@@ -115,14 +125,22 @@ int cmd_ae_train(int argc, char **argv) {
     if (rc == 0) {
         /* How binary the code units became: activities away from 0 and 1. */
         size_t m = n < 2000 ? n : 2000, mid = 0;
+        int constant = 0; /* bits with the same value in over 99% of the rows */
         float *act = malloc(m * bits * sizeof(float));
-        if (act && ae_encode(ae, x, m, act, NULL, &err) == 0)
+        if (act && ae_encode(ae, x, m, act, NULL, &err) == 0) {
             for (size_t i = 0; i < m * (size_t)bits; i++) mid += act[i] > 0.1f && act[i] < 0.9f;
+            for (int j = 0; j < bits; j++) {
+                size_t on = 0;
+                for (size_t i = 0; i < m; i++) on += act[i * bits + j] > 0.5f;
+                constant += on * 100 < m || on * 100 > m * 99;
+            }
+        }
         free(act);
         fprintf(stderr,
                 "ae-train: mse %.4f -> %.4f (first %zu rows); %.1f%% of code activities in "
-                "(0.1, 0.9); %.0f s\n",
-                before, after, m, 100.0 * (double)mid / ((double)m * bits), util_now() - t0);
+                "(0.1, 0.9); %d of %d bits constant; %.0f s\n",
+                before, after, m, 100.0 * (double)mid / ((double)m * bits), constant, bits,
+                util_now() - t0);
         char src[256];
         snprintf(src, sizeof src, "imgret ae-train on %.200s", feat);
         rc = ae_save(ae, out, src, &err);

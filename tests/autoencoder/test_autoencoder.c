@@ -156,10 +156,12 @@ static void test_itq_quantisation_loss_decreases(void) {
     free(x);
 }
 
-static void test_ae_gradient_matches_finite_differences(void) {
+/* balance: the code balance term's weight (0: reconstruction only). */
+static void check_ae_gradient(float balance) {
     int hidden[1] = {5};
     util_err_t err;
     ae_t *ae = ae_create(6, hidden, 1, 4, 11, &err);
+    ae_set_balance(ae, balance);
     float *x = clustered(3, 6, 4, NULL);
     CHECK(ae_fit_standardisation(ae, x, 3, 1, &err) == 0);
     float noise[12];
@@ -195,9 +197,14 @@ static void test_ae_gradient_matches_finite_differences(void) {
         free(ana);
     }
     CHECK(checked == 6 * 5 + 5 + 5 * 4 + 4 + 4 * 5 + 5 + 5 * 6 + 6);
-    CHECK_MSG(worst < 1e-2, "worst relative error %g", worst);
+    CHECK_MSG(worst < 1e-2, "balance %g: worst relative error %g", balance, worst);
     ae_free(ae);
     free(x);
+}
+
+static void test_ae_gradient_matches_finite_differences(void) {
+    check_ae_gradient(0.0f);
+    check_ae_gradient(0.5f);
 }
 
 static double middle_fraction(const float *a, size_t n) {
@@ -269,7 +276,73 @@ static void test_ae_training_lowers_error_and_makes_codes_bimodal(void) {
     free(x);
 }
 
+/* With L2 normalisation the codes depend on each row's direction only, in
+ * training, in ae_encode and after a save and load (the file records it). */
+static void test_ae_l2_normalisation_is_applied_when_encoding_and_kept_in_the_file(void) {
+    enum { N = 200, D = 24, B = 8 };
+    float *x = clustered(N, D, 7, NULL), *scaled = malloc(N * D * sizeof(float));
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < D; j++) scaled[i * D + j] = x[i * D + j] * (0.25f + (float)(i % 5));
+    int hidden[1] = {12};
+    util_err_t err;
+    ae_t *ae = ae_create(D, hidden, 1, B, 5, &err), *plain = ae_create(D, hidden, 1, B, 5, &err);
+    CHECK(ae && plain && !ae_l2(ae));
+    ae_set_l2(ae, 1);
+    CHECK(ae_l2(ae) == 1);
+    CHECK(ae_fit_standardisation(ae, x, N, 0, &err) == 0);
+    CHECK(ae_fit_standardisation(plain, x, N, 0, &err) == 0);
+    ae_train_opts_t o = ae_train_defaults();
+    o.epochs = 3;
+    o.batch = 20;
+    CHECK_MSG(ae_train(ae, scaled, N, &o, &err) == 0, "%s", err.msg);
+    float a1[N * B], a2[N * B], a3[N * B];
+    uint8_t c1[N], c2[N];
+    CHECK(ae_encode(ae, x, N, a1, c1, &err) == 0);
+    CHECK(ae_encode(ae, scaled, N, a2, c2, &err) == 0);
+    double md = 0;
+    for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a1[i] - a2[i]));
+    CHECK_MSG(md < 1e-5, "scaled rows change the activities by %g", md);
+    /* Without it, the scale of a row matters. */
+    ae_encode(plain, x, N, a1, NULL, &err);
+    ae_encode(plain, scaled, N, a3, NULL, &err);
+    md = 0;
+    for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a1[i] - a3[i]));
+    CHECK_MSG(md > 1e-2, "plain autoencoder: activities differ by only %g", md);
+    /* A zero row stays finite. */
+    float zero[D] = {0}, az[B];
+    CHECK(ae_encode(ae, zero, 1, az, NULL, &err) == 0);
+    for (int j = 0; j < B; j++) CHECK(isfinite(az[j]));
+
+    char path[] = "/tmp/imgret_ae_l2_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    CHECK_MSG(ae_save(ae, path, "test", &err) == 0, "%s", err.msg);
+    ae_t *back = ae_load(path, &err);
+    CHECK_MSG(back != NULL, "%s", err.msg);
+    if (back) {
+        CHECK(ae_l2(back) == 1);
+        float a4[N * B];
+        uint8_t c4[N];
+        ae_encode(back, scaled, N, a4, c4, &err);
+        md = 0;
+        for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a2[i] - a4[i]));
+        CHECK_MSG(md < 1e-4, "loaded: activities differ by %g", md);
+        CHECK(!memcmp(c2, c4, sizeof c2) || md > 0);
+    }
+    ae_free(back);
+    CHECK_MSG(ae_save(plain, path, "test", &err) == 0, "%s", err.msg);
+    back = ae_load(path, &err);
+    CHECK(back && !ae_l2(back));
+    ae_free(back);
+    unlink(path);
+    ae_free(ae);
+    ae_free(plain);
+    free(x);
+    free(scaled);
+}
+
 TEST_MAIN(T(test_metrics_match_hand_computed_ranking), T(test_hamming_ranking_equals_brute_force),
           T(test_lsh_is_deterministic_and_keeps_unused_bits_zero),
           T(test_itq_quantisation_loss_decreases), T(test_ae_gradient_matches_finite_differences),
-          T(test_ae_training_lowers_error_and_makes_codes_bimodal))
+          T(test_ae_training_lowers_error_and_makes_codes_bimodal),
+          T(test_ae_l2_normalisation_is_applied_when_encoding_and_kept_in_the_file))
