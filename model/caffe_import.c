@@ -5,12 +5,28 @@
  * proto/caffe.proto. Caffe's conventions are converted: conv1 takes BGR in
  * Caffe and RGB in imgret (its input channels are reversed, and so are the
  * mean image's); LRN keeps Caffe's alpha/size convention and k; pooling
- * rounds up as Caffe's does. */
+ * rounds up as Caffe's does.
+ *
+ * Speed: a bvlc_alexnet file is 233 MB of float blobs and a few KB of
+ * everything else. The file is mapped, not read; a small walker over the
+ * wire format (slim_net) copies everything but the blobs' float data into a
+ * slim message that protobuf-c unpacks and checks as before, and records
+ * where each blob's packed floats lie in the mapping; ix_build then copies
+ * them once, straight into the model's parameters. Anything the walker does
+ * not expect (a malformed length, data not packed, data given twice) makes
+ * it step aside: the whole file is then unpacked by protobuf-c as it always
+ * was, so truncated or corrupt files fail exactly as before. */
+#define _DEFAULT_SOURCE /* MAP_POPULATE */
 #include "caffe.pb-c.h"
 #include "model/interop_internal.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 typedef struct caffe_layer {
     const char *name, *type;
@@ -58,11 +74,193 @@ static int is_ignored(const char *type) {
     return 0;
 }
 
-/* Blob values as float (double_data converted into *owned) with the shape
- * from BlobShape or, in old files, num/channels/height/width. */
-static int blob_floats(const Caffe__BlobProto *b, const char *what, const float **data,
-                       size_t *count, int *dims, int *ndim, float **owned, util_err_t *err) {
+/* ------------------------------------------------- the slim message walker */
+
+/* Where one blob's packed float data lies in the mapped file. */
+typedef struct blob_span {
+    int v1;             /* in NetParameter.layers (V1) rather than .layer */
+    size_t layer, blob; /* indexes in that repeated field and in the layer's blobs */
+    const uint8_t *p;   /* little-endian floats, not necessarily aligned */
+    size_t count;
+} blob_span_t;
+
+typedef struct bytes {
+    uint8_t *p;
+    size_t len, cap;
+} bytes_t;
+
+typedef struct slim {
+    bytes_t net, layer, blob; /* the slim message and two scratch levels */
+    blob_span_t *spans;
+    size_t n_spans, cap_spans;
+} slim_t;
+
+/* Wire types. */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
+
+static int put(bytes_t *b, const void *p, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n) cap *= 2;
+        uint8_t *q = realloc(b->p, cap);
+        if (!q) return -1;
+        b->p = q;
+        b->cap = cap;
+    }
+    if (n) memcpy(b->p + b->len, p, n);
+    b->len += n;
+    return 0;
+}
+
+static int put_varint(bytes_t *b, uint64_t v) {
+    uint8_t tmp[10];
+    size_t n = 0;
+    do {
+        tmp[n++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        v >>= 7;
+    } while (v);
+    return put(b, tmp, n);
+}
+
+static int get_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t c = *(*p)++;
+        x |= (uint64_t)(c & 0x7f) << shift;
+        if (!(c & 0x80)) {
+            *v = x;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+/* Reads one field's key at *p and finds its extent: [*start, *next) is the
+ * whole field (key included), [*body, *next) its payload for WT_LEN.
+ * -1 for anything the walker does not take on (groups, bad lengths). */
+static int next_field(const uint8_t **p, const uint8_t *end, uint32_t *field, int *wire,
+                      const uint8_t **body) {
+    uint64_t key, n;
+    if (get_varint(p, end, &key) || (key >> 3) == 0 || (key >> 3) > 0x1fffffff) return -1;
+    *field = (uint32_t)(key >> 3);
+    *wire = (int)(key & 7);
+    switch (*wire) {
+    case WT_VARINT: *body = *p; return get_varint(p, end, &n);
+    case WT_I64: n = 8; break;
+    case WT_I32: n = 4; break;
+    case WT_LEN:
+        if (get_varint(p, end, &n)) return -1;
+        break;
+    default: return -1;
+    }
+    if (n > (uint64_t)(end - *p)) return -1;
+    *body = *p;
+    *p += n;
+    return 0;
+}
+
+/* Copies one BlobProto into s->blob without its data (5) and diff (6)
+ * fields, recording where the data lies. */
+static int slim_blob(slim_t *s, const uint8_t *p, const uint8_t *end, int v1, size_t layer,
+                     size_t blob) {
+    s->blob.len = 0;
+    int seen_data = 0;
+    while (p < end) {
+        const uint8_t *start = p, *body;
+        uint32_t field;
+        int wire;
+        if (next_field(&p, end, &field, &wire, &body)) return -1;
+        if (field == 5 || field == 6) {
+            /* Only one packed run each: protobuf-c would concatenate more. */
+            if (wire != WT_LEN || (p - body) % 4) return -1;
+            if (field == 6) continue; /* gradients: not needed */
+            if (seen_data++) return -1;
+            if (s->n_spans == s->cap_spans) {
+                size_t cap = s->cap_spans ? 2 * s->cap_spans : 32;
+                blob_span_t *q = realloc(s->spans, cap * sizeof *q);
+                if (!q) return -1;
+                s->spans = q;
+                s->cap_spans = cap;
+            }
+            s->spans[s->n_spans++] = (blob_span_t){v1, layer, blob, body, (size_t)(p - body) / 4};
+            continue;
+        }
+        if (put(&s->blob, start, (size_t)(p - start))) return -1;
+    }
+    return 0;
+}
+
+/* Copies one layer message into s->layer with its blobs slimmed. */
+static int slim_layer(slim_t *s, const uint8_t *p, const uint8_t *end, int v1, size_t layer) {
+    const uint32_t blobs_field = v1 ? 6 : 7;
+    size_t blob = 0;
+    s->layer.len = 0;
+    while (p < end) {
+        const uint8_t *start = p, *body;
+        uint32_t field;
+        int wire;
+        if (next_field(&p, end, &field, &wire, &body)) return -1;
+        if (field == blobs_field && wire == WT_LEN) {
+            if (slim_blob(s, body, p, v1, layer, blob++) ||
+                put_varint(&s->layer, (uint64_t)blobs_field << 3 | WT_LEN) ||
+                put_varint(&s->layer, s->blob.len) || put(&s->layer, s->blob.p, s->blob.len))
+                return -1;
+            continue;
+        }
+        if (put(&s->layer, start, (size_t)(p - start))) return -1;
+    }
+    return 0;
+}
+
+/* The whole NetParameter, slimmed into s->net. -1: let protobuf-c read the
+ * file instead. */
+static int slim_net(slim_t *s, const uint8_t *p, const uint8_t *end) {
+    size_t n_v1 = 0, n_new = 0;
+    while (p < end) {
+        const uint8_t *start = p, *body;
+        uint32_t field;
+        int wire;
+        if (next_field(&p, end, &field, &wire, &body)) return -1;
+        if ((field == 2 || field == 100) && wire == WT_LEN) {
+            int v1 = field == 2;
+            if (slim_layer(s, body, p, v1, v1 ? n_v1++ : n_new++) ||
+                put_varint(&s->net, (uint64_t)field << 3 | WT_LEN) ||
+                put_varint(&s->net, s->layer.len) || put(&s->net, s->layer.p, s->layer.len))
+                return -1;
+            continue;
+        }
+        if (put(&s->net, start, (size_t)(p - start))) return -1;
+    }
+    return 0;
+}
+
+static void slim_free(slim_t *s) {
+    free(s->net.p);
+    free(s->layer.p);
+    free(s->blob.p);
+    free(s->spans);
+    memset(s, 0, sizeof *s);
+}
+
+static const blob_span_t *find_span(const slim_t *s, int v1, size_t layer, size_t blob) {
+    for (size_t i = 0; i < s->n_spans; i++)
+        if (s->spans[i].v1 == v1 && s->spans[i].layer == layer && s->spans[i].blob == blob)
+            return &s->spans[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ conversion */
+
+/* Blob values with the shape from BlobShape or, in old files,
+ * num/channels/height/width: *data (aligned floats of the unpacked message,
+ * or double_data converted into *owned) or, when the walker took the data
+ * out, *raw (span's bytes in the mapped file). */
+static int blob_floats(const Caffe__BlobProto *b, const blob_span_t *span, const char *what,
+                       const float **data, const uint8_t **raw, size_t *count, int *dims,
+                       int *ndim, float **owned, util_err_t *err) {
     *owned = NULL;
+    *data = NULL;
+    if (raw) *raw = NULL;
     if (b->shape) {
         if (b->shape->n_dim < 1 || b->shape->n_dim > 4)
             return util_fail(err, "%s: %zu dimensions", what, b->shape->n_dim);
@@ -84,7 +282,10 @@ static int blob_floats(const Caffe__BlobProto *b, const char *what, const float 
     }
     size_t want = 1;
     for (int d = 0; d < *ndim; d++) want *= (size_t)dims[d];
-    if (b->n_data) {
+    if (span && span->count && raw) {
+        *raw = span->p;
+        *count = span->count;
+    } else if (b->n_data) {
         *data = b->data;
         *count = b->n_data;
     } else if (b->n_double_data) {
@@ -109,9 +310,10 @@ static unsigned first_or(const uint32_t *v, size_t n, unsigned dflt) {
     return n ? v[0] : dflt;
 }
 
-/* One Caffe layer as an ix_layer; 1 when it is to be skipped. */
-static int convert_layer(const caffe_layer_t *cl, ix_layer_t *out, float **owned, int *n_owned,
-                         util_err_t *err) {
+/* One Caffe layer as an ix_layer; 1 when it is to be skipped. spans[0..1]:
+ * where the walker found its weights' and bias's data (NULL: in the blobs). */
+static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *spans,
+                         ix_layer_t *out, float **owned, int *n_owned, util_err_t *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->src, sizeof out->src, "layer '%.40s' (%.24s)", cl->name ? cl->name : "",
              cl->type);
@@ -204,12 +406,12 @@ static int convert_layer(const caffe_layer_t *cl, ix_layer_t *out, float **owned
                              cl->n_blobs);
         char what[128];
         snprintf(what, sizeof what, "%s weights", out->src);
-        if (blob_floats(cl->blobs[0], what, &out->w, &out->w_count, out->w_dims, &out->w_ndim,
-                        &owned[(*n_owned)++], err))
+        if (blob_floats(cl->blobs[0], spans[0], what, &out->w, &out->w_raw, &out->w_count,
+                        out->w_dims, &out->w_ndim, &owned[(*n_owned)++], err))
             return -1;
         snprintf(what, sizeof what, "%s bias", out->src);
-        if (blob_floats(cl->blobs[1], what, &out->b, &out->b_count, out->b_dims, &out->b_ndim,
-                        &owned[(*n_owned)++], err))
+        if (blob_floats(cl->blobs[1], spans[1], what, &out->b, &out->b_raw, &out->b_count,
+                        out->b_dims, &out->b_ndim, &owned[(*n_owned)++], err))
             return -1;
     } else if (cl->n_blobs) {
         return util_fail(err, "%s: has %zu blobs, expected none", out->src, cl->n_blobs);
@@ -228,7 +430,7 @@ static int read_mean(model_norm_t *norm, const char *path, util_err_t *err) {
     float *owned = NULL;
     size_t count = 0;
     int dims[4], ndim = 0, rc;
-    rc = blob_floats(b, path, &data, &count, dims, &ndim, &owned, err);
+    rc = blob_floats(b, NULL, path, &data, NULL, &count, dims, &ndim, &owned, err);
     /* (1, c, h, w) or (c, h, w). */
     const int *chw = ndim == 4 ? dims + 1 : dims;
     if (rc == 0 && !((ndim == 4 && dims[0] == 1) || ndim == 3))
@@ -253,17 +455,52 @@ static int read_mean(model_norm_t *norm, const char *path, util_err_t *err) {
     return rc;
 }
 
+/* Maps a whole file (at most MODEL_FILE_MAX_BYTES) read-only. The pages are
+ * faulted in ahead (MAP_POPULATE): one pass over the page cache instead of a
+ * trap per page. */
+static int map_file(const char *path, const uint8_t **out, size_t *len, util_err_t *err) {
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        return util_fail(err, "%s: not a regular file", path);
+    }
+    if ((uint64_t)st.st_size > MODEL_FILE_MAX_BYTES) {
+        close(fd);
+        return util_fail(err, "%s: %lld bytes, more than the %llu this reader accepts", path,
+                         (long long)st.st_size, (unsigned long long)MODEL_FILE_MAX_BYTES);
+    }
+    *len = (size_t)st.st_size;
+    /* An empty file maps one page of zeros: protobuf-c then sees 0 bytes. */
+    void *p = mmap(NULL, *len ? *len : 1, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    int e = errno;
+    close(fd);
+    if (p == MAP_FAILED) return util_fail(err, "%s: cannot map: %s", path, strerror(e));
+    *out = p;
+    return 0;
+}
+
 model_file_t *model_import_caffe(const char *path, const model_caffe_opts_t *opts,
                                  util_err_t *err) {
     model_caffe_opts_t dflt = {0};
     if (!opts) opts = &dflt;
-    uint8_t *buf;
-    size_t len;
-    if (ix_read_file(path, MODEL_FILE_MAX_BYTES, &buf, &len, err)) return NULL;
-    Caffe__NetParameter *np = caffe__net_parameter__unpack(NULL, len, buf);
-    free(buf);
+    const uint8_t *map = NULL;
+    size_t len = 0;
+    if (map_file(path, &map, &len, err)) return NULL;
+    slim_t slim;
+    memset(&slim, 0, sizeof slim);
+    Caffe__NetParameter *np;
+    if (slim_net(&slim, map, map + len) == 0) {
+        np = caffe__net_parameter__unpack(NULL, slim.net.len, slim.net.p);
+    } else {
+        slim_free(&slim); /* no spans: every blob keeps its data */
+        np = caffe__net_parameter__unpack(NULL, len, map);
+    }
     if (!np) {
         util_fail(err, "%s: not a Caffe NetParameter (truncated or not a .caffemodel)", path);
+        slim_free(&slim);
+        munmap((void *)map, len ? len : 1);
         return NULL;
     }
     model_file_t *mf = NULL;
@@ -314,7 +551,9 @@ model_file_t *model_import_caffe(const char *path, const model_caffe_opts_t *opt
                                     p->lrn_param,
                                     p->pooling_param};
         }
-        int rc = convert_layer(&cl[i], &il[n_il], owned, &n_owned, err);
+        const int v1 = np->n_layer == 0;
+        const blob_span_t *spans[2] = {find_span(&slim, v1, i, 0), find_span(&slim, v1, i, 1)};
+        int rc = convert_layer(&cl[i], spans, &il[n_il], owned, &n_owned, err);
         if (rc < 0) {
             util_fail_prefix(err, "%s", path);
             goto out;
@@ -358,5 +597,7 @@ out:
     free(cl);
     free(il);
     caffe__net_parameter__free_unpacked(np, NULL);
+    slim_free(&slim);
+    munmap((void *)map, len ? len : 1);
     return mf;
 }

@@ -263,15 +263,17 @@ int model_spec_has_paper_widths(const model_spec_t *spec) {
 
 /* ---------------------------------------------------------- import builder */
 
-/* Copies a conv weight (out, in/g, k, k), reversing the input channels when
- * the source net took BGR (only conv1 sees the image). */
-static void copy_conv_weight(float *dst, const float *src, int out, int in, int kk, int reverse) {
+/* Copies a conv weight (out, in/g, k, k) from src (floats, maybe unaligned),
+ * reversing the input channels when the source net took BGR (only conv1
+ * sees the image). */
+static void copy_conv_weight(float *dst, const uint8_t *src, int out, int in, int kk,
+                             int reverse) {
     size_t plane = (size_t)kk;
     for (int o = 0; o < out; o++)
         for (int c = 0; c < in; c++) {
             int sc = reverse ? in - 1 - c : c;
-            memcpy(dst + ((size_t)o * in + c) * plane, src + ((size_t)o * in + sc) * plane,
-                   plane * sizeof(float));
+            memcpy(dst + ((size_t)o * in + c) * plane,
+                   src + ((size_t)o * in + sc) * plane * sizeof(float), plane * sizeof(float));
         }
 }
 
@@ -288,7 +290,9 @@ static int same_squeezed(const int *a, int na, const int *b, int nb) {
 
 static int take_param(model_tensor_t *t, const ix_layer_t *src, int is_bias, int reverse_in,
                       util_err_t *err) {
-    const float *data = is_bias ? src->b : src->w;
+    /* Read as bytes: raw data in a mapped file need not be aligned. */
+    const uint8_t *data = is_bias ? (src->b ? (const uint8_t *)src->b : src->b_raw)
+                                  : (src->w ? (const uint8_t *)src->w : src->w_raw);
     size_t count = is_bias ? src->b_count : src->w_count;
     const int *dims = is_bias ? src->b_dims : src->w_dims;
     int ndim = is_bias ? src->b_ndim : src->w_ndim;
@@ -310,7 +314,9 @@ static int take_param(model_tensor_t *t, const ix_layer_t *src, int is_bias, int
     if (src->w_in_out && !is_bias) {
         int out = t->dims[0], in = t->dims[1];
         for (int i = 0; i < in; i++)
-            for (int o = 0; o < out; o++) t->data[(size_t)o * in + i] = data[(size_t)i * out + o];
+            for (int o = 0; o < out; o++)
+                memcpy(&t->data[(size_t)o * in + i], data + ((size_t)i * out + o) * sizeof(float),
+                       sizeof(float));
     } else if (reverse_in && !is_bias) {
         copy_conv_weight(t->data, data, t->dims[0], t->dims[1], t->dims[2] * t->dims[3], 1);
     } else {

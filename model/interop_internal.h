@@ -63,6 +63,10 @@ typedef struct ix_layer {
     model_layer_spec_t l; /* kind and settings; name is ignored */
     char src[96];         /* "layer 'conv2' (Convolution)": for messages */
     const float *w, *b;   /* NULL when the layer has none */
+    /* Or, when w (b) is NULL: the same values as little-endian floats in
+     * place in a mapped file (a Caffe blob's packed data), not necessarily
+     * aligned, copied straight into the model's parameters. */
+    const uint8_t *w_raw, *b_raw;
     size_t w_count, b_count;
     int w_ndim, w_dims[4]; /* as stored in the file */
     int b_ndim, b_dims[4];
