@@ -76,7 +76,8 @@ typedef struct net_dev {
 typedef int (*dev_fn_t)(model_net_t *net, int d, void *ctx, util_err_t *err);
 
 typedef struct team {
-    int started;
+    int inited;  /* mutex and condition variables exist */
+    int started; /* threads running */
     pthread_t thread[MODEL_MAX_DEVICES];
     pthread_mutex_t mu;
     pthread_cond_t go, done;
@@ -173,6 +174,7 @@ static int team_start(model_net_t *net, util_err_t *err) {
         pthread_mutex_destroy(&t->mu);
         return util_fail(err, "net: cannot create a condition variable");
     }
+    t->inited = 1;
     int threads = util_num_threads() / net->nd;
     t->omp_threads = threads < 1 ? 1 : threads;
     t->started = 0;
@@ -187,7 +189,7 @@ static int team_start(model_net_t *net, util_err_t *err) {
 
 static void team_stop(model_net_t *net) {
     team_t *t = &net->team;
-    if (net->nd < 2) return;
+    if (!t->inited) return;
     pthread_mutex_lock(&t->mu);
     t->quit = 1;
     pthread_cond_broadcast(&t->go);
