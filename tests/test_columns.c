@@ -54,10 +54,12 @@ static model_placement_t two_cpus(model_parallel_t how) {
 
 /* One training step (forward with dropout, backward, SGD) on the one-device
  * net and on `pl`, compared at every stage. */
-static void compare_steps(const model_spec_t *s, const model_placement_t *pl, int n, int steps) {
+/* Nets built for batches of max_batch, stepped with batches of n. */
+static void compare_steps(const model_spec_t *s, const model_placement_t *pl, int max_batch, int n,
+                          int steps) {
     util_err_t err = {{0}};
-    model_net_t *one = model_net_create(s, n, &err);
-    model_net_t *many = model_net_create_on(s, n, pl, &err);
+    model_net_t *one = model_net_create(s, max_batch, &err);
+    model_net_t *many = model_net_create_on(s, max_batch, pl, &err);
     CHECK_MSG(one && many, "%s", err.msg);
     if (!one || !many) goto done;
     model_net_init(one, 42);
@@ -109,7 +111,7 @@ done:
 }
 
 static void compare_step(const model_spec_t *s, const model_placement_t *pl, int n) {
-    compare_steps(s, pl, n, 2);
+    compare_steps(s, pl, n, n, 2);
 }
 
 static void test_two_columns_equal_one_device(void) {
@@ -117,6 +119,7 @@ static void test_two_columns_equal_one_device(void) {
     small_spec(&s);
     model_placement_t pl = two_cpus(MODEL_PARALLEL_COLUMNS);
     compare_step(&s, &pl, 3);
+    compare_steps(&s, &pl, 4, 3, 1); /* a batch smaller than the nets were built for */
 }
 
 static void test_three_columns_equal_one_device(void) {
@@ -141,6 +144,7 @@ static void test_data_parallel_equals_one_device(void) {
     small_spec(&s);
     model_placement_t pl = two_cpus(MODEL_PARALLEL_DATA);
     compare_step(&s, &pl, 5); /* 2 + 3 images */
+    compare_steps(&s, &pl, 4, 1, 2); /* the second device has no image: it adds zero gradients */
 }
 
 static void test_model_file_is_the_same_from_any_placement(void) {
@@ -221,7 +225,7 @@ static void test_paper_net_two_columns(void) {
     model_spec_t s;
     model_spec_alexnet(&s);
     model_placement_t pl = two_cpus(MODEL_PARALLEL_COLUMNS);
-    compare_steps(&s, &pl, 2, 1); /* one step: the paper net's 61M parameters are slow to copy */
+    compare_steps(&s, &pl, 2, 2, 1); /* one step: the paper net's 61M parameters are slow to copy */
 }
 
 int main(int argc, char **argv) {
