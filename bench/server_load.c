@@ -146,7 +146,7 @@ static int http_op(client_t *c, op_t op, char *err_out, size_t err_cap) {
         snprintf(err.msg, sizeof err.msg, "HTTP %d %.200s", status, (const char *)resp);
         rc = -1;
     }
-    if (rc) snprintf(err_out, err_cap, "%s: %s", op_names[op], err.msg);
+    if (rc) snprintf(err_out, err_cap, "%s: %.200s", op_names[op], err.msg);
     free(body);
     free(resp);
     return rc;
@@ -162,7 +162,7 @@ static int index_op(client_t *c, op_t op, char *err_out, size_t err_cap) {
                               1, sh->dim, 10, hits, &err);
     else
         rc = index_search_id(sh->ix, INDEX_FC7, (int64_t)(rnd(&c->seed) % sh->items), 10, hits, &err);
-    if (rc) snprintf(err_out, err_cap, "%s: %s", op_names[op], err.msg);
+    if (rc) snprintf(err_out, err_cap, "%s: %.200s", op_names[op], err.msg);
     return rc;
 }
 
