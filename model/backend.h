@@ -70,6 +70,9 @@ struct model_backend {
 };
 
 model_backend_t *model_backend_cpu_create(void);
+/* The CPU kernels behind a "cpu-staged" device: treated by the net as a
+ * device with memory of its own (see backend_cpu.c). */
+model_backend_t *model_backend_cpu_staged_create(void);
 
 /* A backend for one device (cpu, or gpu:N in a CUDA build); an error that
  * names the device when it cannot be made. */

@@ -139,39 +139,49 @@ static void cpu_sgd_update(model_backend_t *be, size_t count, float *w, const fl
     }
 }
 
-static const model_backend_ops_t cpu_ops = {
-    .name = "cpu",
-    .host_memory = 1,
-    .destroy = cpu_destroy,
-    .alloc = cpu_alloc,
-    .release = cpu_release,
-    .upload = cpu_transfer,
-    .download = cpu_transfer,
-    .conv_forward = cpu_conv_forward,
-    .conv_backward = cpu_conv_backward,
-    .relu_forward = cpu_relu_forward,
-    .relu_backward = cpu_relu_backward,
-    .lrn_forward = cpu_lrn_forward,
-    .lrn_backward = cpu_lrn_backward,
-    .pool_forward = cpu_pool_forward,
-    .pool_backward = cpu_pool_backward,
-    .fc_forward = cpu_fc_forward,
-    .fc_backward = cpu_fc_backward,
-    .dropout_forward = cpu_dropout_forward,
-    .dropout_backward = cpu_dropout_backward,
-    .copy = cpu_copy,
-    .accumulate = cpu_accumulate,
-    .sgd_update = cpu_sgd_update,
-};
+static int cpu_softmax_xent(model_backend_t *be, int n, int classes, const float *logits,
+                            const int *labels, float *probs, float *dlogits, float *loss,
+                            util_err_t *err) {
+    (void)be;
+    return model_softmax_xent(n, classes, logits, labels, probs, dlogits, loss, err);
+}
 
-model_backend_t *model_backend_cpu_create(void) {
+#define CPU_OPS                                                                                    \
+    .destroy = cpu_destroy, .alloc = cpu_alloc, .release = cpu_release, .upload = cpu_transfer,    \
+    .download = cpu_transfer, .conv_forward = cpu_conv_forward,                                    \
+    .conv_backward = cpu_conv_backward, .relu_forward = cpu_relu_forward,                          \
+    .relu_backward = cpu_relu_backward, .lrn_forward = cpu_lrn_forward,                            \
+    .lrn_backward = cpu_lrn_backward, .pool_forward = cpu_pool_forward,                            \
+    .pool_backward = cpu_pool_backward, .fc_forward = cpu_fc_forward,                              \
+    .fc_backward = cpu_fc_backward, .dropout_forward = cpu_dropout_forward,                        \
+    .dropout_backward = cpu_dropout_backward, .copy = cpu_copy, .accumulate = cpu_accumulate,      \
+    .sgd_update = cpu_sgd_update
+
+static const model_backend_ops_t cpu_ops = {.name = "cpu", .host_memory = 1, CPU_OPS};
+
+/* The same kernels on a device the net must treat as having memory of its
+ * own (as a GPU): parameters mirrored on the host, copies staged through the
+ * host, the loss through the backend's softmax_xent. Tests run the GPU-shaped
+ * paths of the net with it, on machines without a GPU. */
+static const model_backend_ops_t cpu_staged_ops = {
+    .name = "cpu-staged", .host_memory = 0, .softmax_xent = cpu_softmax_xent, CPU_OPS};
+
+static model_backend_t *cpu_create(const model_backend_ops_t *ops) {
     cpu_backend_t *be = calloc(1, sizeof *be);
     if (!be) return NULL;
-    be->base.ops = &cpu_ops;
+    be->base.ops = ops;
     be->ws = model_workspace_create();
     if (!be->ws) {
         free(be);
         return NULL;
     }
     return &be->base;
+}
+
+model_backend_t *model_backend_cpu_create(void) {
+    return cpu_create(&cpu_ops);
+}
+
+model_backend_t *model_backend_cpu_staged_create(void) {
+    return cpu_create(&cpu_staged_ops);
 }

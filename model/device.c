@@ -17,7 +17,10 @@ model_placement_t model_placement_cpu(void) {
 int model_device_parse(const char *name, model_device_t *dev, util_err_t *err) {
     if (!name || !dev) return util_fail(err, "device: NULL name");
     const char *rest;
-    if (!strncmp(name, "cpu", 3)) {
+    if (!strncmp(name, "cpu-staged", 10)) {
+        dev->kind = MODEL_DEVICE_CPU_STAGED;
+        rest = name + 10;
+    } else if (!strncmp(name, "cpu", 3)) {
         dev->kind = MODEL_DEVICE_CPU;
         rest = name + 3;
     } else if (!strncmp(name, "gpu", 3)) {
@@ -27,7 +30,7 @@ int model_device_parse(const char *name, model_device_t *dev, util_err_t *err) {
         dev->kind = MODEL_DEVICE_GPU;
         rest = name + 4;
     } else {
-        return util_fail(err, "device '%s': expected cpu, cpu:N, gpu or gpu:N", name);
+        return util_fail(err, "device '%s': expected cpu, cpu:N, gpu, gpu:N or cpu-staged:N", name);
     }
     dev->index = 0;
     if (*rest == '\0') return 0;
@@ -65,7 +68,8 @@ int model_placement_parse(const char *devices, const char *parallel, model_place
         if (model_device_parse(name, d, err)) return -1;
         for (int i = 0; i < pl->n_devices; i++) {
             if (pl->device[i].kind != d->kind)
-                return util_fail(err, "devices '%s': CPU and GPU devices cannot be mixed", devices);
+                return util_fail(err, "devices '%s': devices of different kinds cannot be mixed",
+                                 devices);
             if (pl->device[i].index == d->index)
                 return util_fail(err, "devices '%s': %s appears twice", devices, name);
         }
@@ -83,7 +87,9 @@ void model_placement_str(const model_placement_t *pl, char *buf, size_t size) {
     buf[0] = '\0';
     for (int i = 0; i < pl->n_devices && used < size; i++) {
         int w = snprintf(buf + used, size - used, "%s%s:%d", i ? "," : "",
-                         pl->device[i].kind == MODEL_DEVICE_GPU ? "gpu" : "cpu",
+                         pl->device[i].kind == MODEL_DEVICE_GPU          ? "gpu"
+                         : pl->device[i].kind == MODEL_DEVICE_CPU_STAGED ? "cpu-staged"
+                                                                         : "cpu",
                          pl->device[i].index);
         if (w < 0) return;
         used += (size_t)w;
@@ -112,8 +118,9 @@ int model_gpu_count(util_err_t *why) {
 }
 
 model_backend_t *model_backend_create(const model_device_t *dev, util_err_t *err) {
-    if (dev->kind == MODEL_DEVICE_CPU) {
-        model_backend_t *be = model_backend_cpu_create();
+    if (dev->kind == MODEL_DEVICE_CPU || dev->kind == MODEL_DEVICE_CPU_STAGED) {
+        model_backend_t *be = dev->kind == MODEL_DEVICE_CPU ? model_backend_cpu_create()
+                                                            : model_backend_cpu_staged_create();
         if (!be) util_fail(err, "cpu:%d: out of memory", dev->index);
         return be;
     }

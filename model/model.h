@@ -208,6 +208,11 @@ int model_spec_find(const model_spec_t *spec, const char *name);
 typedef enum model_device_kind {
     MODEL_DEVICE_CPU = 0,
     MODEL_DEVICE_GPU = 1,
+    /* "cpu-staged:N": the CPU kernels on a device the net treats as having
+     * its own memory, as a GPU (host copies of the parameters, exchanges
+     * staged through the host, the loss on the device): for testing those
+     * paths where no GPU exists. */
+    MODEL_DEVICE_CPU_STAGED = 2,
 } model_device_kind_t;
 
 typedef struct model_device {

@@ -147,6 +147,21 @@ static void test_data_parallel_equals_one_device(void) {
     compare_steps(&s, &pl, 4, 1, 2); /* the second device has no image: it adds zero gradients */
 }
 
+/* The GPU-shaped paths of the net (host copies of the parameters, the loss
+ * through the backend, exchanges staged through host buffers) with the CPU
+ * kernels: what a GPU run does besides the kernels themselves. */
+static void test_staged_devices_equal_one_device(void) {
+    model_spec_t s;
+    small_spec(&s);
+    const char *lists[3] = {"cpu-staged", "cpu-staged:0,cpu-staged:1", "cpu-staged:0,cpu-staged:1"};
+    const char *how[3] = {"columns", "columns", "data"};
+    for (int k = 0; k < 3; k++) {
+        model_placement_t pl;
+        CHECK(model_placement_parse(lists[k], how[k], &pl, NULL) == 0);
+        compare_steps(&s, &pl, 4, 3, 2);
+    }
+}
+
 static void test_model_file_is_the_same_from_any_placement(void) {
     model_spec_t s;
     small_spec(&s);
@@ -191,6 +206,7 @@ static void test_placement_errors_are_clear(void) {
     CHECK(strstr(err.msg, "twice") != NULL);
     CHECK(model_placement_parse("cpu:0,gpu:1", NULL, &pl, &err) < 0);
     CHECK(strstr(err.msg, "mixed") != NULL);
+    CHECK(model_placement_parse("cpu-staged:0,cpu:1", NULL, &pl, &err) < 0);
     CHECK(model_placement_parse("tpu:0", NULL, &pl, &err) < 0);
     CHECK(model_placement_parse("cpu:0,cpu:1", "pipeline", &pl, &err) < 0);
     model_device_t dev;
@@ -237,6 +253,7 @@ int main(int argc, char **argv) {
         {"two_columns_equal_one_device", test_two_columns_equal_one_device},
         {"three_columns_equal_one_device", test_three_columns_equal_one_device},
         {"data_parallel_equals_one_device", test_data_parallel_equals_one_device},
+        {"staged_devices_equal_one_device", test_staged_devices_equal_one_device},
         {"model_file_is_the_same_from_any_placement", test_model_file_is_the_same_from_any_placement},
         {"placement_errors_are_clear", test_placement_errors_are_clear},
     };
