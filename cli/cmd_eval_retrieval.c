@@ -114,6 +114,8 @@ static int usage(FILE *f) {
             "  --bits LIST       code lengths for the ITQ/LSH rows (default 32,64,256)\n"
             "  --pixels          add the raw-pixel row (Fashion-MNIST by id; default on)\n"
             "  --no-pixels\n"
+            "  --no-fc7          leave out the FC7 (L2) row (the slowest; it does not depend\n"
+            "                    on the codes)\n"
             "  --query-limit N   the first N queries only\n"
             "  --db-limit N      the first N database rows only\n"
             "  --train-limit N   rows ITQ/LSH are fitted on (default 20000, evenly the first)\n"
@@ -138,7 +140,7 @@ static int parse_list(const char *s, int *out, int max) {
 int cmd_eval_retrieval(int argc, char **argv) {
     const char *dbp = NULL, *qp = NULL, *csvp = NULL, *outp = NULL;
     const char *ae_path[AE_MAX_BITS + 1] = {0};
-    int bits[MAX_BITS_ROWS] = {32, 64, 256}, nbits = 3, pixels = 1, itq_iters = 50;
+    int bits[MAX_BITS_ROWS] = {32, 64, 256}, nbits = 3, pixels = 1, fc7 = 1, itq_iters = 50;
     int radii[16] = {0, 1, 2, 3, 4}, nradii = 5, short_bits = 32, long_bits = 256;
     long qlimit = 0, dblimit = 0, train_limit = 20000;
     for (int i = 1; i < argc; i++) {
@@ -146,6 +148,7 @@ int cmd_eval_retrieval(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         if (!strcmp(a, "--pixels")) { pixels = 1; continue; }
         if (!strcmp(a, "--no-pixels")) { pixels = 0; continue; }
+        if (!strcmp(a, "--no-fc7")) { fc7 = 0; continue; }
         if (i + 1 >= argc) {
             fprintf(stderr, "eval-retrieval: %s needs a value (or is unknown)\n", a);
             return usage(stderr);
@@ -216,8 +219,10 @@ int cmd_eval_retrieval(int argc, char **argv) {
             fprintf(stderr, "eval-retrieval: raw pixels skipped: %s\n", err.msg);
         free(pdb), free(pq);
     }
-    if (ae_eval_l2(xq, nq, xdb, ndb, dim, lq, ldb, &r, &err)) goto fail;
-    add_row(&c, "FC7 (L2)", &r, dim * 4.0, l2_qps(xq, nqps, xdb, ndb, dim));
+    if (fc7) {
+        if (ae_eval_l2(xq, nq, xdb, ndb, dim, lq, ldb, &r, &err)) goto fail;
+        add_row(&c, "FC7 (L2)", &r, dim * 4.0, l2_qps(xq, nqps, xdb, ndb, dim));
+    }
 
     /* Codes kept for the two-stage rows. */
     uint8_t *short_db = NULL, *short_q = NULL, *long_db = NULL, *long_q = NULL;
