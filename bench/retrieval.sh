@@ -5,7 +5,11 @@
 # (raw pixels, FC7, AE, ITQ, LSH, two-stage) and the precision-recall plot.
 #
 # usage: bench/retrieval.sh MODEL OUTDIR [AE_LIMIT]
-#   AE_LIMIT: training rows per autoencoder (default 20000; 60000 for all)
+#   AE_LIMIT: training rows per autoencoder (default 20000: more training
+#   rows or epochs lowered the mAP, docs/retrieval.md)
+# The autoencoders: L2-normalised FC7 with one common scale, code balance
+# term 0.03, lr 0.0001, 8 epochs, the noise (std 4) ramped in over 6 (about
+# 2 minutes each on 2 cores).
 set -euo pipefail
 MODEL=$1
 OUT=$2
@@ -18,7 +22,8 @@ mkdir -p "$OUT"
 for bits in 32 64 256; do
   [ -f "$OUT/ae$bits.imgret" ] ||
     "$IMGRET" ae-train --features "$OUT/train.feat" -o "$OUT/ae$bits.imgret" --bits "$bits" \
-      --hidden 512,128 --epochs 8 --noise-ramp 6 --lr 0.0003 --standardise per-dim \
+      --hidden 512,128 --epochs 8 --noise-ramp 6 --lr 0.0001 --standardise global \
+      --normalise l2 --balance 0.03 \
       --limit "$AE_LIMIT"
 done
 "$IMGRET" eval-retrieval --db "$OUT/train.feat" --queries "$OUT/test.feat" \
