@@ -190,10 +190,14 @@ static int stage_ae(demo_t *d) {
     char epochs[32], ramp[32];
     snprintf(epochs, sizeof epochs, "%d", d->ae_epochs);
     snprintf(ramp, sizeof ramp, "%d", d->ae_epochs > 2 ? d->ae_epochs - 2 : 1);
-    char *argv[] = {NULL,         "ae-train", "--features", d->feat, "-o",          d->ae,
-                    "--bits",     "64",       "--hidden",   "512,128", "--epochs",  epochs,
-                    "--noise-ramp", ramp,     "--lr",       "0.0003", "--standardise", "per-dim",
-                    "--limit",    "20000",    NULL};
+    /* The recipe of docs/retrieval.md (AE-64 mAP 0.834 against ITQ-64's 0.834
+     * on the 14-epoch model): L2-normalised FC7, one scale, a balance term
+     * so that no bit stays constant, 20,000 rows. */
+    char *argv[] = {NULL,           "ae-train",  "--features",   d->feat,   "-o",
+                    d->ae,          "--bits",    "64",           "--hidden", "512,128",
+                    "--epochs",     epochs,      "--noise-ramp", ramp,      "--lr",
+                    "0.0001",       "--standardise", "global",   "--normalise", "l2",
+                    "--balance",    "0.03",      "--limit",      "20000",   NULL};
     int rc = run_child(d, argv);
     if (rc != 0 || !file_exists(d->ae)) return stop_here(3, rc);
     return 0;
