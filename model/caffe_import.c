@@ -459,19 +459,8 @@ static int read_mean(model_norm_t *norm, const char *path, util_err_t *err) {
  * faulted in ahead (MAP_POPULATE): one pass over the page cache instead of a
  * trap per page. */
 static int map_file(const char *path, const uint8_t **out, size_t *len, util_err_t *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return util_fail(err, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > MODEL_FILE_MAX_BYTES) {
-        close(fd);
-        return util_fail(err, "%s: %lld bytes, more than the %llu this reader accepts", path,
-                         (long long)st.st_size, (unsigned long long)MODEL_FILE_MAX_BYTES);
-    }
-    *len = (size_t)st.st_size;
+    int fd;
+    if (ix_open_regular(path, MODEL_FILE_MAX_BYTES, &fd, len, err)) return -1;
     /* An empty file maps one page of zeros: protobuf-c then sees 0 bytes. */
     void *p = mmap(NULL, *len ? *len : 1, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     int e = errno;

@@ -13,10 +13,8 @@
 
 /* ------------------------------------------------------------ file reading */
 
-int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
-                 util_err_t *err) {
-    *out = NULL;
-    *len = 0;
+int ix_open_regular(const char *path, uint64_t max_bytes, int *fd_out, size_t *len,
+                    util_err_t *err) {
     int fd = open(path, O_RDONLY);
     if (fd < 0) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
@@ -29,7 +27,18 @@ int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *le
         return util_fail(err, "%s: %lld bytes, more than the %llu this reader accepts", path,
                          (long long)st.st_size, (unsigned long long)max_bytes);
     }
-    size_t n = (size_t)st.st_size;
+    *fd_out = fd;
+    *len = (size_t)st.st_size;
+    return 0;
+}
+
+int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
+                 util_err_t *err) {
+    *out = NULL;
+    *len = 0;
+    int fd;
+    size_t n;
+    if (ix_open_regular(path, max_bytes, &fd, &n, err)) return -1;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
         close(fd);

@@ -12,6 +12,10 @@
 
 /* ------------------------------------------------------------ file reading */
 
+/* Opens path read-only after checking it is a regular file of at most
+ * max_bytes; *fd_out and *len receive the descriptor and the size. */
+int ix_open_regular(const char *path, uint64_t max_bytes, int *fd_out, size_t *len,
+                    util_err_t *err);
 /* Reads a whole file of at most max_bytes (checked against its size before
  * anything is allocated). *out is malloc'd; the caller frees it. */
 int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
