@@ -105,7 +105,7 @@ static int search(index_t *ix, long long id, const char *features, long row, int
 
 int cmd_index(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help")) return usage(argc < 2 ? stderr : stdout);
-    const char *cmd = argv[1], *dir = NULL, *features = NULL, *fc7 = NULL, *code = "";
+    const char *cmd = argv[1], *dir = NULL, *features = NULL, *fc7 = NULL, *code = NULL;
     long long id = -1, row = -1, k = 10;
     int first_id = 0;
     for (int i = 2; i < argc; i++) {
@@ -148,8 +148,11 @@ int cmd_index(int argc, char **argv) {
     index_options_t opt;
     index_options_default(&opt);
     opt.log = log_line;
+    /* Elsewhere than build, NULL keeps what the index was built with. A new
+     * index gets no code index unless asked (the features may have codes
+     * that are only looked up). */
     opt.fc7_factory = fc7;
-    opt.code_factory = code;
+    opt.code_factory = code ? code : !strcmp(cmd, "build") ? "" : NULL;
     util_err_t err = {{0}};
     if (!strcmp(cmd, "build")) {
         if (!features) return usage(stderr);

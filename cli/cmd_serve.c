@@ -25,8 +25,8 @@ static int usage(FILE *f) {
             "  --timeout S        per request (default 30)\n"
             "  --token T          bearer token required (see --token-scope)\n"
             "  --token-scope S    write (Add, Remove; default) or all (every RPC, /thumb, /metrics)\n"
-            "  --fc7-index F      FAISS factory for FC7 (default Flat)\n"
-            "  --code-index F     FAISS factory for codes (default BFlat)\n"
+            "  --fc7-index F      FAISS factory for FC7 (default: the store's, else Flat)\n"
+            "  --code-index F     FAISS factory for codes (default: the store's, else BFlat)\n"
             "SIGTERM or SIGINT: stop accepting, finish what is running, snapshot, exit 0.\n");
     return f == stdout ? 0 : 2;
 }

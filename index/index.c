@@ -312,8 +312,26 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         index_free(ix);
         return NULL;
     }
-    const char *factories[2] = {opt->fc7_factory ? opt->fc7_factory : "Flat",
-                                opt->code_factory ? opt->code_factory : "BFlat"};
+    /* The factories: as given, else as the store was last opened with, else
+     * the defaults; the choice is written back so the next open keeps it. */
+    static const char *setting[2] = {"fc7_factory", "code_factory"};
+    const char *given[2] = {opt->fc7_factory, opt->code_factory};
+    char stored[2][64], factories[2][64];
+    int found[2];
+    for (int k = 0; k < 2; k++) {
+        found[k] = store_setting_get(ix->store, setting[k], stored[k], sizeof stored[k], err);
+        if (found[k] < 0) {
+            index_free(ix);
+            return NULL;
+        }
+        const char *f = given[k] ? given[k] : found[k] ? stored[k] : k == INDEX_FC7 ? "Flat" : "BFlat";
+        if (strlen(f) >= sizeof factories[k]) {
+            util_fail(err, "%s factory '%s' is too long", k == INDEX_FC7 ? "FC7" : "code", f);
+            index_free(ix);
+            return NULL;
+        }
+        snprintf(factories[k], sizeof factories[k], "%s", f);
+    }
     int dims[2] = {store_fc7_dim(ix->store), store_code_bits(ix->store)};
     for (int k = 0; k < 2; k++) {
         slot_t *s = &ix->slot[k];
@@ -374,6 +392,13 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         index_free(ix);
         return NULL;
     }
+    /* Kept only once they worked: a mistyped factory is not remembered. */
+    for (int k = 0; k < 2; k++)
+        if ((!found[k] || strcmp(stored[k], factories[k])) &&
+            store_setting_set(ix->store, setting[k], factories[k], err)) {
+            index_free(ix);
+            return NULL;
+        }
     snprintf(ix->opened_from, sizeof ix->opened_from, "FC7: %s; code: %s", how[0], how[1]);
     return ix;
 }

@@ -72,6 +72,13 @@ int store_fc7_dim(const store_t *store);
 int store_code_bits(const store_t *store);
 /* A random identity given to the store at creation (32 hex digits). */
 const char *store_uuid(const store_t *store);
+
+/* The store's own settings (the index factories, so that a reopen without
+ * them keeps what the index was built with). store_setting_get copies the
+ * value of key into buf and returns 1, 0 when it was never set, -1 on error;
+ * keys are plain names ("fc7_factory"), values text. */
+int store_setting_get(store_t *store, const char *key, char *buf, size_t cap, util_err_t *err);
+int store_setting_set(store_t *store, const char *key, const char *value, util_err_t *err);
 /* Items now in the store, and the sequence number of the last change (0 for
  * a store never changed). -1 on error. */
 int64_t store_count(store_t *store, util_err_t *err);
@@ -137,8 +144,10 @@ typedef struct index_options {
     /* FAISS factory strings. FC7: "Flat" (exact), "IVF<n>,Flat" (k-means
      * trained from the store once it holds n vectors), "HNSW<M>". Codes:
      * "BFlat" (exact), "BHash<b>" (hash on the first b bits), "BHash<m>x<b>"
-     * (multi-index hashing: m tables of b bits). NULL: "Flat" / "BFlat";
-     * "": no index of that kind. Ids are carried by an IDMap either way. */
+     * (multi-index hashing: m tables of b bits). NULL: what the store was
+     * last opened with, and "Flat" / "BFlat" for a new store; "": no index of
+     * that kind. The choice is kept in the store. Ids are carried by an IDMap
+     * either way. */
     const char *fc7_factory;
     const char *code_factory;
     int nprobe;    /* IVF lists visited per query; 0: 16 */

@@ -277,6 +277,24 @@ void store_free(store_t *s) {
     free(s);
 }
 
+static int setting_key(const char *key, char *full, size_t cap, util_err_t *err) {
+    if (!key || !*key || strlen(key) > 60) return util_fail(err, "store: bad setting name");
+    snprintf(full, cap, "setting.%s", key);
+    return 0;
+}
+
+int store_setting_get(store_t *s, const char *key, char *buf, size_t cap, util_err_t *err) {
+    char full[80];
+    if (!s || !buf || setting_key(key, full, sizeof full, err)) return -1;
+    return meta_get(s, full, buf, cap, err);
+}
+
+int store_setting_set(store_t *s, const char *key, const char *value, util_err_t *err) {
+    char full[80];
+    if (!s || !value || setting_key(key, full, sizeof full, err)) return -1;
+    return meta_set(s, full, value, err);
+}
+
 int store_fc7_dim(const store_t *s) { return s->fc7_dim; }
 int store_code_bits(const store_t *s) { return s->code_bits; }
 const char *store_uuid(const store_t *s) { return s->uuid; }

@@ -42,8 +42,8 @@ typedef struct srv_options {
     double timeout_s;       /* per request, from arrival to reply; 0: 30 s */
     const char *token;      /* bearer token, or NULL: open */
     int token_all;          /* 1: every RPC and /thumb, /metrics need it; 0: Add, Remove */
-    const char *fc7_factory;  /* FAISS factory for FC7 (NULL: Flat) */
-    const char *code_factory; /* for codes (NULL: BFlat when there are codes) */
+    const char *fc7_factory;  /* FAISS factory for FC7 (NULL: the store's, else Flat) */
+    const char *code_factory; /* for codes (NULL: the store's, else BFlat) */
     srv_log_fn log;
     void *log_ctx;
     /* Called by srv_run once the signal handlers are in place, just before

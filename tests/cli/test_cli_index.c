@@ -188,6 +188,22 @@ static void test_stats_reports_counts(void) {
               "stdout: %s", r.out);
 }
 
+/* An index built as HNSW stays HNSW when later commands name no factory
+ * (it was silently reopened as Flat and rebuilt). */
+static void test_commands_keep_the_built_factory(void) {
+    char hdir[600];
+    path_in(hdir, sizeof hdir, "hnsw");
+    run_result_t r;
+    run_index(&r, "build", "--dir", hdir, "--features", feats, "--fc7", "HNSW8", NULL);
+    CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+    run_index(&r, "add", "--dir", hdir, "--features", more, NULL);
+    CHECK_MSG(r.status == 0, "exit %d: %s", r.status, r.err);
+    run_index(&r, "stats", "--dir", hdir, NULL);
+    CHECK_MSG(r.status == 0 && strstr(r.out, "fc7 dim 16 (HNSW8, 25 vectors)") &&
+                  strstr(r.out, "FC7: snapshot"),
+              "stdout: %s stderr: %s", r.out, r.err);
+}
+
 static void test_unknown_id_fails_and_changes_nothing(void) {
     run_result_t r;
     /* One transaction: the known id 106 stays because 99999 is unknown. */
@@ -287,7 +303,7 @@ static void rm_tree(const char *path) {
 static const test_case_t tests[] = {
     T(test_build_then_search_finds_each_item_itself),
     T(test_add_then_remove),
-    T(test_stats_reports_counts),
+    T(test_stats_reports_counts), T(test_commands_keep_the_built_factory),
     T(test_unknown_id_fails_and_changes_nothing),
     T(test_missing_store_is_an_error_not_a_new_store),
     T(test_wrong_dimension_is_refused),

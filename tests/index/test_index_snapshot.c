@@ -325,7 +325,61 @@ static void test_automatic_snapshots_follow_snapshot_every(void) {
     fx_rmdir(dir);
 }
 
+/* A reopen that names no factory keeps the one the index was built with
+ * (from the store, not from the snapshot file), a named one replaces it, and a
+ * factory that fails to open is not remembered. */
+static void test_reopen_without_factories_keeps_the_built_ones(void) {
+    setup();
+    char dir[256];
+    fx_tmpdir(dir, sizeof dir, "keep");
+    index_options_t o;
+    opts(&o, "HNSW16", "BHash16");
+    util_err_t err;
+    index_t *ix = index_open(dir, &o, &err);
+    CHECK_MSG(ix != NULL, "%s", err.msg);
+    if (!ix) return;
+    CHECK(add_range(ix, 0, N) == 0);
+    CHECK_MSG(index_snapshot(ix, &err) == 0, "%s", err.msg);
+    index_free(ix);
+
+    index_stats_t st;
+    opts(&o, NULL, NULL);
+    g_log[0] = 0;
+    ix = index_open(dir, &o, &err);
+    CHECK_MSG(ix != NULL, "%s", err.msg);
+    if (!ix) return;
+    CHECK(index_stats(ix, &st, &err) == 0);
+    CHECK_MSG(!strcmp(st.fc7_factory, "HNSW16") && !strcmp(st.code_factory, "BHash16"), "%s / %s",
+              st.fc7_factory, st.code_factory);
+    CHECK_MSG(strstr(st.opened_from, "FC7: snapshot") && strstr(st.opened_from, "code: snapshot"),
+              "%s", st.opened_from);
+    CHECK_MSG(g_log[0] == 0, "%s", g_log);
+    index_free(ix);
+
+    opts(&o, "NoSuchIndex", NULL);
+    CHECK(index_open(dir, &o, &err) == NULL);
+    opts(&o, "Flat", NULL);
+    ix = index_open(dir, &o, &err);
+    CHECK_MSG(ix != NULL, "%s", err.msg);
+    if (!ix) return;
+    CHECK(index_stats(ix, &st, &err) == 0);
+    CHECK(!strcmp(st.fc7_factory, "Flat") && strstr(st.opened_from, "FC7: rebuilt"));
+    CHECK(index_snapshot(ix, &err) == 0);
+    index_free(ix);
+    opts(&o, NULL, NULL);
+    ix = index_open(dir, &o, &err);
+    CHECK_MSG(ix != NULL, "%s", err.msg);
+    if (!ix) return;
+    CHECK(index_stats(ix, &st, &err) == 0);
+    CHECK_MSG(!strcmp(st.fc7_factory, "Flat") && !strcmp(st.code_factory, "BHash16") &&
+                  strstr(st.opened_from, "FC7: snapshot"),
+              "%s / %s: %s", st.fc7_factory, st.code_factory, st.opened_from);
+    index_free(ix);
+    fx_rmdir(dir);
+}
+
 TEST_MAIN(T(test_reopened_snapshot_answers_like_the_live_index),
+          T(test_reopen_without_factories_keeps_the_built_ones),
           T(test_changes_after_a_snapshot_are_replayed),
           T(test_corrupt_snapshot_is_rebuilt_with_a_log_line),
           T(test_truncated_snapshot_is_rebuilt_with_a_log_line),
