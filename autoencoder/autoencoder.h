@@ -178,10 +178,15 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
 void ae_hash_table_free(ae_hash_table_t *t); /* accepts NULL */
 
 /* ae_two_stage_search with the shortlist from the table: the same result
- * (ties by index), without scanning the database's short codes. */
+ * (ties by index). Small balls are looked up address by address; when the
+ * ball has more addresses than an eighth of the database, one pass over the
+ * contiguous short codes (8 bytes an item) is cheaper and is used instead. */
 size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_short,
                                  const uint8_t *q_long, const uint8_t *db_long, int long_bytes,
                                  int radius, size_t k, uint32_t *ids, size_t *scanned);
+/* 1 when ae_two_stage_search_table scans the short codes at this radius,
+ * 0 when it looks the ball's addresses up. */
+int ae_two_stage_scans(const ae_hash_table_t *t, int radius);
 
 /* Precision-recall at 11 recall levels (0, 0.1, ..., 1), interpolated
  * (the best precision at any recall >= the level). */

@@ -56,16 +56,46 @@ static size_t topk_insert(uint16_t *dist, uint32_t *ids, size_t have, size_t k, 
     return have;
 }
 
+/* Hamming distance over a fixed number of 64-bit words: with a constant
+ * `words` the compiler unrolls it into loads, xors and popcounts. */
+static inline int ham_words(const uint8_t *a, const uint8_t *b, int words) {
+    int d = 0;
+    for (int w = 0; w < words; w++) {
+        uint64_t x, y;
+        memcpy(&x, a + 8 * w, 8);
+        memcpy(&y, b + 8 * w, 8);
+        d += __builtin_popcountll(x ^ y);
+    }
+    return d;
+}
+
+static inline int ham_u32(const uint8_t *a, const uint8_t *b) {
+    uint32_t x, y;
+    memcpy(&x, a, 4);
+    memcpy(&y, b, 4);
+    return __builtin_popcount(x ^ y);
+}
+
+#define KNN_LOOP(DIST)                                                                      \
+    for (size_t i = 0; i < n; i++) {                                                         \
+        uint16_t di = (uint16_t)(DIST);                                                      \
+        if (have < k || di < dist[k - 1]) have = topk_insert(dist, ids, have, k, di, (uint32_t)i); \
+    }
+
 size_t ae_hamming_knn(const uint8_t *q, const uint8_t *db, size_t n, int bytes, size_t k,
                       uint32_t *ids, uint16_t *dist) {
     if (k > n) k = n;
     if (k == 0) return 0;
     /* Keep a sorted list of the best k (k is small: 10-100): an insertion
-     * happens only for a distance below the current k-th. */
+     * happens only for a distance below the current k-th. The common code
+     * lengths get an unrolled distance. */
     size_t have = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint16_t di = (uint16_t)ae_hamming(q, db + i * bytes, bytes);
-        have = topk_insert(dist, ids, have, k, di, (uint32_t)i);
+    switch (bytes) {
+    case 4: KNN_LOOP(ham_u32(q, db + i * 4)); break;
+    case 8: KNN_LOOP(ham_words(q, db + i * 8, 1)); break;
+    case 16: KNN_LOOP(ham_words(q, db + i * 16, 2)); break;
+    case 32: KNN_LOOP(ham_words(q, db + i * 32, 4)); break;
+    default: KNN_LOOP(ae_hamming(q, db + i * (size_t)bytes, bytes)); break;
     }
     return have;
 }
@@ -126,7 +156,9 @@ typedef struct slot {
 
 struct ae_hash_table {
     int bits, bytes;
-    uint32_t *ids; /* item ids sorted by code, then id */
+    size_t n;
+    uint64_t *codes; /* by item id: the scan path's contiguous short codes */
+    uint32_t *ids;   /* item ids sorted by code, then id */
     slot_t *slots;
     size_t mask;
 };
@@ -163,9 +195,10 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
     while (cap < 2 * n) cap *= 2;
     if (t) {
         t->ids = malloc((n ? n : 1) * sizeof *t->ids);
+        t->codes = malloc((n ? n : 1) * sizeof *t->codes);
         t->slots = calloc(cap, sizeof *t->slots);
     }
-    if (!t || !k || !t->ids || !t->slots) {
+    if (!t || !k || !t->ids || !t->codes || !t->slots) {
         free(k);
         ae_hash_table_free(t);
         util_fail(err, "hash table: out of memory");
@@ -174,7 +207,11 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
     t->bits = bits;
     t->bytes = ae_code_bytes(bits);
     t->mask = cap - 1;
-    for (size_t i = 0; i < n; i++) k[i] = (keyed_t){code_u64(codes + i * t->bytes, t->bytes), (uint32_t)i};
+    t->n = n;
+    for (size_t i = 0; i < n; i++) {
+        t->codes[i] = code_u64(codes + i * t->bytes, t->bytes);
+        k[i] = (keyed_t){t->codes[i], (uint32_t)i};
+    }
     qsort(k, n, sizeof *k, cmp_keyed);
     for (size_t i = 0; i < n;) {
         size_t j = i;
@@ -191,6 +228,7 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
 void ae_hash_table_free(ae_hash_table_t *t) {
     if (!t) return;
     free(t->ids);
+    free(t->codes);
     free(t->slots);
     free(t);
 }
@@ -204,6 +242,27 @@ typedef struct probe {
     uint16_t *dist;
 } probe_t;
 
+/* A shortlisted item: its long-code distance, into the best k (ties by id). */
+static void consider(probe_t *p, uint32_t id) {
+    uint16_t di = (uint16_t)(p->long_bytes == 32
+                                 ? ham_words(p->q_long, p->db_long + (size_t)id * 32, 4)
+                                 : ae_hamming(p->q_long, p->db_long + (size_t)id * p->long_bytes,
+                                              p->long_bytes));
+    if (p->k == 0) return;
+    /* Ties by id: a later id with an equal distance goes after. */
+    if (p->have == p->k &&
+        (di > p->dist[p->k - 1] || (di == p->dist[p->k - 1] && id > p->ids[p->k - 1])))
+        return;
+    size_t pos = p->have < p->k ? p->have++ : p->k - 1;
+    while (pos > 0 && (p->dist[pos - 1] > di || (p->dist[pos - 1] == di && p->ids[pos - 1] > id))) {
+        p->dist[pos] = p->dist[pos - 1];
+        p->ids[pos] = p->ids[pos - 1];
+        pos--;
+    }
+    p->dist[pos] = di;
+    p->ids[pos] = id;
+}
+
 static void visit(probe_t *p, uint64_t addr) {
     const ae_hash_table_t *t = p->t;
     size_t h = mix64(addr) & t->mask;
@@ -211,24 +270,7 @@ static void visit(probe_t *p, uint64_t addr) {
     const slot_t *s = &t->slots[h];
     if (!s->count) return;
     p->scanned += s->count;
-    for (uint32_t m = 0; m < s->count; m++) {
-        uint32_t id = t->ids[s->start + m];
-        uint16_t di = (uint16_t)ae_hamming(p->q_long, p->db_long + (size_t)id * p->long_bytes,
-                                           p->long_bytes);
-        if (p->k == 0) continue;
-        /* Ties by id: a later id with an equal distance goes after. */
-        if (p->have == p->k && (di > p->dist[p->k - 1] ||
-                                (di == p->dist[p->k - 1] && id > p->ids[p->k - 1])))
-            continue;
-        size_t pos = p->have < p->k ? p->have++ : p->k - 1;
-        while (pos > 0 && (p->dist[pos - 1] > di || (p->dist[pos - 1] == di && p->ids[pos - 1] > id))) {
-            p->dist[pos] = p->dist[pos - 1];
-            p->ids[pos] = p->ids[pos - 1];
-            pos--;
-        }
-        p->dist[pos] = di;
-        p->ids[pos] = id;
-    }
+    for (uint32_t m = 0; m < s->count; m++) consider(p, t->ids[s->start + m]);
 }
 
 /* Every address that differs from addr in `left` more bits, all at
@@ -239,12 +281,39 @@ static void flips(probe_t *p, uint64_t addr, int from, int left) {
     for (int b = from; b < p->t->bits; b++) flips(p, addr ^ ((uint64_t)1 << b), b + 1, left - 1);
 }
 
+/* Addresses within Hamming distance r of a `bits`-bit code (capped). */
+static double ball_size(int bits, int r) {
+    double total = 0, c = 1; /* C(bits, d) */
+    for (int d = 0; d <= r && d <= bits; d++) {
+        total += c;
+        c = c * (bits - d) / (d + 1);
+    }
+    return total;
+}
+
+int ae_two_stage_scans(const ae_hash_table_t *t, int radius) {
+    /* A lookup (hash, probe, a cache miss) costs about as much as scanning
+     * 8 contiguous short codes: past that, one pass over the codes wins. */
+    return ball_size(t->bits, radius < 0 ? 0 : radius) * 8.0 > (double)t->n;
+}
+
 size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_short,
                                  const uint8_t *q_long, const uint8_t *db_long, int long_bytes,
                                  int radius, size_t k, uint32_t *ids, size_t *scanned) {
     uint16_t dist_buf[1024];
     probe_t p = {t, q_long, db_long, long_bytes, k < 1024 ? k : 1024, 0, 0, ids, dist_buf};
-    flips(&p, code_u64(q_short, t->bytes), 0, radius < 0 ? 0 : radius);
+    const uint64_t q = code_u64(q_short, t->bytes);
+    if (radius < 0) radius = 0;
+    if (ae_two_stage_scans(t, radius)) {
+        const uint64_t *c = t->codes;
+        for (size_t i = 0; i < t->n; i++) {
+            if (__builtin_popcountll(c[i] ^ q) > radius) continue;
+            p.scanned++;
+            consider(&p, (uint32_t)i);
+        }
+    } else {
+        flips(&p, q, 0, radius);
+    }
     *scanned = p.scanned;
     return p.have;
 }

@@ -86,14 +86,17 @@ static void test_hamming_ranking_equals_brute_force(void) {
     util_err_t err;
     ae_hash_table_t *t = ae_hash_table_create(sc, N, 20, &err);
     CHECK(t != NULL);
+    int paths = 0; /* both shortlist methods (lookup, scan) are exercised */
     for (int r = 0; t && r <= 6; r++) {
         uint32_t a[10], b[10];
         size_t sa, sb;
+        paths |= 1 << ae_two_stage_scans(t, r);
         size_t na = ae_two_stage_search(qs, ql, sc, dbl, N, 3, 32, r, 10, a, &sa);
         size_t nb = ae_two_stage_search_table(t, qs, ql, dbl, 32, r, 10, b, &sb);
         CHECK(na == nb && sa == sb);
         CHECK(!memcmp(a, b, na * sizeof a[0]));
     }
+    CHECK(paths == 3);
     ae_hash_table_free(t);
 }
 
