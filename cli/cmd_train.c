@@ -136,7 +136,9 @@ static int usage(FILE *f) {
             "  --epochs N         (default 30)\n"
             "  --batch N          (default 128, the paper's)\n"
             "  --lr X             initial learning rate (default 0.01, the paper's)\n"
-            "  --schedule S       plateau (default: /10 when val error stops improving) | step\n"
+            "  --schedule S       plateau (default: /10 when val error stops improving) | step |\n"
+            "                     linear (to 0 at the last step) | cosine (to 0, half a cosine)\n"
+            "  --warmup X         ramp the lr up linearly over the first X epochs (default 0)\n"
             "  --patience N       plateau epochs before a drop (default 2)\n"
             "  --step-epochs N    step schedule: epochs between drops (default 10)\n"
             "  --bias-init B      paper (1 in conv2,4,5,fc6,7; default) | caffe (0.1) | zero\n"
@@ -145,6 +147,7 @@ static int usage(FILE *f) {
             "  --last-std X       N(0, X) for the classifier (last) layer only (default: as the\n"
             "                     others; small values keep the first logits near uniform)\n"
             "  --input-scale X    multiply the mean-subtracted 0..255 input by X (default 1, the paper's)\n"
+"  --dropout X        dropout probability of fc6 and fc7 (default 0.5, the paper's)\n"
             "  --lighting X       PCA lighting alpha std (default 0.1, the paper's; 0 off)\n"
             "  --no-mirror        no horizontal mirrors\n"
             "  --limit N          use the first N training images (for quick runs)\n"
@@ -172,6 +175,7 @@ int cmd_train(int argc, char **argv) {
     int he = 0;
     float last_std = 0.0f;
     float input_scale = 0.0f;
+    float dropout = -1.0f;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help")) return usage(stdout);
@@ -186,7 +190,15 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--epochs")) o.epochs = atoi(v);
         else if (!strcmp(a, "--batch")) o.batch = atoi(v);
         else if (!strcmp(a, "--lr")) o.sgd.lr = (float)atof(v);
-        else if (!strcmp(a, "--schedule")) o.schedule = !strcmp(v, "step") ? MODEL_LR_STEP : MODEL_LR_PLATEAU;
+        else if (!strcmp(a, "--schedule")) {
+            if (!strcmp(v, "plateau")) o.schedule = MODEL_LR_PLATEAU;
+            else if (!strcmp(v, "step")) o.schedule = MODEL_LR_STEP;
+            else if (!strcmp(v, "linear")) o.schedule = MODEL_LR_LINEAR;
+            else if (!strcmp(v, "cosine")) o.schedule = MODEL_LR_COSINE;
+            else return usage(stderr);
+        }
+        else if (!strcmp(a, "--warmup")) o.warmup_epochs = (float)atof(v);
+        else if (!strcmp(a, "--dropout")) dropout = (float)atof(v);
         else if (!strcmp(a, "--patience")) o.patience = atoi(v);
         else if (!strcmp(a, "--step-epochs")) o.step_epochs = atoi(v);
         else if (!strcmp(a, "--bias-init")) bias = v;
@@ -222,6 +234,14 @@ int cmd_train(int argc, char **argv) {
     int last_param_layer = -1;
     for (int i = 0; i < spec.n_layers; i++)
         if (spec.layer[i].kind == MODEL_CONV || spec.layer[i].kind == MODEL_FC) last_param_layer = i;
+    if (dropout >= 0) {
+        if (!(dropout < 1)) {
+            util_fail(&err, "--dropout %g: a probability below 1 is needed", (double)dropout);
+            goto fail;
+        }
+        for (int i = 0; i < spec.n_layers; i++)
+            if (spec.layer[i].kind == MODEL_DROPOUT) spec.layer[i].dropout = dropout;
+    }
     for (int i = 0; i < spec.n_layers; i++) {
         model_layer_spec_t *l = &spec.layer[i];
         if (l->kind != MODEL_CONV && l->kind != MODEL_FC) continue;

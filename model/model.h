@@ -350,6 +350,8 @@ void model_net_sgd_step(model_net_t *net, const model_sgd_t *sgd);
 typedef enum model_lr_schedule {
     MODEL_LR_PLATEAU = 0, /* divide when val top-1 error has not improved for `patience` epochs */
     MODEL_LR_STEP = 1,    /* divide every `step_epochs` epochs */
+    MODEL_LR_LINEAR = 2,  /* per step, linearly from lr to 0 over the whole run */
+    MODEL_LR_COSINE = 3,  /* per step, lr * (1 + cos(pi * done / total)) / 2 */
 } model_lr_schedule_t;
 
 typedef struct model_train_opts {
@@ -361,6 +363,9 @@ typedef struct model_train_opts {
     int step_epochs;  /* step: epochs between drops */
     float lr_factor;  /* 0.1 */
     int max_lr_drops; /* 3 */
+    /* Linear warm-up from lr / steps to lr over the first warmup_epochs
+     * (fractional) epochs' steps, on top of any schedule; 0: none. */
+    float warmup_epochs;
     /* Data: the stored geometry, crop, augmentation and normalisation. */
     data_prep_t prep;
     int crop;
@@ -392,7 +397,8 @@ typedef struct model_epoch_metrics {
 typedef struct model_train_state {
     int epoch;       /* the epoch in progress (0-based) */
     size_t step;     /* batches of that epoch already done */
-    float lr;
+    float lr;        /* the epoch's rate (plateau/step), the initial one otherwise */
+    float last_lr;   /* the rate of the last step run */
     float best_val_top1;
     int bad_epochs, lr_drops;
     /* running sums of the epoch in progress */
@@ -402,6 +408,10 @@ typedef struct model_train_state {
     int n_history;
     model_epoch_metrics_t history[MODEL_MAX_EPOCHS];
 } model_train_state_t;
+
+/* The learning rate of the step (st->epoch, st->step): schedule and warm-up. */
+float model_train_step_lr(const model_train_opts_t *o, const model_train_state_t *st,
+                          size_t steps_per_epoch);
 
 /* A fresh state at epoch 0 with the options' lr. */
 void model_train_state_init(model_train_state_t *st, const model_train_opts_t *opts);

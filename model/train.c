@@ -50,7 +50,9 @@ static int check_opts(const model_net_t *net, const model_train_opts_t *o, util_
         return util_fail(err, "train: crop %d does not match the net's %dx%d input", o->crop,
                          s->in_h, s->in_w);
     if (!(o->sgd.lr > 0) || !(o->sgd.momentum >= 0) || !(o->sgd.weight_decay >= 0) ||
-        !(o->lr_factor > 0 && o->lr_factor <= 1) || o->patience < 1 || o->step_epochs < 1)
+        !(o->lr_factor > 0 && o->lr_factor <= 1) || o->patience < 1 || o->step_epochs < 1 ||
+        !(o->warmup_epochs >= 0 && o->warmup_epochs <= o->epochs) ||
+        o->schedule < MODEL_LR_PLATEAU || o->schedule > MODEL_LR_COSINE)
         return util_fail(err, "train: impossible SGD settings (lr %g, momentum %g, decay %g)",
                          (double)o->sgd.lr, (double)o->sgd.momentum,
                          (double)o->sgd.weight_decay);
@@ -143,6 +145,7 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
 
 /* The learning rate for the next epoch, from the one just finished. */
 static void schedule_lr(const model_train_opts_t *o, model_train_state_t *st, float val_top1) {
+    if (o->schedule == MODEL_LR_LINEAR || o->schedule == MODEL_LR_COSINE) return; /* per step */
     if (o->schedule == MODEL_LR_STEP) {
         if ((st->epoch + 1) % o->step_epochs == 0 && st->lr_drops < o->max_lr_drops) {
             st->lr *= o->lr_factor;
@@ -158,6 +161,24 @@ static void schedule_lr(const model_train_opts_t *o, model_train_state_t *st, fl
         st->lr_drops++;
         st->bad_epochs = 0;
     }
+}
+
+/* The rate of the step about to run: the epoch's rate (st->lr) for the
+ * plateau and step schedules, the per-step decay for linear and cosine, times
+ * the warm-up ramp. A function of (epoch, step) only, so a resumed run
+ * repeats it exactly. */
+float model_train_step_lr(const model_train_opts_t *o, const model_train_state_t *st,
+                          size_t steps_per_epoch) {
+    const double t = (double)st->epoch * (double)steps_per_epoch + (double)st->step;
+    const double total = (double)o->epochs * (double)steps_per_epoch;
+    double lr = st->lr;
+    if (o->schedule == MODEL_LR_LINEAR && total > 0)
+        lr = o->sgd.lr * (1.0 - t / total);
+    else if (o->schedule == MODEL_LR_COSINE && total > 0)
+        lr = o->sgd.lr * 0.5 * (1.0 + cos(3.14159265358979323846 * t / total));
+    const double warm = (double)o->warmup_epochs * (double)steps_per_epoch;
+    if (warm >= 1 && t < warm) lr *= (t + 1.0) / warm;
+    return (float)lr;
 }
 
 int model_train_state_to_checkpoint(const model_train_state_t *st, model_checkpoint_t *ck,
@@ -278,7 +299,8 @@ int model_train(model_net_t *net, const data_dataset_t *train, const data_datase
                     break;
                 }
                 model_sgd_t sgd = opts->sgd;
-                sgd.lr = st->lr;
+                sgd.lr = model_train_step_lr(opts, st, steps);
+                st->last_lr = sgd.lr;
                 model_net_sgd_step(net, &sgd);
                 for (int i = 0; i < n; i++) {
                     int r = label_rank(probs + (size_t)i * classes, classes, labels[i]);
@@ -302,7 +324,9 @@ int model_train(model_net_t *net, const data_dataset_t *train, const data_datase
         model_epoch_metrics_t m;
         memset(&m, 0, sizeof m);
         m.epoch = st->epoch + 1;
-        m.lr = st->lr;
+        m.lr = opts->schedule == MODEL_LR_LINEAR || opts->schedule == MODEL_LR_COSINE
+                   ? st->last_lr
+                   : st->lr;
         m.seconds = st->seconds;
         m.skipped = data_loader_skipped(ld) - skipped_before;
         m.train_loss = st->seen ? (float)(st->loss_sum / (double)st->seen) : 0.0f;

@@ -5,6 +5,7 @@
 #include "test.h"
 #include "data/fixtures.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -100,11 +101,13 @@ static int same_params(model_net_t *a, model_net_t *b) {
 
 /* Trains 2 epochs with a checkpoint file, stopping after stop_after steps,
  * then resumes from the file; compares with a straight run. */
-static void resume_case(int stop_after) {
+static void resume_case(int stop_after, model_lr_schedule_t schedule, float warmup) {
     data_dataset_t *ds = make_data();
     data_prep_t prep = {1, 0, 0};
     data_stats_t *stats = data_stats_compute(ds, &prep, 1, 0, NULL, NULL);
     model_train_opts_t o = opts_for(stats);
+    o.schedule = schedule;
+    o.warmup_epochs = warmup;
     util_err_t err = {{0}};
     char path[] = "/tmp/imgret_test_train_XXXXXX";
     int fd = mkstemp(path);
@@ -144,11 +147,53 @@ static void resume_case(int stop_after) {
 }
 
 static void test_resume_after_one_epoch_is_exact(void) {
-    resume_case(3);
+    resume_case(3, MODEL_LR_PLATEAU, 0);
 }
 
 static void test_resume_in_mid_epoch_is_exact(void) {
-    resume_case(4);
+    resume_case(4, MODEL_LR_PLATEAU, 0);
+}
+
+/* The per-step schedules and the warm-up depend on (epoch, step) only: a
+ * resume in mid-warm-up and mid-decay repeats the straight run. */
+static void test_resume_with_warmup_and_per_step_decay_is_exact(void) {
+    resume_case(2, MODEL_LR_COSINE, 1.0f);
+    resume_case(4, MODEL_LR_LINEAR, 0.5f);
+}
+
+static void test_step_learning_rates(void) {
+    model_train_opts_t o = model_train_defaults();
+    o.epochs = 4;
+    o.sgd.lr = 0.1f;
+    model_train_state_t *st = malloc(sizeof *st);
+    model_train_state_init(st, &o);
+    /* plateau/step: the epoch's rate */
+    st->lr = 0.01f;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.01, 1e-9);
+    /* warm-up over 2 epochs of 10 steps: step t runs at lr (t + 1) / 20 */
+    o.warmup_epochs = 2;
+    st->epoch = 0, st->step = 0;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.01 / 20, 1e-9);
+    st->epoch = 1, st->step = 4;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.01 * 15 / 20, 1e-9);
+    st->epoch = 2, st->step = 0;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.01, 1e-9);
+    /* linear: lr (1 - t / 40) over 4 epochs of 10 steps, whatever st->lr says */
+    o.warmup_epochs = 0;
+    o.schedule = MODEL_LR_LINEAR;
+    st->epoch = 3, st->step = 0;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.1 * 10 / 40, 1e-7);
+    /* cosine: half-way is half the rate, the last step is near 0 */
+    o.schedule = MODEL_LR_COSINE;
+    st->epoch = 2, st->step = 0;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.05, 1e-7);
+    st->epoch = 3, st->step = 9;
+    CHECK(model_train_step_lr(&o, st, 10) < 0.1 * 0.002);
+    /* warm-up multiplies the decay */
+    o.warmup_epochs = 0.5f;
+    st->epoch = 0, st->step = 1;
+    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.1 * 0.5 * (1 + cos(3.14159265358979 * 1 / 40)) * 2 / 5, 1e-7);
+    free(st);
 }
 
 static void test_nan_loss_stops_training_with_a_message(void) {
@@ -260,5 +305,6 @@ static void test_bad_images_are_skipped_by_name_during_training(void) {
 }
 
 TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training), T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
+          T(test_resume_with_warmup_and_per_step_decay_is_exact), T(test_step_learning_rates),
           T(test_nan_loss_stops_training_with_a_message),
           T(test_training_learns_and_ten_crop_evaluates))
