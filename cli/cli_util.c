@@ -144,3 +144,17 @@ int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t 
     if (a->device && model_device_parse(a->device, &pl->device[0], err)) return -1;
     return 0;
 }
+
+int cli_progress_due(cli_progress_t *p, double now, int finished) {
+    if (!finished && now - p->last < (p->tty ? 0.2 : 30.0)) return 0;
+    p->last = now;
+    return 1;
+}
+
+void cli_progress_bar(char bar[CLI_PROGRESS_BAR + 1], size_t done, size_t total) {
+    const int k =
+        total ? (int)((double)CLI_PROGRESS_BAR * (double)done / (double)total) : CLI_PROGRESS_BAR;
+    for (int i = 0; i < CLI_PROGRESS_BAR; i++)
+        bar[i] = i < k ? '#' : '.';
+    bar[CLI_PROGRESS_BAR] = 0;
+}

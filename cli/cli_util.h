@@ -74,4 +74,21 @@ int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value);
 /* The placement the options name (one CPU device when none is given). */
 int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err);
 
+/* A progress line on stderr, redrawn in place with a bar on a terminal and
+ * a plain log line otherwise. */
+typedef struct cli_progress {
+    int tty;     /* isatty(2) */
+    double last; /* util_now() when the last line was printed; 0 before */
+} cli_progress_t;
+
+#define CLI_PROGRESS_BAR 30 /* the bar's width in characters */
+
+/* 1 when a line is due at `now` (util_now()), and then records now as the
+ * last: always when `finished`, else 0.2 s after the last line on a
+ * terminal and 30 s in a log. */
+int cli_progress_due(cli_progress_t *p, double now, int finished);
+/* The bar for done of total: '#' for the part done, '.' for the rest, and
+ * a terminating NUL (a full bar when total is 0). */
+void cli_progress_bar(char bar[CLI_PROGRESS_BAR + 1], size_t done, size_t total);
+
 #endif

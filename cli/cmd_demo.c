@@ -209,18 +209,14 @@ static void index_log(void *ctx, const char *line) {
 }
 
 static void bar(const char *what, size_t done, size_t total, double t0) {
-    static double last;
+    static cli_progress_t progress;
     double now = util_now();
-    int tty = isatty(2);
-    if (done < total && now - last < (tty ? 0.2 : 30.0)) return;
-    last = now;
+    progress.tty = isatty(2);
+    if (!cli_progress_due(&progress, now, done >= total)) return;
     double rate = now > t0 ? (double)done / (now - t0) : 0;
-    if (tty) {
-        char b[31];
-        int k = total ? (int)(30.0 * (double)done / (double)total) : 30;
-        for (int i = 0; i < 30; i++)
-            b[i] = i < k ? '#' : '.';
-        b[30] = 0;
+    if (progress.tty) {
+        char b[CLI_PROGRESS_BAR + 1];
+        cli_progress_bar(b, done, total);
         fprintf(stderr, "\r %s [%s] %zu/%zu  %.0f items/s ", what, b, done, total, rate);
         if (done == total) fputc('\n', stderr);
     } else {

@@ -17,8 +17,8 @@ static void on_sigint(int sig) {
 }
 
 typedef struct extract_ctx {
-    int tty;
-    double t0, last;
+    cli_progress_t progress;
+    double t0;
     size_t first;
     size_t skipped;
 } extract_ctx_t;
@@ -26,15 +26,12 @@ typedef struct extract_ctx {
 static void on_progress(void *p, size_t done, size_t total, size_t rows) {
     extract_ctx_t *c = p;
     double now = util_now();
-    if (done < total && now - c->last < (c->tty ? 0.2 : 30.0)) return;
-    c->last = now;
+    if (!cli_progress_due(&c->progress, now, done >= total)) return;
     double rate = now > c->t0 ? (double)(done - c->first) / (now - c->t0) : 0.0;
     double eta = rate > 0 ? (double)(total - done) / rate : 0.0;
-    if (c->tty) {
-        int width = 30, k = (int)((double)width * (double)done / (double)total);
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < k ? '#' : '.';
-        bar[width] = 0;
+    if (c->progress.tty) {
+        char bar[CLI_PROGRESS_BAR + 1];
+        cli_progress_bar(bar, done, total);
         fprintf(stderr, "\r extract [%s] %zu/%zu  %zu rows  %.0f img/s  ETA %02d:%02d ", bar, done,
                 total, rows, rate, (int)eta / 60, (int)eta % 60);
         if (done == total) fputc('\n', stderr);
@@ -47,7 +44,7 @@ static void on_progress(void *p, size_t done, size_t total, size_t rows) {
 static void on_skip(void *p, size_t item, const char *message) {
     extract_ctx_t *c = p;
     c->skipped++;
-    fprintf(stderr, "%sskipped item %zu: %s\n", c->tty ? "\n" : "", item, message);
+    fprintf(stderr, "%sskipped item %zu: %s\n", c->progress.tty ? "\n" : "", item, message);
 }
 
 static int usage(FILE *f) {
@@ -114,7 +111,7 @@ int cmd_extract(int argc, char **argv) {
                                              data_dataset_count(ds), &err)
                           : NULL;
     int rc = -1;
-    extract_ctx_t ctx = {isatty(2), util_now(), 0.0, 0, 0};
+    extract_ctx_t ctx = {.progress.tty = isatty(2), .t0 = util_now()};
     if (w) {
         size_t before = feat_writer_count(w);
         if (before)

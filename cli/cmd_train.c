@@ -21,9 +21,8 @@ static void on_sigint(int sig) {
 }
 
 typedef struct train_ctx {
-    int tty;
+    cli_progress_t progress;
     int epochs;
-    double last_print;
     FILE *csv;
     const char *out_path;
     const cli_dataset_t *data;
@@ -36,15 +35,12 @@ static void on_step(void *p, const model_train_state_t *st, size_t steps, float 
     train_ctx_t *c = p;
     double now = util_now();
     int last = st->step == steps;
-    if (!last && now - c->last_print < (c->tty ? 0.2 : 30.0)) return;
-    c->last_print = now;
+    if (!cli_progress_due(&c->progress, now, last)) return;
     double per_step = st->step ? st->seconds / (double)st->step : 0.0;
     double eta = per_step * (double)(steps - st->step);
-    if (c->tty) {
-        int width = 30, done = (int)((double)width * (double)st->step / (double)steps);
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < done ? '#' : '.';
-        bar[width] = 0;
+    if (c->progress.tty) {
+        char bar[CLI_PROGRESS_BAR + 1];
+        cli_progress_bar(bar, st->step, steps);
         fprintf(stderr, "\r epoch %d/%d [%s] %zu/%zu loss %.4f  %.0f img/s  ETA %02d:%02d ",
                 st->epoch + 1, c->epochs, bar, st->step, steps, (double)loss, ips,
                 (int)eta / 60, (int)eta % 60);
@@ -309,8 +305,14 @@ int cmd_train(int argc, char **argv) {
         snprintf(csv_default, sizeof csv_default, "%s.csv", out);
         csv_path = csv_default;
     }
-    train_ctx_t ctx = {isatty(2), o.epochs, 0.0, fopen(csv_path, resume ? "a" : "w"), out, &data, &o,
-                       input_scale, da.data};
+    train_ctx_t ctx = {.progress.tty = isatty(2),
+                       .epochs = o.epochs,
+                       .csv = fopen(csv_path, resume ? "a" : "w"),
+                       .out_path = out,
+                       .data = &data,
+                       .opts = &o,
+                       .input_scale = input_scale,
+                       .data_name = da.data};
     if (!ctx.csv) fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path);
     else if (!resume) fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
     char where[128];
