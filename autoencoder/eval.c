@@ -1,6 +1,7 @@
 /* Retrieval evaluation over whole rankings: Euclidean (blocked sgemm plus
  * a radix argsort) and Hamming (counting sort), queries in parallel. */
 #include "autoencoder/autoencoder.h"
+#include "autoencoder/internal.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -173,18 +174,8 @@ int ae_l2_knn(const float *q, size_t nq, const float *db, const float *db_norms,
             uint32_t *id = ids + (s + (size_t)b) * k;
             float best[1024];
             size_t have = 0, kk = k < 1024 ? k : 1024;
-            for (size_t i = 0; i < ndb; i++) {
-                float v = d[i] + db_norms[i];
-                if (have == kk && v >= best[kk - 1]) continue;
-                size_t pos = have < kk ? have++ : kk - 1;
-                while (pos > 0 && best[pos - 1] > v) {
-                    best[pos] = best[pos - 1];
-                    id[pos] = id[pos - 1];
-                    pos--;
-                }
-                best[pos] = v;
-                id[pos] = (uint32_t)i;
-            }
+            for (size_t i = 0; i < ndb; i++)
+                have = topk_insert_f32(best, id, have, kk, d[i] + db_norms[i], (uint32_t)i);
         }
     }
     free(dots);

@@ -1,6 +1,7 @@
 /* Hamming ranking (counting sort over the few possible distances), the
  * two-stage search, and ranking metrics. */
 #include "autoencoder/autoencoder.h"
+#include "autoencoder/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -39,23 +40,6 @@ int ae_hamming_rank(const uint8_t *q, const uint8_t *db, size_t n, int bytes, ui
     return 0;
 }
 
-/* Keeps dist/ids (have entries, at most k > 0) sorted ascending: inserts
- * (d, id) when it beats the current k-th. Returns the new count. Stable:
- * among equal distances the earlier item stays first. */
-static size_t topk_insert(uint16_t *dist, uint32_t *ids, size_t have, size_t k, uint16_t d,
-                          uint32_t id) {
-    if (have == k && d >= dist[k - 1]) return have;
-    size_t pos = have < k ? have++ : k - 1;
-    while (pos > 0 && dist[pos - 1] > d) {
-        dist[pos] = dist[pos - 1];
-        ids[pos] = ids[pos - 1];
-        pos--;
-    }
-    dist[pos] = d;
-    ids[pos] = id;
-    return have;
-}
-
 /* Hamming distance over a fixed number of 64-bit words: with a constant
  * `words` the compiler unrolls it into loads, xors and popcounts. */
 static inline int ham_words(const uint8_t *a, const uint8_t *b, int words) {
@@ -76,10 +60,11 @@ static inline int ham_u32(const uint8_t *a, const uint8_t *b) {
     return __builtin_popcount(x ^ y);
 }
 
-#define KNN_LOOP(DIST)                                                                      \
-    for (size_t i = 0; i < n; i++) {                                                         \
-        uint16_t di = (uint16_t)(DIST);                                                      \
-        if (have < k || di < dist[k - 1]) have = topk_insert(dist, ids, have, k, di, (uint32_t)i); \
+#define KNN_LOOP(DIST)                                                                             \
+    for (size_t i = 0; i < n; i++) {                                                               \
+        uint16_t di = (uint16_t)(DIST);                                                            \
+        if (have < k || di < dist[k - 1])                                                          \
+            have = topk_insert_u16(dist, ids, have, k, di, (uint32_t)i);                           \
     }
 
 size_t ae_hamming_knn(const uint8_t *q, const uint8_t *db, size_t n, int bytes, size_t k,
@@ -113,7 +98,7 @@ size_t ae_two_stage_search(const uint8_t *q_short, const uint8_t *q_long, const 
         if (ae_hamming(q_short, db_short + i * short_bytes, short_bytes) > radius) continue;
         cand++;
         uint16_t di = (uint16_t)ae_hamming(q_long, db_long + i * long_bytes, long_bytes);
-        if (k > 0) have = topk_insert(dist, ids, have, k, di, (uint32_t)i);
+        if (k > 0) have = topk_insert_u16(dist, ids, have, k, di, (uint32_t)i);
     }
     free(dist);
     *scanned = cand;
