@@ -63,20 +63,38 @@ static void finish(ae_eval_result_t *out, size_t nq) {
     for (int l = 0; l < AE_PR_POINTS; l++) out->pr[l] /= (double)nq;
 }
 
+/* The start of an evaluation: *out zeroed, the sizes checked, and the
+ * number of database items of each label (a query's relevant items), which
+ * the caller frees. NULL, with err set, when there is nothing to evaluate
+ * or no memory. */
+static size_t *eval_begin(size_t nq, size_t ndb, const int32_t *q_labels, const int32_t *db_labels,
+                          ae_eval_result_t *out, util_err_t *err) {
+    memset(out, 0, sizeof *out);
+    if (nq == 0 || ndb == 0 || ndb > UINT32_MAX) {
+        util_fail(err, "eval: no queries or database");
+        return NULL;
+    }
+    int ml = max_label_of(q_labels, nq, db_labels, ndb);
+    size_t *per_label = malloc((size_t)(ml + 1) * sizeof *per_label);
+    if (!per_label) {
+        util_fail(err, "eval: out of memory");
+        return NULL;
+    }
+    count_labels(db_labels, ndb, per_label, ml);
+    return per_label;
+}
+
 int ae_eval_l2(const float *q, size_t nq, const float *db, size_t ndb, int dim,
                const int32_t *q_labels, const int32_t *db_labels, ae_eval_result_t *out,
                util_err_t *err) {
-    memset(out, 0, sizeof *out);
-    if (nq == 0 || ndb == 0 || ndb > UINT32_MAX) return util_fail(err, "eval: no queries or database");
-    int ml = max_label_of(q_labels, nq, db_labels, ndb);
-    size_t *per_label = malloc((size_t)(ml + 1) * sizeof *per_label);
+    size_t *per_label = eval_begin(nq, ndb, q_labels, db_labels, out, err);
+    if (!per_label) return -1;
     float *dbn = malloc(ndb * sizeof(float));
     float *dots = malloc((size_t)QBLOCK * ndb * sizeof(float));
-    if (!per_label || !dbn || !dots) {
+    if (!dbn || !dots) {
         free(per_label), free(dbn), free(dots);
         return util_fail(err, "eval: out of memory");
     }
-    count_labels(db_labels, ndb, per_label, ml);
     for (size_t i = 0; i < ndb; i++) {
         double s = 0;
         for (int j = 0; j < dim; j++) s += (double)db[i * dim + j] * db[i * dim + j];
@@ -124,12 +142,8 @@ int ae_eval_l2(const float *q, size_t nq, const float *db, size_t ndb, int dim,
 int ae_eval_hamming(const uint8_t *q, size_t nq, const uint8_t *db, size_t ndb, int bytes,
                     const int32_t *q_labels, const int32_t *db_labels, ae_eval_result_t *out,
                     util_err_t *err) {
-    memset(out, 0, sizeof *out);
-    if (nq == 0 || ndb == 0 || ndb > UINT32_MAX) return util_fail(err, "eval: no queries or database");
-    int ml = max_label_of(q_labels, nq, db_labels, ndb);
-    size_t *per_label = malloc((size_t)(ml + 1) * sizeof *per_label);
-    if (!per_label) return util_fail(err, "eval: out of memory");
-    count_labels(db_labels, ndb, per_label, ml);
+    size_t *per_label = eval_begin(nq, ndb, q_labels, db_labels, out, err);
+    if (!per_label) return -1;
     int rc = 0;
 #pragma omp parallel reduction(+ : rc)
     {
