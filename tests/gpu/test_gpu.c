@@ -14,6 +14,7 @@
 #include "model/backend.h"
 #include "model/model.h"
 #include "tests/test.h"
+#include "tests/tiny_net.h"
 
 #include <stdlib.h>
 
@@ -286,35 +287,25 @@ done:
 
 static void test_loss_curve_follows_cpu(void) {
     model_spec_t s;
-    CHECK(model_spec_alexnet_small(&s, 1, 16, 4, NULL) == 0);
+    CHECK(tiny_net_spec(&s) == 0);
     no_dropout(&s);
-    for (int i = 0; i < s.n_layers; i++) {
-        if (s.layer[i].kind == MODEL_CONV) s.layer[i].weight_std = 0.1f;
-        if (s.layer[i].bias_init > 0) s.layer[i].bias_init = 0.1f;
-    }
     util_err_t err = {{0}};
     model_placement_t pl = one_gpu();
-    model_net_t *c = model_net_create(&s, 8, &err), *g = model_net_create_on(&s, 8, &pl, &err);
+    model_net_t *c = model_net_create(&s, TINY_BATCH, &err),
+                *g = model_net_create_on(&s, TINY_BATCH, &pl, &err);
     CHECK_MSG(c && g, "%s", err.msg);
     if (!c || !g) goto done;
     model_net_init(c, 11);
     model_net_init(g, 11);
-    util_rng_t rng;
-    util_rng_seed(&rng, 5);
-    float x[8 * 16 * 16];
-    int labels[8];
-    for (int i = 0; i < 8; i++) {
-        labels[i] = i % 4;
-        for (int j = 0; j < 16 * 16; j++) {
-            int q = (j / 16 >= 8) * 2 + (j % 16 >= 8);
-            x[i * 256 + j] = (q == labels[i] ? 1.0f : 0.0f) + 0.1f * (float)util_rng_normal(&rng);
-        }
-    }
+    float x[TINY_BATCH * TINY_SIDE * TINY_SIDE];
+    int labels[TINY_BATCH];
+    tiny_net_batch(x, labels);
     model_sgd_t sgd = {0.01f, 0.9f, 0.0005f};
     float first = 0, lc = 0, lg = 0;
     for (int step = 0; step < 30; step++) {
-        CHECK(model_net_forward(c, x, 8, 1, NULL) == 0 && model_net_backward(c, labels, &lc, NULL, NULL) == 0);
-        CHECK_MSG(model_net_forward(g, x, 8, 1, &err) == 0 &&
+        CHECK(model_net_forward(c, x, TINY_BATCH, 1, NULL) == 0 &&
+              model_net_backward(c, labels, &lc, NULL, NULL) == 0);
+        CHECK_MSG(model_net_forward(g, x, TINY_BATCH, 1, &err) == 0 &&
                       model_net_backward(g, labels, &lg, NULL, &err) == 0,
                   "%s", err.msg);
         CHECK_MSG(fabs((double)lg - lc) <= 1e-2 * fabs((double)lc), "step %d: loss gpu %g cpu %g",
