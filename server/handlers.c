@@ -3,6 +3,8 @@
  * thumbnails. Results are packed protobuf replies or Twirp errors. */
 #include "server/server_impl.h"
 
+#include "server/json.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
@@ -56,7 +58,15 @@ static int job_fail(srv_job_t *j, srv_code_t code, const char *fmt, const char *
     return -1;
 }
 
+/* The reply in the request's encoding. */
 static int pack_reply(srv_job_t *j, const ProtobufCMessage *m) {
+    if (j->req.encoding == SRV_JSON) {
+        j->resp = (uint8_t *)srv_json_encode(m, &j->resp_len);
+        if (!j->resp)
+            return job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory for the reply");
+        j->content_type = "application/json";
+        return 0;
+    }
     size_t n = protobuf_c_message_get_packed_size(m);
     j->resp = malloc(n ? n : 1);
     if (!j->resp) return job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory for the reply");

@@ -5,6 +5,7 @@
 #include "server/server_internal.h"
 
 #include "index/index.h"
+#include "server/json.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -232,17 +233,29 @@ static const ProtobufCMessageDescriptor *const descriptors[SRV_N_METHODS] = {
     &imgret__v1__remove_request__descriptor, &imgret__v1__stats_request__descriptor,
 };
 
-int srv_request_decode(srv_method_t m, const uint8_t *body, size_t len, const srv_limits_t *lim,
-                       srv_request_t *out, srv_error_t *e) {
+const ProtobufCMessageDescriptor *srv_request_descriptor(srv_method_t m) {
+    return (unsigned)m < SRV_N_METHODS ? descriptors[m] : NULL;
+}
+
+int srv_request_decode(srv_method_t m, srv_encoding_t enc, const uint8_t *body, size_t len,
+                       const srv_limits_t *lim, srv_request_t *out, srv_error_t *e) {
     memset(out, 0, sizeof *out);
     if ((unsigned)m >= SRV_N_METHODS) return srv_fail(e, SRV_BAD_ROUTE, "no such method");
-    /* protobuf_c_message_unpack reads nothing when len is 0 (an empty
-     * message is valid protobuf); body may then be NULL. */
-    static const uint8_t empty[1] = {0};
-    ProtobufCMessage *msg = protobuf_c_message_unpack(descriptors[m], NULL, len, body ? body : empty);
-    if (!msg)
-        return srv_fail(e, SRV_MALFORMED, "the body is not a valid imgret.v1.%sRequest message",
-                        srv_method_name(m));
+    ProtobufCMessage *msg = NULL;
+    if (enc == SRV_JSON) {
+        srv_json_limits_t jl;
+        srv_json_limits_default(&jl, len);
+        if (srv_json_decode(descriptors[m], body, len, &jl, &msg, e)) return -1;
+    } else {
+        /* protobuf_c_message_unpack reads nothing when len is 0 (an empty
+         * message is valid protobuf); body may then be NULL. */
+        static const uint8_t empty[1] = {0};
+        msg = protobuf_c_message_unpack(descriptors[m], NULL, len, body ? body : empty);
+        if (!msg)
+            return srv_fail(e, SRV_MALFORMED, "the body is not a valid imgret.v1.%sRequest message",
+                            srv_method_name(m));
+    }
+    out->encoding = enc;
     out->method = m;
     out->msg = msg;
     int rc = 0;

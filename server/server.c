@@ -316,6 +316,7 @@ static void handle_twirp(struct srv *s, struct evhttp_request *req, const char *
     loop_t *L = s->loop;
     srv_error_t e;
     srv_method_t m;
+    srv_encoding_t enc = SRV_PROTOBUF;
     if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
         srv_fail(&e, SRV_BAD_ROUTE, "unsupported HTTP method: Twirp calls are POST");
         reply_error(s, req, ROW_OTHER, &e, t0);
@@ -326,7 +327,7 @@ static void handle_twirp(struct srv *s, struct evhttp_request *req, const char *
         return;
     }
     const char *ct = evhttp_find_header(evhttp_request_get_input_headers(req), "Content-Type");
-    if (srv_check_content_type(ct, &e) || authorised(s, req, m, &e)) {
+    if (srv_check_content_type(ct, &enc, &e) || authorised(s, req, m, &e)) {
         reply_error(s, req, (int)m, &e, t0);
         return;
     }
@@ -349,7 +350,7 @@ static void handle_twirp(struct srv *s, struct evhttp_request *req, const char *
         reply_error(s, req, (int)m, &e, t0);
         return;
     }
-    if (srv_request_decode(m, body, len, &s->lim, &j->req, &e)) {
+    if (srv_request_decode(m, enc, body, len, &s->lim, &j->req, &e)) {
         free(j);
         reply_error(s, req, (int)m, &e, t0);
         return;

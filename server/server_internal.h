@@ -2,7 +2,8 @@
  * and its fuzz target. Not a public interface (server/server.h is).
  *
  * The pure parts live here: Twirp error codes and their JSON form
- * (twirp.c), routing and request decoding + validation (request.c), and the
+ * (twirp.c), routing and request decoding + validation (request.c, with
+ * the proto3 JSON mapping in json.c / json.h), and the
  * bounded batching work queue (queue.c). None of them touches libevent, the
  * model or the index, so they are tested (and fuzzed) on their own. */
 #ifndef IMGRET_SERVER_INTERNAL_H
@@ -70,6 +71,10 @@ void srv_error_meta(srv_error_t *e, const char *key, const char *value);
  * not valid UTF-8 become U+FFFD, so the body is always valid JSON. */
 size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap);
 
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0
+ * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
+size_t srv_utf8_len(const unsigned char *s, size_t n);
+
 /* The code an index/store error message stands for: "no item with id" is
  * not_found, "already exists" already_exists, anything else `fallback`. */
 srv_code_t srv_code_of_index_error(const char *msg, srv_code_t fallback);
@@ -97,11 +102,16 @@ int srv_method_writes(srv_method_t m);
  * ImageSearch/<Method>" exactly. Anything else is bad_route. */
 int srv_route(const char *path, srv_method_t *m, srv_error_t *e);
 
-/* Checks the request's Content-Type header value (may be NULL): only
- * application/protobuf is served (parameters after ';' are ignored).
- * application/json is Twirp but not implemented here: bad_route saying so,
- * like any other type (the spec: an unexpected content type is bad_route). */
-int srv_check_content_type(const char *value, srv_error_t *e);
+/* Twirp's two body encodings; replies use the request's. */
+typedef enum srv_encoding {
+    SRV_PROTOBUF = 0, /* application/protobuf */
+    SRV_JSON,         /* application/json: the proto3 JSON mapping (json.h) */
+} srv_encoding_t;
+
+/* Checks the request's Content-Type header value (may be NULL):
+ * application/protobuf or application/json, case-insensitive, parameters
+ * after ';' ignored; sets *enc. Anything else is bad_route (the spec). */
+int srv_check_content_type(const char *value, srv_encoding_t *enc, srv_error_t *e);
 
 /* Bearer token check. scope_all: every RPC needs it; else only writes.
  * authorization: the header value or NULL. Missing: unauthenticated; wrong:
@@ -131,18 +141,25 @@ void srv_limits_default(srv_limits_t *lim);
 /* A decoded, validated request. msg is the protobuf-c message (owned). */
 typedef struct srv_request {
     srv_method_t method;
+    srv_encoding_t encoding; /* the body's, and so the reply's */
     ProtobufCMessage *msg;
     int n_inputs; /* network inputs (crops) its images need: the batching weight */
     int n_images; /* images to decode */
 } srv_request_t;
 
-/* Unpacks body as the method's request message and validates it against lim.
- * A body protobuf cannot parse is malformed; a parsed one with bad fields is
- * invalid_argument (or failed_precondition for what this server lacks, e.g.
- * HAMMING without codes). On success fills *out (clear it with
- * srv_request_clear). Never reads past len. */
-int srv_request_decode(srv_method_t m, const uint8_t *body, size_t len, const srv_limits_t *lim,
-                       srv_request_t *out, srv_error_t *e);
+/* The method's request message type (NULL past SRV_N_METHODS). */
+const ProtobufCMessageDescriptor *srv_request_descriptor(srv_method_t m);
+
+/* Decodes body (protobuf, or JSON by the proto3 mapping) as the method's
+ * request message and validates it against lim. Both encodings give the
+ * same protobuf-c message and go through the same validation. A body that
+ * does not decode is malformed (for JSON the sentence names the offset and
+ * the field); a decoded one with bad fields is invalid_argument (or
+ * failed_precondition for what this server lacks, e.g. HAMMING without
+ * codes). On success fills *out (clear it with srv_request_clear). Never
+ * reads past len. */
+int srv_request_decode(srv_method_t m, srv_encoding_t enc, const uint8_t *body, size_t len,
+                       const srv_limits_t *lim, srv_request_t *out, srv_error_t *e);
 void srv_request_clear(srv_request_t *r); /* accepts zeroed requests */
 
 /* The effective metric of a search request (UNSPECIFIED resolved). */

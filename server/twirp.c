@@ -56,8 +56,7 @@ void srv_error_meta(srv_error_t *e, const char *key, const char *value) {
     snprintf(e->meta_value, sizeof e->meta_value, "%s", value);
 }
 
-/* Length of the valid UTF-8 sequence at s (n bytes available), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n) {
+size_t srv_utf8_len(const unsigned char *s, size_t n) {
     unsigned c = s[0];
     size_t len;
     unsigned min;
@@ -108,7 +107,7 @@ static void jstr(jbuf_t *b, const char *s) {
             jput(b, esc, 6);
             i++;
         } else {
-            size_t l = utf8_len(u + i, n - i);
+            size_t l = srv_utf8_len(u + i, n - i);
             if (l) jput(b, s + i, l), i += l;
             else jput(b, "\\ufffd", 6), i++;
         }
@@ -180,16 +179,23 @@ int srv_route(const char *path, srv_method_t *m, srv_error_t *e) {
     return -1;
 }
 
-int srv_check_content_type(const char *value, srv_error_t *e) {
-    if (!value) return srv_fail(e, SRV_BAD_ROUTE, "no Content-Type; use application/protobuf");
+int srv_check_content_type(const char *value, srv_encoding_t *enc, srv_error_t *e) {
+    if (!value)
+        return srv_fail(e, SRV_BAD_ROUTE,
+                        "no Content-Type; use application/protobuf or application/json");
     size_t n = strcspn(value, ";");
     while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
     static const char pb[] = "application/protobuf", js[] = "application/json";
-    if (n == sizeof pb - 1 && !strncasecmp(value, pb, n)) return 0;
-    if (n == sizeof js - 1 && !strncasecmp(value, js, n))
-        return srv_fail(e, SRV_BAD_ROUTE,
-                        "application/json is not served by imgret; use application/protobuf");
-    return srv_fail(e, SRV_BAD_ROUTE, "unexpected Content-Type; use application/protobuf");
+    if (n == sizeof pb - 1 && !strncasecmp(value, pb, n)) {
+        *enc = SRV_PROTOBUF;
+        return 0;
+    }
+    if (n == sizeof js - 1 && !strncasecmp(value, js, n)) {
+        *enc = SRV_JSON;
+        return 0;
+    }
+    return srv_fail(e, SRV_BAD_ROUTE,
+                    "unexpected Content-Type; use application/protobuf or application/json");
 }
 
 int srv_check_token(const char *token, int scope_all, srv_method_t m, const char *authorization,

@@ -9,14 +9,19 @@ test time by Debian's protoc from proto/imgret/v1/service.proto) and urllib.
 rpc:    every method (Search by image/vector/id/code, EUCLIDEAN/HAMMING,
         rerank; Classify centre and ten-crop; Extract; Add; Remove; Stats),
         /healthz, /metrics, /, /thumb, the `imgret search` client, SIGTERM
-        and a restart on the same store.
+        and a restart on the same store. Every method again in Twirp's JSON
+        encoding, with google.protobuf.json_format as the oracle (requests
+        written by MessageToJson, replies read by Parse, which refuses
+        unknown names), answering as the protobuf calls do.
 errors: every error path (malformed, content type, bad route, 413, corrupt
         and huge images, not_found, already_exists, tokens, full queue,
-        deadline) and the server still healthy afterwards.
+        deadline; malformed JSON of every kind) and the server still healthy
+        afterwards.
 kill9:  an Add storm from several threads, SIGKILL mid-storm, restart:
         every acknowledged id is there.
 """
 import argparse
+import base64
 import json
 import os
 import random
@@ -104,6 +109,37 @@ def rpc(srv, method, msg, resp_type=None, token=None, want=200):
     out = resp_type()
     out.ParseFromString(data)
     return st, out
+
+
+def rpc_json(srv, method, msg, resp_type=None, token=None, want=200, proto_names=False,
+             ctype="application/json"):
+    """The call in Twirp's JSON encoding: a message is written by json_format
+    (bytes or str bodies are sent as they are); a reply is read back by
+    json_format.Parse into resp_type. Returns (status, message or error,
+    the reply's JSON as Python values)."""
+    from google.protobuf import json_format
+    if isinstance(msg, str):
+        msg = msg.encode()
+    body = msg if isinstance(msg, bytes) else json_format.MessageToJson(
+        msg, preserving_proto_field_name=proto_names).encode()
+    st, data, ct = http(srv, PREFIX + method, body, ctype=ctype, token=token)
+    check(ct == "application/json", "%s JSON reply content type %r" % (method, ct))
+    raw = json.loads(data)
+    if st != 200:
+        check(set(raw) >= {"code", "msg", "meta"}, "%s error fields %r" % (method, raw))
+        if want != st:
+            check(False, "%s (JSON): HTTP %d %r (wanted %d)" % (method, st, raw, want))
+        return st, raw, raw
+    check(want == 200, "%s (JSON): HTTP 200, wanted %d" % (method, want))
+    return st, json_format.Parse(data, resp_type()), raw
+
+
+def expect_json_error(srv, method, body, status, code, needle=None, token=None):
+    st, err, _ = rpc_json(srv, method, body, token=token, want=status)
+    ok = st == status and err.get("code") == code and (needle is None or needle in err.get("msg", ""))
+    check(ok, "%s (JSON) %r: wanted %d %s %r, got %d %r" % (method, body[:80], status, code, needle,
+                                                            st, err))
+    return err
 
 
 def expect_error(srv, method, msg, status, code, token=None):
@@ -329,6 +365,8 @@ def test_rpc():
                          capture_output=True, text=True)
     check(out.returncode == 1 and "not_found" in out.stderr, "imgret search unknown id: %r" % out.stderr)
 
+    test_rpc_json(srv, ids, vecs, img_id)
+
     # SIGTERM: clean exit with a snapshot; a restart serves the same items.
     rc = srv.stop()
     check(rc == 0, "exit status after SIGTERM %d" % rc)
@@ -342,6 +380,94 @@ def test_rpc():
         log = f.read()
     check("rebuilt" not in log, "restart loads the snapshot: %s" % log)
     check(srv.stop(signal.SIGINT) == 0, "exit after SIGINT")
+
+
+def test_rpc_json(srv, ids, vecs, img_id):
+    """Every method in the JSON encoding answers as its protobuf call does."""
+    def same(method, req, resp_type, what, proto_names=False):
+        _, want = rpc(srv, method, req, resp_type)
+        st, got, raw = rpc_json(srv, method, req, resp_type, proto_names=proto_names)
+        check(st == 200 and got == want, "%s: JSON reply %s differs from protobuf %s" % (what, got, want))
+        return got, raw
+
+    # Stats: all but the clock and the request counter.
+    _, want = rpc(srv, "Stats", pb.StatsRequest(), pb.StatsResponse)
+    st, got, raw = rpc_json(srv, "Stats", pb.StatsRequest(), pb.StatsResponse)
+    got.uptime_seconds, got.requests = want.uptime_seconds, want.requests
+    check(st == 200 and got == want, "Stats JSON %s vs %s" % (got, want))
+    check(isinstance(raw.get("items"), str) and isinstance(raw.get("requests"), str),
+          "int64/uint64 are JSON strings: %r" % raw)
+    check(raw.get("fc7Dim") == 256 and raw.get("codeBits") == 32 and raw.get("indexKinds") ==
+          ["fc7:Flat", "code:BFlat"] and len(raw.get("classNames", [])) == 10 and "modelHash" in raw,
+          "Stats JSON names are lowerCamelCase: %r" % sorted(raw))
+    st, got, raw = rpc_json(srv, "Stats", "{}", pb.StatsResponse, ctype="application/json; charset=utf-8")
+    check(st == 200 and got.fc7_dim == 256, "Content-Type parameters are ignored")
+
+    # Search, every query kind.
+    q = pb.SearchRequest(k=5)
+    q.vector.values.extend(vecs[7])
+    got, raw = same("Search", q, pb.SearchResponse, "vector search")
+    check(raw.get("metric") == "EUCLIDEAN" and "reranked" not in raw and "classes" not in raw,
+          "enum names, defaults left out: %r" % {k: raw[k] for k in raw if k != "hits"})
+    h = raw["hits"][0]
+    check(h["id"] == str(ids[7]) and h["uri"] == "vec-7" and h["label"] == 7 and
+          h["labelName"] == "Sneaker" and "distance" not in h and
+          isinstance(raw["hits"][1]["distance"], float), "hit JSON (distance 0 left out) %r" % h)
+    same("Search", pb.SearchRequest(item_id=ids[3], k=3, include_query_item=True), pb.SearchResponse,
+         "id search, proto field names", proto_names=True)
+    same("Search", pb.SearchRequest(image=read("a.jpg"), k=3), pb.SearchResponse, "image search")
+    q = pb.SearchRequest(k=4, metric=pb.HAMMING, rerank=True, rerank_candidates=20)
+    q.vector.values.extend(vecs[5])
+    got, raw = same("Search", q, pb.SearchResponse, "hamming rerank search")
+    check(raw.get("metric") == "HAMMING" and raw.get("reranked") is True, "rerank JSON %r" % raw)
+    # Codes (bytes) in URL-safe base64 without padding; int64 as a number.
+    _, x = rpc(srv, "Extract", pb.ExtractRequest(images=[read("b.jpg")], want_code=True),
+               pb.ExtractResponse)
+    code = x.items[0].code
+    _, want = rpc(srv, "Search", pb.SearchRequest(code=code, k=3), pb.SearchResponse)
+    body = json.dumps({"code": base64.urlsafe_b64encode(code).decode().rstrip("="), "k": 3})
+    st, got, _ = rpc_json(srv, "Search", body, pb.SearchResponse)
+    check(st == 200 and got == want, "code search, URL-safe base64: %s vs %s" % (got, want))
+    _, want = rpc(srv, "Search", pb.SearchRequest(item_id=ids[4], k=2), pb.SearchResponse)
+    st, got, _ = rpc_json(srv, "Search", '{"item_id": %d, "k": 2, "metric": 1, "future": [1]}'
+                          % ids[4], pb.SearchResponse)
+    check(st == 200 and got == want, "int64 and enum as numbers, an unknown field: %s" % got)
+
+    # Classify, Extract.
+    same("Classify", pb.ClassifyRequest(image=read("b.jpg"), k=3, crops=pb.TEN), pb.ClassifyResponse,
+         "ten-crop classify")
+    got, raw = same("Extract", pb.ExtractRequest(images=[read("a.jpg"), read("c.png")], want_fc7=True,
+                                                 want_code=True), pb.ExtractResponse, "extract")
+    check(base64.b64decode(raw["items"][1]["code"], validate=True) == got.items[1].code and
+          len(raw["items"][0]["fc7"]["values"]) == 256, "extract JSON: standard base64, FC7 arrays")
+
+    # Add and Remove: float32 values exact through JSON (distance exactly 0
+    # to the same vector sent as protobuf), ids as numbers and strings.
+    rng = random.Random(3)
+    v = [struct.unpack("f", struct.pack("f", max(0.0, rng.gauss(0, 1)) / 3.0))[0] for _ in range(256)]
+    add = pb.AddRequest()
+    it = add.items.add()
+    it.vector.values.extend(v)
+    it.uri = "json-\u00e9-\"q\""
+    it.label = -1
+    it.has_id = True
+    it.id = 5000
+    st, added, raw = rpc_json(srv, "Add", add, pb.AddResponse)
+    check(st == 200 and list(added.ids) == [5000] and raw == {"ids": ["5000"]}, "JSON Add %r" % raw)
+    q = pb.SearchRequest(k=1)
+    q.vector.values.extend(v)
+    _, r = rpc(srv, "Search", q, pb.SearchResponse)
+    check(r.hits and r.hits[0].id == 5000 and r.hits[0].distance == 0.0 and
+          r.hits[0].uri == "json-\u00e9-\"q\"", "JSON-added vector is exact: %s" % r.hits[:1])
+    st, rm, raw = rpc_json(srv, "Remove", '{"ids":["5000"]}', pb.RemoveResponse)
+    check(st == 200 and rm.removed == 1 and raw == {"removed": 1}, "JSON Remove %r" % raw)
+
+    # Errors in the JSON encoding are the same Twirp errors.
+    expect_json_error(srv, "Search", '{"itemId": "5000"}', 404, "not_found")
+    expect_json_error(srv, "Search", '{"vector": {"values": [1, 2]}}', 400, "invalid_argument",
+                      "vector has 2 values")
+    expect_json_error(srv, "Search", '{"k": "five", "itemId": 1}', 400, "malformed",
+                      "offset 6, field k")
 
 
 # --------------------------------------------------------------- errors
@@ -380,8 +506,34 @@ def test_errors():
     # Content types and routes.
     st, data, ct = http(srv, PREFIX + "Stats", b"", ctype="text/plain")
     check(st == 404 and json.loads(data)["code"] == "bad_route", "text/plain: %d %s" % (st, data))
-    st, data, ct = http(srv, PREFIX + "Stats", b"{}", ctype="application/json")
-    check(st == 404 and json.loads(data)["code"] == "bad_route", "json: %d %s" % (st, data))
+    st, data, ct = http(srv, PREFIX + "Stats", b"{}", ctype="application/x-protobuf")
+    check(st == 404 and json.loads(data)["code"] == "bad_route", "x-protobuf: %d %s" % (st, data))
+    # Malformed JSON bodies: the offset and the field in the message.
+    for body, needle in ((b"", "offset 0: expected an object"),
+                         (b'{"itemId": 1', "offset 12: expected ',' or '}'"),
+                         (b'{"itemId": 1,}', "offset 13: expected a field name"),
+                         (b'{"itemId": 1.5}', "field itemId: 1.5 is not a whole number for int64"),
+                         (b'{"itemId": 9223372036854775808}', "out of range for int64"),
+                         (b'{"k": -1, "itemId": 1}', "-1 is out of range for uint32"),
+                         (b'{"metric": "hamming", "itemId": 1}', "not a value of imgret.v1.Metric"),
+                         (b'{"image": "@@@@"}', "outside base64"),
+                         (b'{"image": "QQ==", "itemId": 1}', "image is already set"),
+                         (b'{"vector": {"values": [1, "x"]}}', "field vector.values[1]"),
+                         (b'{"vector": [1]}', "expected an object for imgret.v1.Vector"),
+                         (b'{"rerank": "yes", "itemId": 1}', "expected true or false"),
+                         (b'{"itemId": 1, "itemId": 2}', "given twice"),
+                         (b'{"future": "\\ud800", "itemId": 1}', "surrogate"),
+                         (b'{"future": "\xff", "itemId": 1}', "invalid UTF-8"),
+                         (b'{"future": ' + b"[" * 5000 + b"]" * 5000 + b', "itemId": 1}',
+                          "nested deeper than 64"),
+                         (b"{} {}", "after the object")):
+        expect_json_error(srv, "Search", body, 400, "malformed", needle)
+    st, data, ct = http(srv, PREFIX + "Search", b'{"image": "' + b"A" * 100000 + b'"}',
+                        ctype="application/json")
+    check(st == 413, "oversize JSON body: %d" % st)
+    # Tokens apply to JSON calls alike.
+    expect_json_error(srv, "Remove", '{"ids": [7]}', 401, "unauthenticated")
+    expect_json_error(srv, "Remove", '{"ids": [7]}', 403, "permission_denied", token="nope")
     st, data, ct = http(srv, PREFIX + "Stats", b"", ctype=None)
     check(st == 404 and json.loads(data)["code"] == "bad_route", "no content type: %d" % st)
     st, data, ct = http(srv, PREFIX + "Frobnicate", b"")

@@ -29,7 +29,7 @@ static srv_code_t decode_code(srv_method_t m, const ProtobufCMessage *msg, const
     srv_request_t r;
     srv_error_t e;
     memset(&e, 0, sizeof e);
-    int rc = srv_request_decode(m, b, len, l, &r, &e);
+    int rc = srv_request_decode(m, SRV_PROTOBUF, b, len, l, &r, &e);
     free(b);
     if (rc == 0) {
         srv_request_clear(&r);
@@ -97,15 +97,22 @@ static void test_route_accepts_the_six_methods_only(void) {
     CHECK(srv_route(NULL, &m, &e) == -1);
 }
 
-static void test_content_type_protobuf_only(void) {
+static void test_content_type_protobuf_or_json(void) {
     srv_error_t e;
-    CHECK(srv_check_content_type("application/protobuf", &e) == 0);
-    CHECK(srv_check_content_type("Application/Protobuf; charset=binary", &e) == 0);
-    CHECK(srv_check_content_type("application/json", &e) == -1 && e.code == SRV_BAD_ROUTE);
-    CHECK(strstr(e.msg, "json") != NULL);
-    CHECK(srv_check_content_type("text/plain", &e) == -1 && e.code == SRV_BAD_ROUTE);
-    CHECK(srv_check_content_type("application/protobufx", &e) == -1);
-    CHECK(srv_check_content_type(NULL, &e) == -1 && e.code == SRV_BAD_ROUTE);
+    srv_encoding_t enc = SRV_JSON;
+    CHECK(srv_check_content_type("application/protobuf", &enc, &e) == 0 && enc == SRV_PROTOBUF);
+    CHECK(srv_check_content_type("Application/Protobuf; charset=binary", &enc, &e) == 0 &&
+          enc == SRV_PROTOBUF);
+    CHECK(srv_check_content_type("application/json", &enc, &e) == 0 && enc == SRV_JSON);
+    enc = SRV_PROTOBUF;
+    CHECK(srv_check_content_type("Application/JSON ; charset=utf-8", &enc, &e) == 0 &&
+          enc == SRV_JSON);
+    CHECK(srv_check_content_type("text/plain", &enc, &e) == -1 && e.code == SRV_BAD_ROUTE);
+    CHECK(strstr(e.msg, "application/json") != NULL);
+    CHECK(srv_check_content_type("application/protobufx", &enc, &e) == -1);
+    CHECK(srv_check_content_type("application/jsonx", &enc, &e) == -1);
+    CHECK(srv_check_content_type("application/x-protobuf", &enc, &e) == -1);
+    CHECK(srv_check_content_type(NULL, &enc, &e) == -1 && e.code == SRV_BAD_ROUTE);
 }
 
 static void test_token_missing_is_401_wrong_is_403(void) {
@@ -131,16 +138,16 @@ static void test_malformed_bodies_are_malformed(void) {
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t truncated[] = {0x0a, 0x10, 'a', 'b'}; /* field 1, length 16, 2 bytes */
     for (int m = 0; m < SRV_N_METHODS; m++) {
-        CHECK(srv_request_decode((srv_method_t)m, junk, sizeof junk, &l, &r, &e) == -1);
+        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, junk, sizeof junk, &l, &r, &e) == -1);
         CHECK(e.code == SRV_MALFORMED);
-        CHECK(srv_request_decode((srv_method_t)m, truncated, sizeof truncated, &l, &r, &e) == -1);
+        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, truncated, sizeof truncated, &l, &r, &e) == -1);
         CHECK(e.code == SRV_MALFORMED);
         CHECK(r.msg == NULL);
     }
     /* An empty body is an empty message: fine for Stats, no query for Search. */
-    CHECK(srv_request_decode(SRV_STATS, NULL, 0, &l, &r, &e) == 0);
+    CHECK(srv_request_decode(SRV_STATS, SRV_PROTOBUF, NULL, 0, &l, &r, &e) == 0);
     srv_request_clear(&r);
-    CHECK(srv_request_decode(SRV_SEARCH, NULL, 0, &l, &r, &e) == -1 && e.code == SRV_INVALID_ARGUMENT);
+    CHECK(srv_request_decode(SRV_SEARCH, SRV_PROTOBUF, NULL, 0, &l, &r, &e) == -1 && e.code == SRV_INVALID_ARGUMENT);
 }
 
 static void test_search_validation(void) {
@@ -213,7 +220,7 @@ static void test_search_validation(void) {
     uint8_t *b = pack(&r.base, &len);
     srv_request_t q;
     srv_error_t e;
-    CHECK(srv_request_decode(SRV_SEARCH, b, len, &l, &q, &e) == 0);
+    CHECK(srv_request_decode(SRV_SEARCH, SRV_PROTOBUF, b, len, &l, &q, &e) == 0);
     CHECK(q.n_images == 1 && q.n_inputs == 1);
     srv_request_clear(&q);
     free(b);
@@ -235,7 +242,7 @@ static void test_classify_extract_validation(void) {
     uint8_t *b = pack(&c.base, &len);
     srv_request_t q;
     srv_error_t e;
-    CHECK(srv_request_decode(SRV_CLASSIFY, b, len, &l, &q, &e) == 0);
+    CHECK(srv_request_decode(SRV_CLASSIFY, SRV_PROTOBUF, b, len, &l, &q, &e) == 0);
     CHECK(q.n_inputs == 10 && q.n_images == 1);
     srv_request_clear(&q);
     free(b);
@@ -319,6 +326,6 @@ static void test_add_remove_validation(void) {
 
 TEST_MAIN(T(test_codes_map_to_spec_http_statuses), T(test_error_json_escapes_and_keeps_utf8_valid),
           T(test_index_errors_map_to_codes), T(test_route_accepts_the_six_methods_only),
-          T(test_content_type_protobuf_only), T(test_token_missing_is_401_wrong_is_403),
+          T(test_content_type_protobuf_or_json), T(test_token_missing_is_401_wrong_is_403),
           T(test_malformed_bodies_are_malformed), T(test_search_validation),
           T(test_classify_extract_validation), T(test_add_remove_validation))
