@@ -56,16 +56,25 @@ static double time_it(int batch, int train, int reps) {
     return med;
 }
 
+/* usage: bench_alexnet_cpu [REPS [b1|b64|train]]: the last picks one figure
+ * (for a profiler). */
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 7;
     if (reps < 1) reps = 1;
-    double b1 = time_it(1, 0, reps * 3);
-    printf("infer_b1_ms %.2f\n", b1 * 1e3);
-    fflush(stdout);
-    double b64 = time_it(64, 0, reps);
-    printf("infer_b64_img_s %.1f\n", 64 / b64);
-    fflush(stdout);
-    double tr = time_it(32, 1, reps);
-    printf("train_b32_img_s %.1f\n", 32 / tr);
+    const char *only = argc > 2 ? argv[2] : "";
+    if (!*only || !strcmp(only, "b1")) {
+        double b1 = time_it(1, 0, reps * 3);
+        printf("infer_b1_ms %.2f\n", b1 * 1e3);
+        fflush(stdout);
+    }
+    if (!*only || !strcmp(only, "b64")) {
+        double b64 = time_it(64, 0, reps);
+        printf("infer_b64_img_s %.1f\n", 64 / b64);
+        fflush(stdout);
+    }
+    if (!*only || !strcmp(only, "train")) {
+        double tr = time_it(32, 1, reps);
+        printf("train_b32_img_s %.1f\n", 32 / tr);
+    }
     return 0;
 }

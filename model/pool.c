@@ -2,6 +2,7 @@
 #include "model/internal.h"
 
 #include <float.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int pooled(int size, const model_pool_param_t *p) {
@@ -31,6 +32,78 @@ int model_pool_shape(const model_pool_param_t *p, model_shape_t in, model_shape_
     return 0;
 }
 
+/* One window, clipped to the input: the first maximum in row-major order
+ * (strict >), as PyTorch and Caffe pick it. */
+static void window_max(const float *xp, int H, int W, int y0, int x0, int k, float *best_out,
+                       int32_t *idx_out) {
+    int y1 = y0 + k, x1 = x0 + k;
+    if (y0 < 0) y0 = 0;
+    if (y1 > H) y1 = H;
+    if (x0 < 0) x0 = 0;
+    if (x1 > W) x1 = W;
+    float best = -FLT_MAX;
+    int32_t bi = y0 * W + x0;
+    for (int yy = y0; yy < y1; yy++)
+        for (int xx = x0; xx < x1; xx++) {
+            float v = xp[yy * W + xx];
+            if (v > best) {
+                best = v;
+                bi = yy * W + xx;
+            }
+        }
+    *best_out = best;
+    *idx_out = bi;
+}
+
+/* The paper's 3x3 stride-2 window, separably: every input row's maxima over
+ * the three columns of each window (hm, hi: the first in the row), then the
+ * three rows of each window (the first row holding the maximum). That is the
+ * row-major first maximum, branch-free, and each row's pass is shared by the
+ * two windows that overlap on it. Windows not wholly inside go the general
+ * way. hm/hi hold H x o.w entries. */
+static void pool3s2_plane(const float *xp, int H, int W, model_shape_t o, float *yp,
+                          int32_t *ap, float *hm, int32_t *hi) {
+    const int nx = W >= 3 ? (W - 3) / 2 + 1 < o.w ? (W - 3) / 2 + 1 : o.w : 0;
+    const int ny = H >= 3 ? (H - 3) / 2 + 1 < o.h ? (H - 3) / 2 + 1 : o.h : 0;
+    for (int y = 0; y < H; y++) {
+        const float *r = xp + (size_t)y * W;
+        float *m = hm + (size_t)y * o.w;
+        int32_t *mi = hi + (size_t)y * o.w;
+        for (int ox = 0; ox < nx; ox++) {
+            const float a = r[2 * ox], b = r[2 * ox + 1], c = r[2 * ox + 2];
+            float best = a;
+            int32_t at = 2 * ox;
+            at = b > best ? 2 * ox + 1 : at;
+            best = b > best ? b : best;
+            at = c > best ? 2 * ox + 2 : at;
+            best = c > best ? c : best;
+            m[ox] = best;
+            mi[ox] = y * W + at;
+        }
+    }
+    for (int oy = 0; oy < o.h; oy++) {
+        float *yr = yp + (size_t)oy * o.w;
+        int32_t *ar = ap + (size_t)oy * o.w;
+        int from = 0;
+        if (oy < ny) {
+            const float *m0 = hm + (size_t)(2 * oy) * o.w, *m1 = m0 + o.w, *m2 = m1 + o.w;
+            const int32_t *i0 = hi + (size_t)(2 * oy) * o.w, *i1 = i0 + o.w, *i2 = i1 + o.w;
+            for (int ox = 0; ox < nx; ox++) {
+                float best = m0[ox];
+                int32_t at = i0[ox];
+                at = m1[ox] > best ? i1[ox] : at;
+                best = m1[ox] > best ? m1[ox] : best;
+                at = m2[ox] > best ? i2[ox] : at;
+                best = m2[ox] > best ? m2[ox] : best;
+                yr[ox] = best;
+                ar[ox] = at;
+            }
+            from = nx;
+        }
+        for (int ox = from; ox < o.w; ox++) window_max(xp, H, W, 2 * oy, 2 * ox, 3, &yr[ox], &ar[ox]);
+    }
+}
+
 int model_pool_forward(const model_pool_param_t *p, model_shape_t in, const float *x, float *y,
                        int32_t *argmax, util_err_t *err) {
     model_shape_t o = {0, 0, 0, 0};
@@ -38,51 +111,29 @@ int model_pool_forward(const model_pool_param_t *p, model_shape_t in, const floa
     if (!x || !y || !argmax) return util_fail(err, "maxpool forward: NULL buffer");
     const int planes = in.n * in.c, H = in.h, W = in.w, k = p->kernel, s = p->stride;
     const size_t ip = (size_t)H * W, op = (size_t)o.h * o.w;
+    const int separable = k == 3 && s == 2 && p->pad == 0;
 
-#pragma omp parallel for schedule(static)
-    for (int pl = 0; pl < planes; pl++) {
-        const float *xp = x + pl * ip;
-        float *yp = y + pl * op;
-        int32_t *ap = argmax + pl * op;
-        for (int oy = 0; oy < o.h; oy++) {
-            int y0 = oy * s - p->pad, y1 = y0 + k;
-            if (y0 < 0) y0 = 0;
-            if (y1 > H) y1 = H;
-            for (int ox = 0; ox < o.w; ox++) {
-                int x0 = ox * s - p->pad, x1 = x0 + k;
-                float best;
-                int32_t bi;
-                if (k == 3 && y1 - y0 == 3 && x0 >= 0 && x0 + 3 <= W) {
-                    /* The paper's 3x3 window, wholly inside: unrolled. */
-                    const float *r0 = xp + y0 * W + x0, *r1 = r0 + W, *r2 = r1 + W;
-                    int32_t base = y0 * W + x0;
-                    best = r0[0], bi = base;
-                    if (r0[1] > best) best = r0[1], bi = base + 1;
-                    if (r0[2] > best) best = r0[2], bi = base + 2;
-                    if (r1[0] > best) best = r1[0], bi = base + W;
-                    if (r1[1] > best) best = r1[1], bi = base + W + 1;
-                    if (r1[2] > best) best = r1[2], bi = base + W + 2;
-                    if (r2[0] > best) best = r2[0], bi = base + 2 * W;
-                    if (r2[1] > best) best = r2[1], bi = base + 2 * W + 1;
-                    if (r2[2] > best) best = r2[2], bi = base + 2 * W + 2;
-                } else {
-                    if (x0 < 0) x0 = 0;
-                    if (x1 > W) x1 = W;
-                    best = -FLT_MAX;
-                    bi = y0 * W + x0;
-                    for (int yy = y0; yy < y1; yy++)
-                        for (int xx = x0; xx < x1; xx++) {
-                            float v = xp[yy * W + xx];
-                            if (v > best) {
-                                best = v;
-                                bi = yy * W + xx;
-                            }
-                        }
-                }
-                yp[oy * o.w + ox] = best;
-                ap[oy * o.w + ox] = bi;
+#pragma omp parallel
+    {
+        /* Per thread: the row maxima of the separable path. */
+        float *hm = separable ? malloc(sizeof(float) * (size_t)H * o.w) : NULL;
+        int32_t *hi = separable ? malloc(sizeof(int32_t) * (size_t)H * o.w) : NULL;
+#pragma omp for schedule(static)
+        for (int pl = 0; pl < planes; pl++) {
+            const float *xp = x + pl * ip;
+            float *yp = y + pl * op;
+            int32_t *ap = argmax + pl * op;
+            if (hm && hi) {
+                pool3s2_plane(xp, H, W, o, yp, ap, hm, hi);
+                continue;
             }
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++)
+                    window_max(xp, H, W, oy * s - p->pad, ox * s - p->pad, k,
+                               &yp[oy * o.w + ox], &ap[oy * o.w + ox]);
         }
+        free(hm);
+        free(hi);
     }
     return 0;
 }

@@ -271,6 +271,42 @@ static void test_pool_ceil_drops_window_starting_in_padding(void) {
     CHECK(o.h == 2);
 }
 
+/* The 3x3 stride-2 fast path (separable, branch-free) picks what the plain
+ * definition picks: the first maximum in row-major order, ties included
+ * (values from {0, 1, 2}: many ties), for every size and both roundings. */
+static void test_pool_3x3_stride2_matches_the_definition(void) {
+    util_rng_seed(&rng, 11);
+    int bad = 0;
+    for (int ceil_mode = 0; ceil_mode <= 1; ceil_mode++)
+        for (int H = 3; H <= 12; H++)
+            for (int W = 3; W <= 12; W++) {
+                model_pool_param_t p = {3, 2, 0, ceil_mode};
+                model_shape_t in = {2, 3, H, W}, o;
+                CHECK(model_pool_shape(&p, in, &o, NULL) == 0);
+                size_t nx = model_shape_count(in), ny = (size_t)2 * 3 * o.h * o.w;
+                float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y);
+                int32_t *arg = malloc(ny * sizeof *arg);
+                for (size_t j = 0; j < nx; j++) x[j] = (float)util_rng_below(&rng, 3);
+                CHECK(model_pool_forward(&p, in, x, y, arg, NULL) == 0);
+                for (int pl = 0; pl < 6; pl++)
+                    for (int oy = 0; oy < o.h; oy++)
+                        for (int ox = 0; ox < o.w; ox++) {
+                            float best = -1;
+                            int32_t at = -1;
+                            for (int yy = 2 * oy; yy < 2 * oy + 3 && yy < H; yy++)
+                                for (int xx = 2 * ox; xx < 2 * ox + 3 && xx < W; xx++)
+                                    if (x[(size_t)pl * H * W + yy * W + xx] > best) {
+                                        best = x[(size_t)pl * H * W + yy * W + xx];
+                                        at = yy * W + xx;
+                                    }
+                            size_t j = ((size_t)pl * o.h + oy) * o.w + ox;
+                            bad += y[j] != best || arg[j] != at;
+                        }
+                free(x), free(y), free(arg);
+            }
+    CHECK_MSG(bad == 0, "%d windows differ", bad);
+}
+
 /* -------------------------------------------------------------------- fc */
 
 typedef struct {
@@ -460,6 +496,7 @@ int main(int argc, char **argv) {
         T(test_pool_gradients_overlapping_ceil),
         T(test_pool_gradients_ceil_with_pad),
         T(test_pool_ceil_drops_window_starting_in_padding),
+        T(test_pool_3x3_stride2_matches_the_definition),
         T(test_fc_gradients),
         T(test_relu_gradients),
         T(test_dropout_gradients_and_paper_rate),
