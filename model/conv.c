@@ -1,6 +1,8 @@
 /* Convolution with stride, padding and groups, as im2col + sgemm: one
  * multi-threaded sgemm per group and chunk of images; im2col, col2im and the
- * layout shuffles are spread over threads by OpenMP. */
+ * layout shuffles are spread over threads by OpenMP. When each thread takes
+ * whole images, the sgemms are imgret's own AVX-512 kernel (model/sgemm.c)
+ * where the CPU has AVX-512, else OpenBLAS's. */
 #include "model/internal.h"
 
 #include <string.h>
@@ -170,9 +172,28 @@ static int per_image_threads(const model_workspace_t *ws, int n) {
     return n >= ws_threads(ws) && ws_threads(ws) > 1;
 }
 
+/* Row-major sgemm on one thread's `pack` buffer (sgemm_avx512), or on
+ * OpenBLAS when pack is NULL. */
+static void conv_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
+                       const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
+    if (pack)
+        sgemm_avx512(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, pack);
+    else
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                    trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
+                    ldc);
+}
+
+/* Reserves the packing buffers when the per-image path (`spread`) will use
+ * the own sgemm; returns 1 then, 0 for OpenBLAS, -1 on failure. */
+static int own_sgemm(model_workspace_t *ws, int spread, util_err_t *err) {
+    if (!spread || !sgemm_avx512_ready()) return 0;
+    return ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err) ? -1 : 1;
+}
+
 static void forward_image(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
                           const conv_geom_t *c, const float *x, const float *w, const float *b,
-                          float *y, int i, float *col, int team) {
+                          float *y, int i, float *col, float *pack, int team) {
     const int direct = (c->k == 1 && p->stride == 1 && p->pad == 0);
     for (int gi = 0; gi < c->G; gi++) {
         const float *src = col;
@@ -184,8 +205,8 @@ static void forward_image(const model_conv_param_t *p, model_shape_t in, model_s
         const float *bg = b + gi * c->Mg;
         for (int m = 0; m < c->Mg; m++)
             for (int j = 0; j < c->HWo; j++) yg[(size_t)m * c->HWo + j] = bg[m];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->Mg, c->HWo, c->K, 1.0f,
-                    w + (size_t)gi * c->Mg * c->K, c->K, src, c->HWo, 1.0f, yg, c->HWo);
+        conv_sgemm(0, 0, c->Mg, c->HWo, c->K, w + (size_t)gi * c->Mg * c->K, c->K, src, c->HWo,
+                   1.0f, yg, c->HWo, pack);
     }
 }
 
@@ -197,16 +218,21 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
     const conv_geom_t c = geom(p, in, o);
     if (ws_reserve(ws, WS_COL, (size_t)c.K * c.HWo, err)) return -1;
     const int spread = per_image_threads(ws, in.n), T = ws_threads(ws);
+    const int own = own_sgemm(ws, spread, err);
+    if (own < 0) return -1;
 
     if (spread) {
 #pragma omp parallel for num_threads(T) schedule(static)
-        for (int i = 0; i < in.n; i++)
-            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, thread_id()), 0);
+        for (int i = 0; i < in.n; i++) {
+            const int tid = thread_id();
+            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, tid),
+                          own ? ws_buf(ws, WS_GEMM, tid) : NULL, 0);
+        }
     } else {
         /* Outside any parallel region, so OpenBLAS and the im2col loops use
          * the whole (pooled) OpenMP team. */
         for (int i = 0; i < in.n; i++)
-            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, 0), 1);
+            forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, 0), NULL, 1);
     }
     return 0;
 }
@@ -215,14 +241,15 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
  * not NULL) receives the image's input gradient. col holds 2*K*HWo floats. */
 static void backward_image(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
                            const conv_geom_t *c, const float *x, const float *w, const float *dy,
-                           float *dx, int i, float *col, float *dwt, float *dbt, int team) {
+                           float *dx, int i, float *col, float *dwt, float *dbt, float *pack,
+                           int team) {
     float *dcol = col + (size_t)c->K * c->HWo;
     if (dx) memset(dx + (size_t)i * c->in_img, 0, sizeof(float) * c->in_img);
     for (int gi = 0; gi < c->G; gi++) {
         const float *dyg = dy + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
         image_im2col(p, in, o, c, x, i, gi, col, team);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, c->Mg, c->K, c->HWo, 1.0f, dyg,
-                    c->HWo, col, c->HWo, 1.0f, dwt + (size_t)gi * c->Mg * c->K, c->K);
+        conv_sgemm(0, 1, c->Mg, c->K, c->HWo, dyg, c->HWo, col, c->HWo, 1.0f,
+                   dwt + (size_t)gi * c->Mg * c->K, c->K, pack);
         for (int m = 0; m < c->Mg; m++) {
             const float *row = dyg + (size_t)m * c->HWo;
             float s = 0.0f;
@@ -230,8 +257,8 @@ static void backward_image(const model_conv_param_t *p, model_shape_t in, model_
             dbt[gi * c->Mg + m] += s;
         }
         if (!dx) continue;
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c->K, c->HWo, c->Mg, 1.0f,
-                    w + (size_t)gi * c->Mg * c->K, c->K, dyg, c->HWo, 0.0f, dcol, c->HWo);
+        conv_sgemm(1, 0, c->K, c->HWo, c->Mg, w + (size_t)gi * c->Mg * c->K, c->K, dyg, c->HWo,
+                   0.0f, dcol, c->HWo, pack);
         image_col2im_add(p, in, o, c, dcol, i, gi, dx, team);
     }
 }
@@ -248,6 +275,8 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
         ws_reserve(ws, WS_GRAD_W, wcount, err) || ws_reserve(ws, WS_GRAD_B, (size_t)p->out_c, err))
         return -1;
     const int spread = per_image_threads(ws, in.n), T = ws_threads(ws);
+    const int own = own_sgemm(ws, spread, err);
+    if (own < 0) return -1;
     const int used = spread ? T : 1;
     for (int t = 0; t < used; t++) {
         memset(ws_buf(ws, WS_GRAD_W, t), 0, sizeof(float) * wcount);
@@ -259,12 +288,13 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
         for (int i = 0; i < in.n; i++) {
             const int tid = thread_id();
             backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, tid),
-                           ws_buf(ws, WS_GRAD_W, tid), ws_buf(ws, WS_GRAD_B, tid), 0);
+                           ws_buf(ws, WS_GRAD_W, tid), ws_buf(ws, WS_GRAD_B, tid),
+                           own ? ws_buf(ws, WS_GEMM, tid) : NULL, 0);
         }
     } else {
         for (int i = 0; i < in.n; i++)
             backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, 0),
-                           ws_buf(ws, WS_GRAD_W, 0), ws_buf(ws, WS_GRAD_B, 0), 1);
+                           ws_buf(ws, WS_GRAD_W, 0), ws_buf(ws, WS_GRAD_B, 0), NULL, 1);
     }
 
     /* Sum the per-thread accumulators. */

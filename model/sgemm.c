@@ -1,0 +1,262 @@
+/* imgret's own single-threaded AVX-512 sgemm, for the conv layers when each
+ * thread takes whole images (model/conv.c). OpenBLAS is pinned to its AVX2
+ * Haswell kernels on the machines we run on (its AVX-512 kernels compute wrong
+ * results there), which leaves half of the FMA width unused.
+ *
+ * The classic blocked scheme: for each kc-deep slice of K and nc-wide slice
+ * of N, B is packed into kc x NR column panels; for each mc-tall slice of M,
+ * alpha * A is packed into MR x kc row panels; a register-blocked micro-kernel
+ * then computes each MR x NR tile of C with MR*NR/16 zmm accumulators (B read
+ * as NR/16 vectors, A broadcast one element at a time). The transposes live
+ * in the packing, so the micro-kernel sees one layout. Edge tiles: the
+ * micro-kernel is instantiated for every row count 1..MR and for 16 or 32
+ * columns; the columns past N are masked on the C loads and stores.
+ *
+ * Only the kernels carry the AVX-512 target attribute, so this file builds
+ * without -march and the caller checks sgemm_avx512_ready() first. */
+#include "model/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <immintrin.h>
+
+enum {
+    MR = 14,  /* rows of C per micro-tile: 14 x 2 = 28 zmm accumulators */
+    NR = 32,  /* columns of C per micro-tile: two zmm */
+    KC = 256, /* depth of a packed slice: a 32-column B panel is 32 KiB (L1) */
+    MC = 504, /* rows of A per packed block: 504 x 256 floats = 504 KiB (L2) */
+    NC = 3072 /* columns of B per packed block: 3 MiB (L3) */
+};
+
+size_t sgemm_pack_floats(void) {
+    return (size_t)MC * KC + (size_t)KC * NC;
+}
+
+int sgemm_avx512_ready(void) {
+    const char *env = getenv("IMGRET_SGEMM");
+    if (env && !strcmp(env, "blas")) return 0;
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+}
+
+/* Exactly what sgemm_avx512_ready() checks for. */
+#define AVX512 __attribute__((target("avx512f,fma")))
+#define INLINE_AVX512 AVX512 static inline __attribute__((always_inline))
+
+static __mmask16 tail_mask(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1u);
+}
+
+/* Transposes 16 rows of 16 floats in registers: r[i][j] -> r[j][i]. */
+INLINE_AVX512 void transpose16(__m512 r[16]) {
+    __m512 t[16], u[16];
+    for (int a = 0; a < 8; a++) {
+        t[2 * a] = _mm512_unpacklo_ps(r[2 * a], r[2 * a + 1]);
+        t[2 * a + 1] = _mm512_unpackhi_ps(r[2 * a], r[2 * a + 1]);
+    }
+    /* u[4q + m], 128-bit lane L: column 4L + m of rows 4q .. 4q+3. */
+    for (int q = 0; q < 4; q++) {
+        u[4 * q + 0] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0x44);
+        u[4 * q + 1] = _mm512_shuffle_ps(t[4 * q], t[4 * q + 2], 0xEE);
+        u[4 * q + 2] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0x44);
+        u[4 * q + 3] = _mm512_shuffle_ps(t[4 * q + 1], t[4 * q + 3], 0xEE);
+    }
+    /* A 4 x 4 transpose of 128-bit lanes for each m. */
+    for (int m = 0; m < 4; m++) {
+        __m512 v0 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0x44);
+        __m512 v1 = _mm512_shuffle_f32x4(u[m], u[4 + m], 0xEE);
+        __m512 v2 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0x44);
+        __m512 v3 = _mm512_shuffle_f32x4(u[8 + m], u[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_f32x4(v0, v2, 0x88);
+        r[4 + m] = _mm512_shuffle_f32x4(v0, v2, 0xDD);
+        r[8 + m] = _mm512_shuffle_f32x4(v1, v3, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(v1, v3, 0xDD);
+    }
+}
+
+/* alpha * op(A)[i0 .. i0+mc, p0 .. p0+kc] into MR-row panels: panel r holds
+ * element (i, p) at dst[r*MR*kc + p*MR + i]. Rows past mc are never read. */
+AVX512 static void pack_a(int trans, const float *A, int lda, int i0, int p0, int mc, int kc,
+                          float alpha, float *dst) {
+    const __m512 va = _mm512_set1_ps(alpha);
+    for (int r = 0; r < mc; r += MR) {
+        const int mr = mc - r < MR ? mc - r : MR;
+        const __mmask16 rm = tail_mask(mr);
+        float *d = dst + (size_t)r * kc;
+        if (trans) {
+            for (int p = 0; p < kc; p++)
+                _mm512_mask_storeu_ps(
+                    d + (size_t)p * MR, rm,
+                    _mm512_mul_ps(va,
+                                  _mm512_maskz_loadu_ps(rm, A + (size_t)(p0 + p) * lda + i0 + r)));
+            continue;
+        }
+        /* op(A)(i, p) = A[i*lda + p]: 16 x 16 blocks through registers. */
+        for (int pb = 0; pb < kc; pb += 16) {
+            const int np = kc - pb < 16 ? kc - pb : 16;
+            const __mmask16 pm = tail_mask(np);
+            __m512 x[16];
+            for (int i = 0; i < 16; i++)
+                x[i] = i < mr ? _mm512_maskz_loadu_ps(pm, A + (size_t)(i0 + r + i) * lda + p0 + pb)
+                              : _mm512_setzero_ps();
+            transpose16(x);
+            for (int q = 0; q < np; q++)
+                _mm512_mask_storeu_ps(d + (size_t)(pb + q) * MR, rm, _mm512_mul_ps(va, x[q]));
+        }
+    }
+}
+
+/* op(B)[p0 .. p0+kc, j0 .. j0+nc] into column panels of NR (the last one 16
+ * wide when at most 16 columns remain): the panel starting at column jj holds
+ * (p, jj + j) at dst[jj*kc + p*w + j], zero past column nc. */
+AVX512 static void pack_b(int trans, const float *B, int ldb, int p0, int j0, int kc, int nc,
+                          float *dst) {
+    for (int jj = 0; jj < nc; jj += NR) {
+        const int n = nc - jj < NR ? nc - jj : NR;
+        const int w = n > 16 ? 32 : 16;
+        float *d = dst + (size_t)jj * kc;
+        if (!trans) {
+            const __mmask16 m0 = tail_mask(n), m1 = tail_mask(n > 16 ? n - 16 : 0);
+            for (int p = 0; p < kc; p++) {
+                const float *src = B + (size_t)(p0 + p) * ldb + j0 + jj;
+                _mm512_store_ps(d + (size_t)p * w, _mm512_maskz_loadu_ps(m0, src));
+                if (w == 32)
+                    _mm512_store_ps(d + (size_t)p * w + 16, _mm512_maskz_loadu_ps(m1, src + 16));
+            }
+            continue;
+        }
+        /* op(B)(p, j) = B[j*ldb + p]: 16 x 16 blocks through registers. */
+        for (int g = 0; g < w; g += 16) {
+            for (int pb = 0; pb < kc; pb += 16) {
+                const int np = kc - pb < 16 ? kc - pb : 16;
+                const __mmask16 pm = tail_mask(np);
+                __m512 r[16];
+                for (int j = 0; j < 16; j++) {
+                    const int col = jj + g + j;
+                    r[j] = col < nc
+                               ? _mm512_maskz_loadu_ps(pm, B + (size_t)(j0 + col) * ldb + p0 + pb)
+                               : _mm512_setzero_ps();
+                }
+                transpose16(r);
+                for (int q = 0; q < np; q++)
+                    _mm512_store_ps(d + (size_t)(pb + q) * w + g, r[q]);
+            }
+        }
+    }
+}
+
+/* One MR' x (16*NV) tile of C (mr rows, NV zmm columns; m0/m1 mask the
+ * columns): acc = a-panel * b-panel over kc, then C = acc + beta*C on the
+ * first slice of K (C not read when beta is 0) and C += acc on later ones. */
+INLINE_AVX512 void micro_tile(const int mr, const int nv, int kc, const float *a, const float *b,
+                              float *c, int ldc, __mmask16 m0, __mmask16 m1, int first,
+                              float beta) {
+    __m512 acc[MR][2];
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    for (int p = 0; p < kc; p++) {
+        const __m512 b0 = _mm512_load_ps(b);
+        const __m512 b1 = nv == 2 ? _mm512_load_ps(b + 16) : b0;
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++) {
+            if (i >= mr) break;
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
+            if (nv == 2) acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += MR;
+        b += 16 * nv;
+    }
+    const __m512 vb = _mm512_set1_ps(beta);
+#pragma GCC unroll 14
+    for (int i = 0; i < MR; i++) {
+        if (i >= mr) break;
+        float *ci = c + (size_t)i * ldc;
+        for (int v = 0; v < nv; v++) {
+            const __mmask16 m = v ? m1 : m0;
+            __m512 x = acc[i][v];
+            if (!first)
+                x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, ci + 16 * v));
+            else if (beta != 0.0f)
+                x = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, ci + 16 * v), x);
+            _mm512_mask_storeu_ps(ci + 16 * v, m, x);
+        }
+    }
+}
+
+/* The instances: every row count 1 .. MR, 16 or 32 columns. */
+#define TILE_CASE(R)                                                                               \
+    case R:                                                                                        \
+        if (nv == 2)                                                                               \
+            micro_tile(R, 2, kc, a, b, c, ldc, m0, m1, first, beta);                               \
+        else                                                                                       \
+            micro_tile(R, 1, kc, a, b, c, ldc, m0, m1, first, beta);                               \
+        break;
+
+AVX512 static void tile(int mr, int nv, int kc, const float *a, const float *b, float *c, int ldc,
+                        __mmask16 m0, __mmask16 m1, int first, float beta) {
+    switch (mr) {
+        TILE_CASE(1)
+        TILE_CASE(2)
+        TILE_CASE(3)
+        TILE_CASE(4)
+        TILE_CASE(5)
+        TILE_CASE(6)
+        TILE_CASE(7)
+        TILE_CASE(8)
+        TILE_CASE(9)
+        TILE_CASE(10)
+        TILE_CASE(11)
+        TILE_CASE(12)
+        TILE_CASE(13)
+        TILE_CASE(14)
+    default:
+        break;
+    }
+}
+
+AVX512 static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float *x = C + (size_t)i * ldc + j;
+            *x = beta == 0.0f ? 0.0f : beta * *x;
+        }
+}
+
+AVX512 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                         int lda, const float *B, int ldb, float beta, float *C, int ldc,
+                         float *pack) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *pa = pack, *pb = pack + (size_t)MC * KC;
+    /* Even slices of K, none deeper than KC. */
+    const int kslices = (K + KC - 1) / KC, kstep = (K + kslices - 1) / kslices;
+    for (int j0 = 0; j0 < N; j0 += NC) {
+        const int nc = N - j0 < NC ? N - j0 : NC;
+        for (int p0 = 0; p0 < K; p0 += kstep) {
+            const int kc = K - p0 < kstep ? K - p0 : kstep;
+            const int first = p0 == 0;
+            pack_b(trans_b, B, ldb, p0, j0, kc, nc, pb);
+            for (int i0 = 0; i0 < M; i0 += MC) {
+                const int mc = M - i0 < MC ? M - i0 : MC;
+                pack_a(trans_a, A, lda, i0, p0, mc, kc, alpha, pa);
+                for (int jj = 0; jj < nc; jj += NR) {
+                    const int n = nc - jj < NR ? nc - jj : NR;
+                    const int nv = n > 16 ? 2 : 1;
+                    const __mmask16 m0 = tail_mask(n), m1 = tail_mask(n > 16 ? n - 16 : 0);
+                    const float *b = pb + (size_t)jj * kc;
+                    for (int r = 0; r < mc; r += MR) {
+                        const int mr = mc - r < MR ? mc - r : MR;
+                        tile(mr, nv, kc, pa + (size_t)r * kc, b,
+                             C + (size_t)(i0 + r) * ldc + j0 + jj, ldc, m0, m1, first, beta);
+                    }
+                }
+            }
+        }
+    }
+}
