@@ -383,7 +383,7 @@ static int usage(FILE *f) {
             "  --port P         server port (default 8080)\n"
             "  --host H         address to bind (default 127.0.0.1)\n"
             "  --no-serve       stop after building everything\n"
-            "  --epochs N       quick-recipe epochs (default 3)\n"
+            "  --epochs N       quick-recipe epochs (default 4)\n"
             "  --limit N        train and index only the first N training images (for tests)\n"
             "  --val-limit N    validate training on the first N test images only (for tests)\n"
             "  --ae-epochs N    autoencoder epochs (default 8)\n"
@@ -392,7 +392,7 @@ static int usage(FILE *f) {
 }
 
 int cmd_demo(int argc, char **argv) {
-    demo_t d = {.dir = "imgret-demo", .epochs = 3, .ae_epochs = 8, .threads = 2};
+    demo_t d = {.dir = "imgret-demo", .epochs = 4, .ae_epochs = 8, .threads = 2};
     const char *port = "8080", *host = "127.0.0.1";
     int serve = 1;
     for (int i = 1; i < argc; i++) {
