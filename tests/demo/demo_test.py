@@ -35,7 +35,7 @@ def check(cond, what):
 
 def demo_cmd(a, *extra):
     return [a.imgret, "demo", "--dir", os.path.join(a.work, "demo"), "--limit", "3000",
-            "--val-limit", "500", "--epochs", "1", "--ae-epochs", "2"] + list(extra)
+            "--val-limit", "500", "--epochs", "1", "--ae-epochs", "8"] + list(extra)
 
 
 def leftovers(root):
