@@ -290,11 +290,21 @@ size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_shor
     const uint64_t q = code_u64(q_short, t->bytes);
     if (radius < 0) radius = 0;
     if (ae_two_stage_scans(t, radius)) {
+        /* Branch-free: the shortlist is gathered in blocks (an index is
+         * always written, the count moves only when it is within the
+         * radius), then re-ranked; a data-dependent branch per item would
+         * mispredict on every shortlisted one. */
         const uint64_t *c = t->codes;
-        for (size_t i = 0; i < t->n; i++) {
-            if (__builtin_popcountll(c[i] ^ q) > radius) continue;
-            p.scanned++;
-            consider(&p, (uint32_t)i);
+        uint32_t hit[512];
+        for (size_t i0 = 0; i0 < t->n; i0 += 512) {
+            const size_t i1 = t->n - i0 < 512 ? t->n : i0 + 512;
+            size_t m = 0;
+            for (size_t i = i0; i < i1; i++) {
+                hit[m] = (uint32_t)i;
+                m += __builtin_popcountll(c[i] ^ q) <= radius;
+            }
+            p.scanned += m;
+            for (size_t j = 0; j < m; j++) consider(&p, hit[j]);
         }
     } else {
         flips(&p, q, 0, radius);

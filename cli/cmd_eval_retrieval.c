@@ -121,7 +121,7 @@ static int usage(FILE *f) {
             "  --train-limit N   rows ITQ/LSH are fitted on (default 20000, evenly the first)\n"
             "  --itq-iters N     (default 50)\n"
             "  --short B --long B  two-stage code lengths (default 32 and 256; AE codes)\n"
-            "  --radii LIST      two-stage Hamming radii (default 0,1,2,3,4,5,6)\n"
+            "  --radii LIST      two-stage Hamming radii (default 0-6; 5 is the search's default)\n"
             "  --csv FILE        precision-recall points (11 recall levels) per row\n"
             "  -o FILE           the markdown table (default: stdout)\n");
     return f == stdout ? 0 : 2;
@@ -369,7 +369,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
                 }
                 p10f += hit / 10.0;
             }
-            fprintf(out, "| %d | %s | %.4f | %.4f | %.1fx | %.4f | %.4f |\n", radii[ri],
+            fprintf(out, "| %d%s | %s | %.4f | %.4f | %.1fx | %.4f | %.4f |\n", radii[ri],
+                    radii[ri] == AE_TWO_STAGE_RADIUS && short_bits == 32 ? " (default)" : "",
                     ae_two_stage_scans(table, radii[ri]) ? "scan" : "lookup",
                     frac / (double)nq, overlap / (double)nq, t_full / t_two, p10 / (double)nq,
                     p10f / (double)nq);
