@@ -316,7 +316,8 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
      * the defaults; the choice is written back so the next open keeps it. */
     static const char *setting[2] = {"fc7_factory", "code_factory"};
     const char *given[2] = {opt->fc7_factory, opt->code_factory};
-    char stored[2][64], factories[2][64];
+    char stored[2][64];
+    const char *factories[2];
     int found[2];
     for (int k = 0; k < 2; k++) {
         found[k] = store_setting_get(ix->store, setting[k], stored[k], sizeof stored[k], err);
@@ -324,13 +325,7 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
             index_free(ix);
             return NULL;
         }
-        const char *f = given[k] ? given[k] : found[k] ? stored[k] : k == INDEX_FC7 ? "Flat" : "BFlat";
-        if (strlen(f) >= sizeof factories[k]) {
-            util_fail(err, "%s factory '%s' is too long", k == INDEX_FC7 ? "FC7" : "code", f);
-            index_free(ix);
-            return NULL;
-        }
-        snprintf(factories[k], sizeof factories[k], "%s", f);
+        factories[k] = given[k] ? given[k] : found[k] ? stored[k] : k == INDEX_FC7 ? "Flat" : "BFlat";
     }
     int dims[2] = {store_fc7_dim(ix->store), store_code_bits(ix->store)};
     for (int k = 0; k < 2; k++) {
