@@ -496,6 +496,17 @@ static int number_text(jdec_t *d, ProtobufCType t, const char **s, size_t *n, ch
     return jfail(d, "expected a number for %s, found %s", type_name(t), next_what(d));
 }
 
+/* A number that does not fit its field: the error quotes (at most 40
+ * characters of) its text at its offset, and the decoded string is freed. */
+static int number_fail(jdec_t *d, const char *at, ProtobufCType t, const char *s, size_t n,
+                       int quoted, char *owned, const char *why) {
+    d->p = at;
+    jfail(d, "%s%.*s%s %s for %s", quoted ? "\"" : "", n > 40 ? 40 : (int)n, s,
+          n > 40 ? "..." : (quoted ? "\"" : ""), why, type_name(t));
+    free(owned);
+    return -1;
+}
+
 static int read_integer(jdec_t *d, ProtobufCType t, void *dst) {
     const char *at = d->p, *s;
     size_t n;
@@ -528,13 +539,7 @@ static int read_integer(jdec_t *d, ProtobufCType t, void *dst) {
         }
         if (mag > (neg ? lim_neg : lim_pos)) why = "is out of range";
     }
-    if (why) {
-        d->p = at;
-        jfail(d, "%s%.*s%s %s for %s", quoted ? "\"" : "", n > 40 ? 40 : (int)n, s,
-              n > 40 ? "..." : (quoted ? "\"" : ""), why, type_name(t));
-        free(owned);
-        return -1;
-    }
+    if (why) return number_fail(d, at, t, s, n, quoted, owned, why);
     free(owned);
     switch (t) {
     case PROTOBUF_C_TYPE_INT32:
@@ -589,13 +594,7 @@ static int read_real(jdec_t *d, ProtobufCType t, void *dst) {
         if (buf != small) free(buf);
         if (isinf(v)) why = "is out of range";
     }
-    if (why) {
-        d->p = at;
-        jfail(d, "%s%.*s%s %s for %s", quoted ? "\"" : "", n > 40 ? 40 : (int)n, s,
-              n > 40 ? "..." : (quoted ? "\"" : ""), why, type_name(t));
-        free(owned);
-        return -1;
-    }
+    if (why) return number_fail(d, at, t, s, n, quoted, owned, why);
     free(owned);
     if (is_float)
         *(float *)dst = fv;
