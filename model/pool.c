@@ -61,10 +61,16 @@ static void window_max(const float *xp, int H, int W, int y0, int x0, int k, flo
  * row-major first maximum, branch-free, and each row's pass is shared by the
  * two windows that overlap on it. Windows not wholly inside go the general
  * way. hm/hi hold H x o.w entries. */
+/* How many of `out` 3-wide stride-2 windows (no padding) lie wholly inside
+ * `size`: with ceil rounding the last one may hang over the edge. */
+static int inside_windows(int size, int out) {
+    const int inside = size >= 3 ? (size - 3) / 2 + 1 : 0;
+    return inside < out ? inside : out;
+}
+
 static void pool3s2_plane(const float *xp, int H, int W, model_shape_t o, float *yp,
                           int32_t *ap, float *hm, int32_t *hi) {
-    const int nx = W >= 3 ? (W - 3) / 2 + 1 < o.w ? (W - 3) / 2 + 1 : o.w : 0;
-    const int ny = H >= 3 ? (H - 3) / 2 + 1 < o.h ? (H - 3) / 2 + 1 : o.h : 0;
+    const int nx = inside_windows(W, o.w), ny = inside_windows(H, o.h);
     for (int y = 0; y < H; y++) {
         const float *r = xp + (size_t)y * W;
         float *m = hm + (size_t)y * o.w;
