@@ -210,6 +210,54 @@ static void forward_image(const model_conv_param_t *p, model_shape_t in, model_s
     }
 }
 
+/* Image i on all T threads with the own sgemm (latency: fewer images than
+ * threads). Group g's columns go to thread g's col buffer, the channels of
+ * all groups spread over the threads; then each group's product is cut into
+ * T / G parts, by rows of C when it has more rows than columns (each part
+ * packs its rows of the weights and all the columns) and by columns
+ * otherwise, on whole micro-tiles. */
+static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t *p,
+                                 model_shape_t in, model_shape_t o, const conv_geom_t *c,
+                                 const float *x, const float *w, const float *b, float *y, int i,
+                                 int T) {
+    const int direct = (c->k == 1 && p->stride == 1 && p->pad == 0);
+    const int parts = T / c->G, by_rows = c->Mg > c->HWo;
+    const int len = by_rows ? c->Mg : c->HWo, align = by_rows ? 14 : 32;
+    const int step = ((len + parts - 1) / parts + align - 1) / align * align;
+#pragma omp parallel num_threads(T)
+    {
+        if (!direct) {
+#pragma omp for schedule(static)
+            for (int gc = 0; gc < c->G * c->Cg; gc++) {
+                const int gi = gc / c->Cg, ch = gc % c->Cg;
+                const float *xc = x + (size_t)i * c->in_img + (size_t)gc * c->in_plane;
+                im2col_channel(xc, in.h, in.w, c->k, p->stride, p->pad, o.h, o.w,
+                               ws_buf(ws, WS_COL, gi) + (size_t)ch * c->k * c->k * c->HWo,
+                               (size_t)c->HWo);
+            }
+        }
+#pragma omp for schedule(static)
+        for (int job = 0; job < c->G * parts; job++) {
+            const int gi = job / parts, part = job % parts;
+            const int lo = part * step, hi = lo + step < len ? lo + step : len;
+            if (lo < hi) {
+                const float *src =
+                    direct ? x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane
+                           : ws_buf(ws, WS_COL, gi);
+                float *yg = y + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
+                const float *wg = w + (size_t)gi * c->Mg * c->K, *bg = b + gi * c->Mg;
+                const int m0 = by_rows ? lo : 0, m1 = by_rows ? hi : c->Mg;
+                const int j0 = by_rows ? 0 : lo, j1 = by_rows ? c->HWo : hi;
+                for (int m = m0; m < m1; m++)
+                    for (int j = j0; j < j1; j++) yg[(size_t)m * c->HWo + j] = bg[m];
+                sgemm_avx512(0, 0, m1 - m0, j1 - j0, c->K, 1.0f, wg + (size_t)m0 * c->K, c->K,
+                             src + j0, c->HWo, 1.0f, yg + (size_t)m0 * c->HWo + j0, c->HWo,
+                             ws_buf(ws, WS_GEMM, thread_id()));
+            }
+        }
+    }
+}
+
 int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
                        const float *x, const float *w, const float *b, float *y, util_err_t *err) {
     model_shape_t o = {0, 0, 0, 0};
@@ -228,6 +276,9 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
             forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, tid),
                           own ? ws_buf(ws, WS_GEMM, tid) : NULL, 0);
         }
+    } else if (T > 1 && c.G <= T && sgemm_avx512_ready()) {
+        if (ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err)) return -1;
+        for (int i = 0; i < in.n; i++) forward_image_shared(ws, p, in, o, &c, x, w, b, y, i, T);
     } else {
         /* Outside any parallel region, so OpenBLAS and the im2col loops use
          * the whole (pooled) OpenMP team. */

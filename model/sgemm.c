@@ -260,3 +260,25 @@ AVX512 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float al
         }
     }
 }
+
+AVX512 void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *y) {
+    const int K64 = K & ~63;
+    const __mmask16 tm = tail_mask(K & 15);
+    for (int i = 0; i < M; i++) {
+        const float *a = A + (size_t)i * lda;
+        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+        int k = 0;
+        for (; k < K64; k += 64) {
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(x + k), s0);
+            s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 16), _mm512_loadu_ps(x + k + 16), s1);
+            s2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 32), _mm512_loadu_ps(x + k + 32), s2);
+            s3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k + 48), _mm512_loadu_ps(x + k + 48), s3);
+        }
+        for (; k + 16 <= K; k += 16)
+            s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + k), _mm512_loadu_ps(x + k), s0);
+        if (k < K)
+            s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tm, a + k), _mm512_maskz_loadu_ps(tm, x + k),
+                                 s1);
+        y[i] += _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(s0, s1), _mm512_add_ps(s2, s3)));
+    }
+}

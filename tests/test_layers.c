@@ -5,6 +5,8 @@
 
 #include <stdlib.h>
 
+#include <omp.h>
+
 static util_rng_t rng;
 
 static float *randn(size_t n, float scale) {
@@ -120,36 +122,80 @@ static void test_conv_gradients_1x1_direct(void) {
     conv_gradcheck((model_conv_param_t){4, 2, 1, 1, 0, 2}, (model_shape_t){2, 4, 5, 5});
 }
 
+/* The convolution by its definition, in double. */
+static double conv_reference(const model_conv_param_t *p, model_shape_t in, const float *x, const float *w, const float *b, int n, int oc,
+                             int oy, int ox) {
+    const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, g = oc / mg, k = p->kernel;
+    double s = b[oc];
+    for (int ic = 0; ic < cg; ic++)
+        for (int ky = 0; ky < k; ky++)
+            for (int kx = 0; kx < k; kx++) {
+                int iy = oy * p->stride - p->pad + ky, ix = ox * p->stride - p->pad + kx;
+                if (iy < 0 || iy >= in.h || ix < 0 || ix >= in.w) continue;
+                s += (double)w[((oc * cg + ic) * k + ky) * k + kx] *
+                     x[(((size_t)n * in.c + g * cg + ic) * in.h + iy) * in.w + ix];
+            }
+    return s;
+}
+
+/* model_conv_forward on `threads` threads against the definition: the
+ * largest absolute difference. */
+static double conv_forward_error(model_conv_param_t p, model_shape_t in, int threads) {
+    model_shape_t o;
+    CHECK(model_conv_shape(&p, in, &o, NULL) == 0);
+    size_t nw = (size_t)p.out_c * (p.in_c / p.groups) * p.kernel * p.kernel;
+    float *x = randn(model_shape_count(in), 1), *w = randn(nw, 1), *b = randn((size_t)p.out_c, 1);
+    float *y = malloc(model_shape_count(o) * sizeof(float));
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    model_workspace_t *ws = model_workspace_create();
+    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, NULL) == 0);
+    omp_set_num_threads(saved);
+    double worst = 0;
+    for (int n = 0; n < in.n; n++)
+        for (int oc = 0; oc < p.out_c; oc++)
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++) {
+                    double got = y[(((size_t)n * o.c + oc) * o.h + oy) * o.w + ox];
+                    double want = conv_reference(&p, in, x, w, b, n, oc, oy, ox);
+                    worst = fmax(worst, fabs(got - want) / (1.0 + fabs(want)));
+                }
+    free(x), free(w), free(b), free(y);
+    model_workspace_free(ws);
+    return worst;
+}
+
 static void test_conv_forward_matches_direct_sum(void) {
     model_conv_param_t p = {4, 6, 3, 2, 1, 2};
     model_shape_t in = {2, 4, 7, 6}, o;
     CHECK(model_conv_shape(&p, in, &o, NULL) == 0);
     CHECK(o.h == 4 && o.w == 3);
-    float *x = randn(model_shape_count(in), 1), *w = randn(6 * 2 * 9, 1), *b = randn(6, 1);
-    float *y = malloc(model_shape_count(o) * sizeof(float));
-    model_workspace_t *ws = model_workspace_create();
-    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, NULL) == 0);
-    double worst = 0;
-    for (int n = 0; n < 2; n++)
-        for (int oc = 0; oc < 6; oc++)
-            for (int oy = 0; oy < o.h; oy++)
-                for (int ox = 0; ox < o.w; ox++) {
-                    int g = oc / 3;
-                    double s = b[oc];
-                    for (int ic = 0; ic < 2; ic++)
-                        for (int ky = 0; ky < 3; ky++)
-                            for (int kx = 0; kx < 3; kx++) {
-                                int iy = oy * 2 - 1 + ky, ix = ox * 2 - 1 + kx;
-                                if (iy < 0 || iy >= 7 || ix < 0 || ix >= 6) continue;
-                                s += (double)w[((oc * 2 + ic) * 3 + ky) * 3 + kx] *
-                                     x[((n * 4 + g * 2 + ic) * 7 + iy) * 6 + ix];
-                            }
-                    double got = y[((n * 6 + oc) * o.h + oy) * o.w + ox];
-                    worst = fmax(worst, fabs(got - s));
-                }
-    CHECK_NEAR(worst, 0, 1e-5);
-    free(x), free(w), free(b), free(y);
-    model_workspace_free(ws);
+    CHECK_NEAR(conv_forward_error(p, in, 1), 0, 1e-5);
+    CHECK_NEAR(conv_forward_error(p, in, 2), 0, 1e-5);
+}
+
+/* Fewer images than threads (batch 1) shares each image among the threads:
+ * by groups, then by rows of the output (more channels than pixels) or by
+ * columns (the other way), with partial micro-tiles at the cuts; and more
+ * groups than threads, and 1x1 convolutions that skip im2col. */
+static void test_conv_forward_batch1_on_shared_threads(void) {
+    static const struct {
+        model_conv_param_t p;
+        model_shape_t in;
+    } cases[] = {
+        {{3, 40, 5, 2, 0, 1}, {1, 3, 41, 39}},   /* by columns: 40 rows, 342 columns */
+        {{16, 100, 3, 1, 1, 1}, {1, 16, 7, 6}},  /* by rows: 100 rows, 42 columns */
+        {{8, 58, 5, 1, 2, 2}, {1, 8, 9, 9}},     /* one group per thread */
+        {{6, 33, 3, 1, 1, 3}, {1, 6, 5, 5}},     /* three groups */
+        {{8, 30, 1, 1, 0, 2}, {1, 8, 4, 5}},     /* 1x1, groups */
+        {{8, 30, 1, 1, 0, 1}, {1, 8, 4, 5}},     /* 1x1, by rows */
+        {{300, 20, 3, 2, 1, 1}, {1, 300, 9, 9}}, /* K = 2700: several slices */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int threads = 1; threads <= 4; threads++) {
+            double e = conv_forward_error(cases[c].p, cases[c].in, threads);
+            CHECK_MSG(e < 1e-4, "case %zu on %d threads: error %g", c, threads, e);
+        }
 }
 
 /* ------------------------------------------------------------------- lrn */
@@ -333,6 +379,31 @@ static void test_fc_gradients(void) {
     free(k.x), free(k.w), free(k.b), free(k.y), free(k.r);
 }
 
+/* One image is a matrix-vector product, its rows split over the threads:
+ * input widths with and without a 64-float main loop, 16-float steps and a
+ * masked tail; row counts that do not divide by the threads. */
+static void test_fc_forward_batch1_matches_definition(void) {
+    static const int ins[] = {1, 15, 16, 37, 64, 130, 9216};
+    for (size_t c = 0; c < sizeof ins / sizeof ins[0]; c++)
+        for (int threads = 1; threads <= 3; threads++) {
+            model_fc_param_t p = {ins[c], 23};
+            float *x = randn((size_t)p.in, 1), *w = randn((size_t)p.in * p.out, 1),
+                  *b = randn((size_t)p.out, 1), y[23];
+            const int saved = omp_get_max_threads();
+            omp_set_num_threads(threads);
+            CHECK(model_fc_forward(&p, 1, x, w, b, y, NULL) == 0);
+            omp_set_num_threads(saved);
+            double worst = 0;
+            for (int o = 0; o < p.out; o++) {
+                double s = b[o];
+                for (int k = 0; k < p.in; k++) s += (double)w[(size_t)o * p.in + k] * x[k];
+                worst = fmax(worst, fabs(y[o] - s) / (1.0 + fabs(s)));
+            }
+            CHECK_MSG(worst < 1e-4, "in %d on %d threads: error %g", p.in, threads, worst);
+            free(x), free(w), free(b);
+        }
+}
+
 /* ------------------------------------------------- relu, dropout, softmax */
 
 typedef struct {
@@ -488,6 +559,7 @@ int main(int argc, char **argv) {
         T(test_conv_gradients_5x5_pad2_groups2_like_conv2),
         T(test_conv_gradients_1x1_direct),
         T(test_conv_forward_matches_direct_sum),
+        T(test_conv_forward_batch1_on_shared_threads),
         T(test_lrn_gradients_paper_alpha),
         T(test_lrn_gradients_alpha_over_n),
         T(test_lrn_gradients_even_size_general_beta),
@@ -498,6 +570,7 @@ int main(int argc, char **argv) {
         T(test_pool_ceil_drops_window_starting_in_padding),
         T(test_pool_3x3_stride2_matches_the_definition),
         T(test_fc_gradients),
+        T(test_fc_forward_batch1_matches_definition),
         T(test_relu_gradients),
         T(test_dropout_gradients_and_paper_rate),
         T(test_softmax_xent_gradients_and_value),
