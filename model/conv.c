@@ -60,12 +60,12 @@ static void valid_range(int size, int out, int s, int pad, int kk, int *lo, int 
     *hi = h;
 }
 
-/* The k*k rows of one input channel's im2col: row (ki*k + kj) of `col`
- * (rows ld floats apart) holds, for every output position, the input pixel
- * under kernel tap (ki, kj), or 0 in the padding. */
-static void im2col_channel(const float *xc, int H, int W, int k, int s, int pad, int Ho, int Wo,
-                           float *col, size_t ld) {
-    for (int ki = 0; ki < k; ki++) {
+/* Rows ki0*k .. ki1*k - 1 of one input channel's im2col: row (ki*k + kj) of
+ * `col` (rows ld floats apart) holds, for every output position, the input
+ * pixel under kernel tap (ki, kj), or 0 in the padding. */
+static void im2col_taps(const float *xc, int H, int W, int k, int s, int pad, int Ho, int Wo,
+                        int ki0, int ki1, float *col, size_t ld) {
+    for (int ki = ki0; ki < ki1; ki++) {
         int ylo, yhi;
         valid_range(H, Ho, s, pad, ki, &ylo, &yhi);
         for (int kj = 0; kj < k; kj++) {
@@ -88,6 +88,12 @@ static void im2col_channel(const float *xc, int H, int W, int k, int s, int pad,
                 memset(dst + (size_t)yhi * Wo, 0, sizeof(float) * (size_t)(Ho - yhi) * Wo);
         }
     }
+}
+
+/* All k*k rows of one input channel's im2col. */
+static void im2col_channel(const float *xc, int H, int W, int k, int s, int pad, int Ho, int Wo,
+                           float *col, size_t ld) {
+    im2col_taps(xc, H, W, k, s, pad, Ho, Wo, 0, k, col, ld);
 }
 
 /* The inverse: one input channel plane xc += the k*k rows of col. */
@@ -211,8 +217,8 @@ static void forward_image(const model_conv_param_t *p, model_shape_t in, model_s
 }
 
 /* Image i on all T threads with the own sgemm (latency: fewer images than
- * threads). Group g's columns go to thread g's col buffer, the channels of
- * all groups spread over the threads; then each group's product is cut into
+ * threads). Group g's columns go to thread g's col buffer, the kernel rows
+ * of all channels of all groups spread over the threads; then each group's product is cut into
  * T / G parts, by rows of C when it has more rows than columns (each part
  * packs its rows of the weights and all the columns) and by columns
  * otherwise, on whole micro-tiles. */
@@ -227,13 +233,14 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
 #pragma omp parallel num_threads(T)
     {
         if (!direct) {
+            /* By kernel row: conv1 has only 3 channels for 2 threads. */
 #pragma omp for schedule(static)
-            for (int gc = 0; gc < c->G * c->Cg; gc++) {
-                const int gi = gc / c->Cg, ch = gc % c->Cg;
+            for (int r = 0; r < c->G * c->Cg * c->k; r++) {
+                const int gc = r / c->k, ki = r % c->k, gi = gc / c->Cg, ch = gc % c->Cg;
                 const float *xc = x + (size_t)i * c->in_img + (size_t)gc * c->in_plane;
-                im2col_channel(xc, in.h, in.w, c->k, p->stride, p->pad, o.h, o.w,
-                               ws_buf(ws, WS_COL, gi) + (size_t)ch * c->k * c->k * c->HWo,
-                               (size_t)c->HWo);
+                im2col_taps(xc, in.h, in.w, c->k, p->stride, p->pad, o.h, o.w, ki, ki + 1,
+                            ws_buf(ws, WS_COL, gi) + (size_t)ch * c->k * c->k * c->HWo,
+                            (size_t)c->HWo);
             }
         }
 #pragma omp for schedule(static)
