@@ -12,8 +12,8 @@
  *                                    batch_cpu_ms_per_q} lines, done
  *   quit
  *
- * 'time' runs NLAT single queries (median latency) and NBATCH whole batches
- * (median QPS) with omp_set_num_threads(THREADS), which also sizes
+ * 'time' runs, on a worker thread, NLAT single queries (median latency) and
+ * NBATCH whole batches (median QPS) with omp_set_num_threads(THREADS), which also sizes
  * OpenBLAS's OpenMP build, and reports the CPU time they took too
  * (_latency_cpu_ms, _batch_cpu_ms_per_q). (The driver's first round is a
  * warm-up.)
@@ -30,6 +30,7 @@
 #include "index/index.h"
 
 #include <omp.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -120,8 +121,8 @@ static void out_memory(const char *tag, double r0, double s0) {
 /* One 'time' command: nlat single queries, nbatch batches; wall time and
  * the process's CPU time (all threads), which waiting for a core on a busy
  * machine does not inflate. */
-static void time_search(index_t *ix, int fc7, const void *q, size_t nq, int threads, int nlat,
-                        int nbatch, const char *tag) {
+static void time_search_here(index_t *ix, int fc7, const void *q, size_t nq, int threads,
+                             int nlat, int nbatch, const char *tag) {
     size_t row = fc7 ? sizeof(float) * D : CODE_BYTES;
     index_hit_t *h = malloc(sizeof *h * nq * K);
     int n = nlat > nbatch ? nlat : nbatch;
@@ -153,6 +154,38 @@ static void time_search(index_t *ix, int fc7, const void *q, size_t nq, int thre
     free(h);
     free(wall);
     free(cpu);
+}
+
+typedef struct timing {
+    index_t *ix;
+    int fc7;
+    const void *q;
+    size_t nq;
+    int threads, nlat, nbatch;
+    const char *tag;
+} timing_t;
+
+static void *timing_thread(void *arg) {
+    const timing_t *t = arg;
+    time_search_here(t->ix, t->fc7, t->q, t->nq, t->threads, t->nlat, t->nbatch, t->tag);
+    return NULL;
+}
+
+/* time_search_here on a worker thread, as `imgret serve` runs its searches,
+ * and as the peer does too: glibc gives a new thread its own malloc arena,
+ * while the main thread's heap is the one the build fragmented. FAISS's
+ * BHash search allocates a hash-set node per candidate, and on the main
+ * thread it ran 1.4-2x slower than on a fresh one, in imgret and in the
+ * peer alike, by an amount that depends on what the process did before
+ * (docs/index.md) - a measure of the heap, not of the index. */
+static void time_search(index_t *ix, int fc7, const void *q, size_t nq, int threads, int nlat,
+                        int nbatch, const char *tag) {
+    timing_t t = {ix, fc7, q, nq, threads, nlat, nbatch, tag};
+    pthread_t th;
+    if (pthread_create(&th, NULL, timing_thread, &t) || pthread_join(th, NULL)) {
+        fprintf(stderr, "bench_index: cannot start the timing thread\n");
+        exit(1);
+    }
 }
 
 static double recall(const index_hit_t *a, const index_hit_t *e, size_t nq) {

@@ -26,6 +26,7 @@ so that load from other work on the machine falls on both alike.
 import os
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -76,7 +77,25 @@ def out(name, value):
 
 def time_search(index, q, threads, nlat, nbatch, tag):
     """One 'time' command, as bench/index_bench.c answers it: wall time and
-    the process's CPU time (time.process_time: all threads)."""
+    the process's CPU time (time.process_time: all threads), on a worker
+    thread as bench_index does (index_bench.c: the main thread's malloc heap
+    slows FAISS's BHash search on both sides)."""
+    failed = []
+
+    def run():
+        try:
+            time_search_here(index, q, threads, nlat, nbatch, tag)
+        except BaseException as e:  # re-raised on the main thread
+            failed.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+
+
+def time_search_here(index, q, threads, nlat, nbatch, tag):
     import faiss
     faiss.omp_set_num_threads(threads)
     wall, cpu = [], []
