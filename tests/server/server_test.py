@@ -62,12 +62,14 @@ def generate_pb(work):
 
 
 class Server:
-    def __init__(self, work, name, store, *extra):
-        self.log = open(os.path.join(work, name + ".log"), "w")
+    def __init__(self, work, name, store, *extra, preexec_fn=None):
+        self.log_path = os.path.join(work, name + ".log")
+        self.log = open(self.log_path, "w")
         cmd = [A.imgret, "serve", "--model", os.path.join(work, "model.imgret"),
                "--autoencoder", os.path.join(work, "ae.imgret"), "--store", store,
                "--port", "0"] + list(extra)
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True,
+                                     preexec_fn=preexec_fn)
         line = self.proc.stdout.readline()  # "listening on http://127.0.0.1:PORT/"
         if "listening on" not in line:
             self.proc.wait(10)
@@ -657,6 +659,49 @@ def test_errors():
     st, body, _ = http(srv, "/healthz")
     check(st == 200, "healthz after deadlines")
     check(srv.stop() == 0, "deadline server exit status")
+
+    test_out_of_descriptors()
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of a process, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors():
+    """More connections than the server has file descriptors: accept() fails
+    with EMFILE. The server must neither spin nor flood its log, and must
+    serve again once the connections go."""
+    import resource
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+    srv = Server(A.work, "emfile", os.path.join(A.work, "store_f"), preexec_fn=low_limit)
+    cpu0 = cpu_seconds(srv.proc.pid)
+    socks = []
+    for _ in range(120):
+        try:
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        except OSError:
+            break
+    time.sleep(2.0)
+    cpu = cpu_seconds(srv.proc.pid) - cpu0
+    check(cpu < 0.5, "out of descriptors: the server used %.2f s of CPU in 2 s (spinning?)" % cpu)
+    for sk in socks:
+        sk.close()
+    time.sleep(0.5)
+    st, body, _ = http(srv, "/healthz", timeout=10)
+    check(st == 200, "healthz after the descriptors came back: %d" % st)
+    st, body, _ = http(srv, "/metrics")
+    pauses = [l for l in body.decode().splitlines() if l.startswith("imgret_accept_pauses_total ")]
+    check(pauses and int(pauses[0].split()[1]) >= 1, "metrics count the accept pauses: %s" % pauses)
+    check(srv.stop() == 0, "emfile server exit status")
+    with open(srv.log_path) as f:
+        lines = [l for l in f if "accept:" in l]
+    check(1 <= len(lines) <= 3 and "Too many open files" in lines[0],
+          "one log line per 10 s of accept failures, naming the error: %d lines %s" % (len(lines), lines[:2]))
 
 
 # ---------------------------------------------------------------- kill9
