@@ -1,9 +1,21 @@
 /* The CPU backend: OpenBLAS sgemm + OpenMP, host memory. */
+#define _DEFAULT_SOURCE /* madvise */
 #include "model/backend.h"
 #include "model/internal.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+/* Buffers from this size on (the paper net's fc weights: 151, 67 and 16 MB,
+ * and their gradients and momenta) are 2 MB aligned and asked to be backed
+ * by transparent huge pages: a batch-1 forward streams all 234 MB of fc
+ * weights, 57,000 4 KB pages against 117 huge ones, and was faster so in
+ * 6 of 8 alternating runs of bench_alexnet_cpu b1 (medians 12.7 against
+ * 14.8 ms on a busy afternoon). Where THP is off, madvise fails and nothing
+ * changes. */
+#define HUGE_FROM ((size_t)8 << 20)
+#define HUGE_ALIGN ((size_t)2 << 20)
 
 typedef struct cpu_backend {
     model_backend_t base;
@@ -25,7 +37,12 @@ static void *cpu_alloc(model_backend_t *be, size_t count) {
     size_t bytes;
     if (count == 0 || util_mul_size(count, sizeof(float), &bytes)) return NULL;
     void *p = NULL;
-    if (posix_memalign(&p, 64, (bytes + 63) & ~(size_t)63)) return NULL;
+    const size_t align = bytes >= HUGE_FROM ? HUGE_ALIGN : 64;
+    const size_t rounded = (bytes + align - 1) & ~(align - 1);
+    if (posix_memalign(&p, align, rounded)) return NULL;
+#ifdef MADV_HUGEPAGE
+    if (align == HUGE_ALIGN) (void)madvise(p, rounded, MADV_HUGEPAGE);
+#endif
     memset(p, 0, bytes);
     return p;
 }
