@@ -44,9 +44,9 @@ typedef struct demo {
     const char *dir;
     char model[4096], ckpt[4096], feat[4096], ae[4096], store[4096], examples[4096];
     char self[4096];
-    long limit;  /* training images (0: all 60,000) */
+    long limit;     /* training images (0: all 60,000) */
     long val_limit; /* validation images during training (0: all 10,000) */
-    int epochs;  /* quick recipe epochs */
+    int epochs;     /* quick recipe epochs */
     int ae_epochs;
     int threads;
 } demo_t;
@@ -125,11 +125,11 @@ static int stage_train(demo_t *d) {
      * than it regularises it). */
     char *argv[40] = {0};
     int n = 1;
-    const char *fixed[] = {"train",     "--epochs",      epochs,     "--schedule", "linear",
-                           "--warmup",  "0.2",           "--lr",     "0.03",       "--dropout",
-                           "0",         "--init",        "he",       "--last-std", "0.01",
-                           "--bias-init", "zero",        "--input-scale", "0.015625", "--seed",
-                           "1",         "-o",            d->model};
+    const char *fixed[] = {
+        "train",    "--epochs",   epochs, "--schedule",  "linear", "--warmup",
+        "0.2",      "--lr",       "0.03", "--dropout",   "0",      "--init",
+        "he",       "--last-std", "0.01", "--bias-init", "zero",   "--input-scale",
+        "0.015625", "--seed",     "1",    "-o",          d->model};
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
         argv[n++] = (char *)fixed[i];
     if (d->limit > 0) {
@@ -173,8 +173,8 @@ static int stage_extract(demo_t *d) {
     char limit[32], threads[32];
     snprintf(limit, sizeof limit, "%ld", want);
     snprintf(threads, sizeof threads, "%d", d->threads);
-    char *argv[] = {NULL,     "extract", "--model", d->model,  "--data",  "fashion-mnist",
-                    "--limit", limit,    "-o",      d->feat,   "--threads", threads,
+    char *argv[] = {NULL,      "extract", "--model", d->model, "--data",    "fashion-mnist",
+                    "--limit", limit,     "-o",      d->feat,  "--threads", threads,
                     NULL};
     int rc = run_child(d, argv);
     if (rc != 0 || feature_rows(d->feat) != want) return stop_here(2, rc);
@@ -190,14 +190,11 @@ static int stage_ae(demo_t *d) {
     char epochs[32], ramp[32];
     snprintf(epochs, sizeof epochs, "%d", d->ae_epochs);
     snprintf(ramp, sizeof ramp, "%d", d->ae_epochs > 2 ? d->ae_epochs - 2 : 1);
-    /* The recipe of docs/retrieval.md (AE-64 mAP 0.834 against ITQ-64's 0.834
-     * on the 14-epoch model): L2-normalised FC7, one scale, a balance term
-     * so that no bit stays constant, 20,000 rows. */
-    char *argv[] = {NULL,           "ae-train",  "--features",   d->feat,   "-o",
-                    d->ae,          "--bits",    "64",           "--hidden", "512,128",
-                    "--epochs",     epochs,      "--noise-ramp", ramp,      "--lr",
-                    "0.0001",       "--standardise", "global",   "--normalise", "l2",
-                    "--balance",    "0.03",      "--limit",      "20000",   NULL};
+    /* ae-train's defaults are the recipe of docs/retrieval.md (L2-normalised
+     * FC7, one scale, a balance term, the first 10,000 rows, the epoch whose
+     * codes rank held-out training rows best); the demo sets the epochs. */
+    char *argv[] = {NULL, "ae-train", "--features", d->feat,        "-o", d->ae, "--bits",
+                    "64", "--epochs", epochs,       "--noise-ramp", ramp, NULL};
     int rc = run_child(d, argv);
     if (rc != 0 || !file_exists(d->ae)) return stop_here(3, rc);
     return 0;
@@ -364,7 +361,8 @@ static int write_examples(demo_t *d) {
         char tmp[4300];
         snprintf(tmp, sizeof tmp, "%s.tmp", path);
         rc = im ? data_image_write_png(im, tmp, &err) : -1;
-        if (rc == 0 && rename(tmp, path)) rc = util_fail(&err, "rename %s: %s", tmp, strerror(errno));
+        if (rc == 0 && rename(tmp, path))
+            rc = util_fail(&err, "rename %s: %s", tmp, strerror(errno));
         data_image_free(im);
     }
     if (rc) fprintf(stderr, "imgret demo: example images: %s\n", err.msg);
@@ -373,21 +371,20 @@ static int write_examples(demo_t *d) {
 }
 
 static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret demo [options]\n"
-            "  Trains the small AlexNet on Fashion-MNIST (quick recipe), extracts FC7 of the\n"
-            "  training images, trains the 64-bit autoencoder, fills the item store and its\n"
-            "  Euclidean and Hamming indexes, then serves search on 127.0.0.1 with a web page.\n"
-            "  Finished stages are reused; after Ctrl-C, run it again to resume.\n"
-            "  --dir DIR        where everything goes (default imgret-demo)\n"
-            "  --port P         server port (default 8080)\n"
-            "  --host H         address to bind (default 127.0.0.1)\n"
-            "  --no-serve       stop after building everything\n"
-            "  --epochs N       quick-recipe epochs (default 4)\n"
-            "  --limit N        train and index only the first N training images (for tests)\n"
-            "  --val-limit N    validate training on the first N test images only (for tests)\n"
-            "  --ae-epochs N    autoencoder epochs (default 8)\n"
-            "  --threads N      decode threads (default 2)\n");
+    fprintf(f, "usage: imgret demo [options]\n"
+               "  Trains the small AlexNet on Fashion-MNIST (quick recipe), extracts FC7 of the\n"
+               "  training images, trains the 64-bit autoencoder, fills the item store and its\n"
+               "  Euclidean and Hamming indexes, then serves search on 127.0.0.1 with a web page.\n"
+               "  Finished stages are reused; after Ctrl-C, run it again to resume.\n"
+               "  --dir DIR        where everything goes (default imgret-demo)\n"
+               "  --port P         server port (default 8080)\n"
+               "  --host H         address to bind (default 127.0.0.1)\n"
+               "  --no-serve       stop after building everything\n"
+               "  --epochs N       quick-recipe epochs (default 4)\n"
+               "  --limit N        train and index only the first N training images (for tests)\n"
+               "  --val-limit N    validate training on the first N test images only (for tests)\n"
+               "  --ae-epochs N    autoencoder epochs (default 8)\n"
+               "  --threads N      decode threads (default 2)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -407,14 +404,22 @@ int cmd_demo(int argc, char **argv) {
         char *end = NULL;
         long num = strtol(v, &end, 10);
         int is_num = end && *end == 0 && end != v && num >= 0 && num <= 100000000;
-        if (!strcmp(a, "--dir")) d.dir = v;
-        else if (!strcmp(a, "--port")) port = v;
-        else if (!strcmp(a, "--host")) host = v;
-        else if (!strcmp(a, "--epochs") && is_num && num >= 1) d.epochs = (int)num;
-        else if (!strcmp(a, "--limit") && is_num) d.limit = num;
-        else if (!strcmp(a, "--val-limit") && is_num) d.val_limit = num;
-        else if (!strcmp(a, "--ae-epochs") && is_num && num >= 1) d.ae_epochs = (int)num;
-        else if (!strcmp(a, "--threads") && is_num && num >= 1) d.threads = (int)num;
+        if (!strcmp(a, "--dir"))
+            d.dir = v;
+        else if (!strcmp(a, "--port"))
+            port = v;
+        else if (!strcmp(a, "--host"))
+            host = v;
+        else if (!strcmp(a, "--epochs") && is_num && num >= 1)
+            d.epochs = (int)num;
+        else if (!strcmp(a, "--limit") && is_num)
+            d.limit = num;
+        else if (!strcmp(a, "--val-limit") && is_num)
+            d.val_limit = num;
+        else if (!strcmp(a, "--ae-epochs") && is_num && num >= 1)
+            d.ae_epochs = (int)num;
+        else if (!strcmp(a, "--threads") && is_num && num >= 1)
+            d.threads = (int)num;
         else {
             fprintf(stderr, "imgret demo: bad option %s %s\n", a, v);
             return usage(stderr);
@@ -450,12 +455,13 @@ int cmd_demo(int argc, char **argv) {
             "\n   web page:  %s\n"
             "   search:    imgret search --server %s --k 10 %s/sneaker.png\n"
             "              imgret search --server %s --metric hamming --id 0\n"
-            "   Python:    see README.md (\"RPC reference\"): POST %stwirp/imgret.v1.ImageSearch/Search\n"
+            "   Python:    see README.md (\"RPC reference\"): POST "
+            "%stwirp/imgret.v1.ImageSearch/Search\n"
             "              with a SearchRequest (protobuf), Content-Type: application/protobuf\n\n",
             url, url, d.examples, url, url);
     if (!serve) return 0;
-    char *sargv[] = {"imgret", "serve", "--model", d.model, "--autoencoder", d.ae, "--store",
-                     d.store, "--host", (char *)host, "--port", (char *)port, NULL};
+    char *sargv[] = {"imgret", "serve",  "--model",    d.model,  "--autoencoder", d.ae, "--store",
+                     d.store,  "--host", (char *)host, "--port", (char *)port,    NULL};
     execv(d.self, sargv);
     fprintf(stderr, "imgret demo: cannot start the server: %s\n", strerror(errno));
     return 1;

@@ -71,7 +71,7 @@ async function main() {
 
   run(FIXTURE, ['model.imgret'], 'random small AlexNet (web_fixture_model)');
   run(IMGRET, ['extract', '--model', 'model.imgret', '--data', 'fashion-mnist', '--limit', '400', '-o', 'train.feat'], 'imgret extract (400 images)');
-  run(IMGRET, ['ae-train', '--features', 'train.feat', '--bits', '16', '--hidden', '64', '--epochs', '20', '--noise', '0', '--noise-ramp', '10', '--lr', '0.01', '--standardise', 'per-dim', '--normalise', 'none', '--balance', '0', '--limit', '0', '-o', 'ae.imgret'], 'imgret ae-train (16 bits)');
+  run(IMGRET, ['ae-train', '--features', 'train.feat', '--bits', '16', '--hidden', '64', '--epochs', '20', '--noise', '0', '--noise-ramp', '10', '--lr', '0.01', '--standardise', 'per-dim', '--normalise', 'none', '--balance', '0', '--limit', '0', '--val-rows', '0', '-o', 'ae.imgret'], 'imgret ae-train (16 bits)');
 
   // Images: the first N_ITEMS test images to store, image 1000 as the query.
   const fm = h.fashionMnistTest();
