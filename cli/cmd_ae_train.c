@@ -70,12 +70,6 @@ static int setup_validation(trainer_t *t, const feat_file_t *f, size_t n, size_t
     const size_t count = feat_file_count(f);
     const int dim = feat_file_dim(f), bytes = ae_code_bytes(ae_bits(t->ae));
     if (nval == 0) return 0;
-    for (size_t i = 0; i < count; i++)
-        if (feat_file_label(f, i) < 0) {
-            fprintf(stderr, "ae-train: row %zu has no label: no validation, all %d epochs kept\n",
-                    i, t->epochs);
-            return 0;
-        }
     t->nq = nval;
     t->q = feat_file_rows(f) + (count - nval) * (size_t)dim;
     t->db = feat_file_rows(f);
@@ -235,6 +229,12 @@ int cmd_ae_train(int argc, char **argv) {
     }
     const size_t count = feat_file_count(f);
     if (val_rows == -1) val_rows = count / 10 < DEF_VAL ? (long)(count / 10) : DEF_VAL;
+    for (size_t i = 0; val_rows > 0 && i < count; i++)
+        if (feat_file_label(f, i) < 0) {
+            fprintf(stderr, "ae-train: row %zu has no label: no validation, all %d epochs kept\n",
+                    i, o.epochs);
+            val_rows = 0;
+        }
     if (val_rows < 0 || (val_rows > 0 && (size_t)val_rows >= count)) {
         fprintf(stderr, "ae-train: --val-rows %ld: want 0 to %zu (the file has %zu rows)\n",
                 val_rows, count ? count - 1 : 0, count);

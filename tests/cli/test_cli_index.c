@@ -3,64 +3,17 @@
  * the features API, checking exit codes, what it prints and what the store
  * then holds. */
 #include "features/features.h"
+#include "tests/cli/cli_run.h"
 #include "tests/test.h"
-
-#include <dirent.h>
-#include <fcntl.h>
-#include <stdarg.h>
-#include <stdlib.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #define DIM 16
 
-static char tmp[512]; /* scratch folder of the whole run */
-
-typedef struct run_result {
-    int status; /* exit code; -1 when killed by a signal */
-    char out[8192], err[8192];
-} run_result_t;
-
-static void slurp(const char *path, char *buf, size_t cap) {
-    buf[0] = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    size_t n = fread(buf, 1, cap - 1, f);
-    buf[n] = 0;
-    fclose(f);
-}
-
-/* Runs IMGRET_BIN with the NULL-terminated arguments after `index`. */
+/* Runs `imgret index` with the NULL-terminated arguments. */
 static void run_index(run_result_t *r, ...) {
-    const char *argv[32];
-    int argc = 0;
-    argv[argc++] = IMGRET_BIN;
-    argv[argc++] = "index";
     va_list ap;
     va_start(ap, r);
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 31)
-        argv[argc++] = a;
+    run_imgret_v(r, "index", ap);
     va_end(ap);
-    argv[argc] = NULL;
-    char out_path[600], err_path[600];
-    snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
-    snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid == 0) {
-        int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (o < 0 || e < 0 || dup2(o, 1) < 0 || dup2(e, 2) < 0) _exit(126);
-        execv(IMGRET_BIN, (char *const *)argv);
-        _exit(127);
-    }
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-    slurp(out_path, r->out, sizeof r->out);
-    slurp(err_path, r->err, sizeof r->err);
 }
 
 /* A deterministic value in [0, 10) for (id, j): rows of different ids are
@@ -101,10 +54,6 @@ static void write_features(const char *path, int dim, size_t n, int64_t first_id
     free(labels);
     free(ids);
     free(rows);
-}
-
-static void path_in(char *buf, size_t cap, const char *name) {
-    snprintf(buf, cap, "%s/%s", tmp, name);
 }
 
 /* The first result line of a search: "1  id N  distance D ...". */
@@ -281,29 +230,11 @@ static void test_bad_arguments(void) {
     CHECK_MSG(strstr(r.err, "usage: imgret index"), "stderr: %s", r.err);
 }
 
-static void rm_tree(const char *path) {
-    struct stat st;
-    if (lstat(path, &st)) return;
-    if (S_ISDIR(st.st_mode)) {
-        DIR *d = opendir(path);
-        struct dirent *e;
-        char p[1200];
-        while (d && (e = readdir(d)))
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
-                snprintf(p, sizeof p, "%s/%s", path, e->d_name);
-                rm_tree(p);
-            }
-        if (d) closedir(d);
-        rmdir(path);
-    } else {
-        unlink(path);
-    }
-}
-
 static const test_case_t tests[] = {
     T(test_build_then_search_finds_each_item_itself),
     T(test_add_then_remove),
-    T(test_stats_reports_counts), T(test_commands_keep_the_built_factory),
+    T(test_stats_reports_counts),
+    T(test_commands_keep_the_built_factory),
     T(test_unknown_id_fails_and_changes_nothing),
     T(test_missing_store_is_an_error_not_a_new_store),
     T(test_wrong_dimension_is_refused),
@@ -311,12 +242,7 @@ static const test_case_t tests[] = {
 };
 
 int main(int argc, char **argv) {
-    const char *t = getenv("TMPDIR");
-    snprintf(tmp, sizeof tmp, "%s/imgret-cli-index-XXXXXX", t && *t ? t : "/tmp");
-    if (!mkdtemp(tmp)) {
-        perror("mkdtemp");
-        return 2;
-    }
+    if (make_tmp("cli-index")) return 2;
     setup();
     /* The cases build on each other (one index, changed step by step): run
      * them all, in order. */
