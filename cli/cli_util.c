@@ -9,11 +9,16 @@ cli_data_args_t cli_data_args_defaults(void) {
 }
 
 int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value) {
-    if (!strcmp(opt, "--data")) a->data = value;
-    else if (!strcmp(opt, "--val")) a->val = value;
-    else if (!strcmp(opt, "--limit")) a->limit = atol(value);
-    else if (!strcmp(opt, "--val-limit")) a->val_limit = atol(value);
-    else return 0;
+    if (!strcmp(opt, "--data"))
+        a->data = value;
+    else if (!strcmp(opt, "--val"))
+        a->val = value;
+    else if (!strcmp(opt, "--limit"))
+        a->limit = atol(value);
+    else if (!strcmp(opt, "--val-limit"))
+        a->val_limit = atol(value);
+    else
+        return 0;
     return 1;
 }
 
@@ -23,7 +28,8 @@ data_dataset_t *cli_open_dataset(const char *spec, util_err_t *err) {
         return data_dataset_open_fashion_mnist(NULL, "t10k", err);
     if (!strncmp(spec, "folder:", 7)) return data_dataset_open_folder(spec + 7, NULL, err);
     if (!strncmp(spec, "list:", 5)) return data_dataset_open_list(spec + 5, NULL, err);
-    util_fail(err, "unknown dataset '%s' (fashion-mnist, fashion-mnist-test, folder:DIR, list:FILE)",
+    util_fail(err,
+              "unknown dataset '%s' (fashion-mnist, fashion-mnist-test, folder:DIR, list:FILE)",
               spec);
     return NULL;
 }
@@ -87,56 +93,20 @@ int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spe
     return util_fail(err, "unknown net '%s' (alexnet or alexnet-small)", name);
 }
 
-int cli_model_input(const model_file_t *mf, cli_model_input_t *in, util_err_t *err) {
-    memset(in, 0, sizeof *in);
-    const model_spec_t *s = &mf->spec;
-    const model_norm_t *n = &mf->norm;
-    in->crop = s->in_h;
-    int stored = n->stored_size > 0 ? n->stored_size : s->in_h;
-    if (stored == s->in_h + 4 && s->in_h <= 32)
-        in->prep = (data_prep_t){s->in_c, 0, 2};
-    else
-        in->prep = (data_prep_t){s->in_c, stored, 0};
-    int h = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_h : stored;
-    int w = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_w : stored;
-    if (!(in->stats = data_stats_create(s->in_c, h, w, err))) return -1;
-    if (n->mean_kind == MODEL_MEAN_IMAGE) {
-        if (n->mean_c != s->in_c) {
-            cli_model_input_free(in);
-            return util_fail(err, "the model's mean image has %d channels, its input %d", n->mean_c,
-                             s->in_c);
-        }
-        memcpy(in->stats->mean, n->mean_image, sizeof(float) * (size_t)n->mean_c * h * w);
-    }
-    for (int c = 0; c < s->in_c && c < 3; c++) in->stats->channel_mean[c] = n->mean_pixel[c];
-    if (n->has_eigen) {
-        memcpy(in->stats->eigval, n->eigval, sizeof n->eigval);
-        memcpy(in->stats->eigvec, n->eigvec, sizeof n->eigvec);
-    }
-    in->norm.stats = in->stats;
-    in->norm.scale = n->scale;
-    in->norm.mean_mode = n->mean_kind == MODEL_MEAN_IMAGE   ? DATA_MEAN_PIXEL
-                         : n->mean_kind == MODEL_MEAN_PIXEL ? DATA_MEAN_CHANNEL
-                                                            : DATA_MEAN_NONE;
-    return 0;
-}
-
-void cli_model_input_free(cli_model_input_t *in) {
-    data_stats_free(in->stats);
-    memset(in, 0, sizeof *in);
-}
-
 int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value) {
-    if (!strcmp(opt, "--device")) a->device = value;
-    else if (!strcmp(opt, "--devices")) a->devices = value;
-    else if (!strcmp(opt, "--parallel")) a->parallel = value;
-    else return 0;
+    if (!strcmp(opt, "--device"))
+        a->device = value;
+    else if (!strcmp(opt, "--devices"))
+        a->devices = value;
+    else if (!strcmp(opt, "--parallel"))
+        a->parallel = value;
+    else
+        return 0;
     return 1;
 }
 
 int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err) {
-    if (a->device && a->devices)
-        return util_fail(err, "--device and --devices: give one of them");
+    if (a->device && a->devices) return util_fail(err, "--device and --devices: give one of them");
     if (a->devices) return model_placement_parse(a->devices, a->parallel, pl, err);
     *pl = model_placement_cpu();
     if (a->parallel && strcmp(a->parallel, "columns") && strcmp(a->parallel, "data"))

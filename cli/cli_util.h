@@ -25,10 +25,10 @@ int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value);
 
 typedef struct cli_dataset {
     data_dataset_t *train_all, *train, *val_all, *val; /* train/val may be subsets */
-    data_stats_t *stats; /* over the training set */
-    data_prep_t prep;    /* stored geometry */
-    int crop;            /* network input side */
-    int small;           /* small images: the small AlexNet variant fits */
+    data_stats_t *stats;                               /* over the training set */
+    data_prep_t prep;                                  /* stored geometry */
+    int crop;                                          /* network input side */
+    int small; /* small images: the small AlexNet variant fits */
 } cli_dataset_t;
 
 /* Opens the datasets and computes the training statistics. */
@@ -37,24 +37,7 @@ void cli_close_data(cli_dataset_t *d);
 
 /* alexnet (the paper's, 227 crops) or alexnet-small (28 or 32 crops); NULL
  * picks by the dataset. */
-int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spec,
-                     util_err_t *err);
-
-/* The data-side view of a model file's input normalisation: the stored
- * geometry, the crop, and a data_norm_t whose stats hold the model's mean
- * image (or pixel) and eigen data. Small-image models (stored size = crop +
- * 4, crop <= 32, as imgret trains on Fashion-MNIST) keep the item at the
- * crop size and pad it by 2 pixels; others resize the shorter side to the
- * stored size and take the centre square (the paper). */
-typedef struct cli_model_input {
-    data_stats_t *stats;
-    data_norm_t norm;
-    data_prep_t prep;
-    int crop;
-} cli_model_input_t;
-
-int cli_model_input(const model_file_t *mf, cli_model_input_t *in, util_err_t *err);
-void cli_model_input_free(cli_model_input_t *in);
+int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spec, util_err_t *err);
 
 /* Where the net runs: --device cpu|cpu:N|gpu:N (one device), --devices
  * LIST (several, e.g. gpu:0,gpu:1 or cpu:0,cpu:1), --parallel

@@ -8,8 +8,9 @@
 #include <string.h>
 
 static int usage(FILE *f) {
-    fprintf(f, "usage: imgret classify --model FILE [--center] [--device D] IMAGE...\n"
-               CLI_DEVICE_USAGE);
+    fprintf(
+        f,
+        "usage: imgret classify --model FILE [--center] [--device D] IMAGE...\n" CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -35,12 +36,12 @@ int cmd_classify(int argc, char **argv) {
     util_err_t err = {{0}};
     model_placement_t pl;
     model_file_t *mf = cli_placement(&dev, &pl, &err) ? NULL : model_file_load(model, &err);
-    cli_model_input_t in = {0};
+    model_input_t in = {0};
     model_net_t *net = NULL;
-    if (!mf || cli_model_input(mf, &in, &err) ||
+    if (!mf || model_input_from_file(mf, &in, &err) ||
         !(net = model_net_create_from_file_on(mf, DATA_TEN_CROPS, &pl, &err))) {
         fprintf(stderr, "imgret classify: %s\n", err.msg);
-        cli_model_input_free(&in);
+        model_input_free(&in);
         model_file_free(mf);
         return 1;
     }
@@ -66,7 +67,8 @@ int cmd_classify(int argc, char **argv) {
         model_softmax(crops, classes, model_net_logits(net, NULL), probs);
         for (int k = 0; k < classes; k++) {
             double a = 0;
-            for (int j = 0; j < crops; j++) a += probs[(size_t)j * classes + k];
+            for (int j = 0; j < crops; j++)
+                a += probs[(size_t)j * classes + k];
             avg[k] = (float)(a / crops);
         }
         printf("%s\n", argv[i]);
@@ -75,8 +77,10 @@ int cmd_classify(int argc, char **argv) {
             for (int k = 1; k < classes; k++)
                 if (avg[k] > avg[best]) best = k;
             const char *name = best < mf->n_classes ? mf->class_names[best] : NULL;
-            if (name) printf("  %6.2f%%  %s\n", 100.0 * avg[best], name);
-            else printf("  %6.2f%%  class %d\n", 100.0 * avg[best], best);
+            if (name)
+                printf("  %6.2f%%  %s\n", 100.0 * avg[best], name);
+            else
+                printf("  %6.2f%%  class %d\n", 100.0 * avg[best], best);
             avg[best] = -1.0f;
         }
         data_image_free(raw);
@@ -85,7 +89,7 @@ int cmd_classify(int argc, char **argv) {
     free(x);
     free(probs);
     free(avg);
-    cli_model_input_free(&in);
+    model_input_free(&in);
     model_net_free(net);
     model_file_free(mf);
     return failures ? 1 : 0;

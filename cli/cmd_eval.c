@@ -9,8 +9,8 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: imgret eval --model FILE [--data SPEC] [--limit N] [--batch N]\n"
-               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE\n"
-               CLI_DEVICE_USAGE);
+               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, "
+               "list:FILE\n" CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -24,22 +24,28 @@ int cmd_eval(int argc, char **argv) {
         if (i + 1 >= argc) return usage(stderr);
         const char *v = argv[++i];
         if (cli_device_arg(&dev, argv[i - 1], v)) continue;
-        if (!strcmp(argv[i - 1], "--model")) model = v;
-        else if (!strcmp(argv[i - 1], "--data")) data = v;
-        else if (!strcmp(argv[i - 1], "--limit")) limit = atol(v);
-        else if (!strcmp(argv[i - 1], "--batch")) batch = atoi(v);
-        else return usage(stderr);
+        if (!strcmp(argv[i - 1], "--model"))
+            model = v;
+        else if (!strcmp(argv[i - 1], "--data"))
+            data = v;
+        else if (!strcmp(argv[i - 1], "--limit"))
+            limit = atol(v);
+        else if (!strcmp(argv[i - 1], "--batch"))
+            batch = atoi(v);
+        else
+            return usage(stderr);
     }
     if (!model || batch < 10) return usage(stderr);
     util_err_t err = {{0}};
     model_file_t *mf = NULL;
     model_net_t *net = NULL;
     data_dataset_t *all = NULL, *ds = NULL;
-    cli_model_input_t in = {0};
+    model_input_t in = {0};
     int rc = 1;
     model_placement_t pl;
     if (cli_placement(&dev, &pl, &err) || !(mf = model_file_load(model, &err)) ||
-        cli_model_input(mf, &in, &err) || !(net = model_net_create_from_file_on(mf, batch, &pl, &err)))
+        model_input_from_file(mf, &in, &err) ||
+        !(net = model_net_create_from_file_on(mf, batch, &pl, &err)))
         goto out;
     if (!(all = cli_open_dataset(data, &err))) goto out;
     ds = all;
@@ -65,7 +71,7 @@ out:
     if (rc) fprintf(stderr, "imgret eval: %s\n", err.msg);
     if (ds != all) data_dataset_free(ds);
     data_dataset_free(all);
-    cli_model_input_free(&in);
+    model_input_free(&in);
     model_net_free(net);
     model_file_free(mf);
     return rc;

@@ -597,6 +597,23 @@ int model_file_save(model_file_t *mf, const char *path, util_err_t *err);
  * both SHA-256 hashes, the protobuf body, and model_file_check. Errors name
  * the file and what is wrong. */
 model_file_t *model_file_load(const char *path, util_err_t *err);
+
+/* How images become this model's input, as data/ sees it: the stored
+ * geometry (prep), the crop, and a data_norm_t whose stats hold the model's
+ * mean image (or pixel) and eigen data. Small-image models (stored size =
+ * crop + 4, crop <= 32, as imgret trains on Fashion-MNIST) keep the item at
+ * the crop size and pad it by 2 pixels; others resize the shorter side to
+ * the stored size (at least the crop) and take the centre square (the
+ * paper). Used by the CLI and the server alike. */
+typedef struct model_input {
+    data_stats_t *stats;
+    data_norm_t norm;
+    data_prep_t prep;
+    int crop;
+} model_input_t;
+
+int model_input_from_file(const model_file_t *mf, model_input_t *in, util_err_t *err);
+void model_input_free(model_input_t *in); /* accepts a zeroed one */
 /* Lower-case hex of a hash, NUL-terminated. */
 void model_hash_hex(const uint8_t hash[MODEL_HASH_BYTES], char hex[2 * MODEL_HASH_BYTES + 1]);
 

@@ -81,7 +81,8 @@ static int tensor_alloc(model_tensor_t *t, const char *name, int ndim, const int
 
 static void tensors_free(model_tensor_t *t, int n) {
     if (!t) return;
-    for (int i = 0; i < n; i++) free(t[i].data);
+    for (int i = 0; i < n; i++)
+        free(t[i].data);
     free(t);
 }
 
@@ -103,7 +104,8 @@ static int expected_params(const model_spec_t *spec, expected_param_t *out, int 
     *n = 0;
     for (int i = 0; i < spec->n_layers; i++) {
         const model_layer_spec_t *l = &spec->layer[i];
-        model_shape_t in = i ? shapes[i - 1] : (model_shape_t){1, spec->in_c, spec->in_h, spec->in_w};
+        model_shape_t in =
+            i ? shapes[i - 1] : (model_shape_t){1, spec->in_c, spec->in_h, spec->in_w};
         char lname[sizeof l->name + 1];
         memcpy(lname, l->name, sizeof l->name);
         lname[sizeof l->name] = '\0';
@@ -167,7 +169,8 @@ static void checkpoint_free(model_checkpoint_t *c, int n_params) {
 }
 
 static void class_names_free(model_file_t *mf) {
-    for (int i = 0; i < mf->n_classes; i++) free(mf->class_names[i]);
+    for (int i = 0; i < mf->n_classes; i++)
+        free(mf->class_names[i]);
     free(mf->class_names);
     mf->class_names = NULL;
     mf->n_classes = 0;
@@ -190,14 +193,16 @@ model_tensor_t *model_file_find_param(model_file_t *mf, const char *name) {
 
 size_t model_file_param_total(const model_file_t *mf) {
     size_t total = 0;
-    for (int i = 0; i < mf->n_params; i++) total += mf->param[i].count;
+    for (int i = 0; i < mf->n_params; i++)
+        total += mf->param[i].count;
     return total;
 }
 
 static int check_tensor_against(const model_tensor_t *t, const expected_param_t *e,
                                 const char *what, util_err_t *err) {
     int same = t->ndim == e->ndim;
-    for (int d = 0; same && d < e->ndim; d++) same = t->dims[d] == e->dims[d];
+    for (int d = 0; same && d < e->ndim; d++)
+        same = t->dims[d] == e->dims[d];
     if (!same) {
         char want[64], have[64];
         ix_dims_str(e->dims, e->ndim, want, sizeof want);
@@ -205,7 +210,8 @@ static int check_tensor_against(const model_tensor_t *t, const expected_param_t 
         return util_fail(err, "%s%s: expected %s, file has %s", e->name, what, want, have);
     }
     size_t count = 1;
-    for (int d = 0; d < t->ndim; d++) count *= (size_t)t->dims[d];
+    for (int d = 0; d < t->ndim; d++)
+        count *= (size_t)t->dims[d];
     if (t->count != count || !t->data)
         return util_fail(err, "%s%s: %zu values for a %zu-value shape", e->name, what, t->count,
                          count);
@@ -223,7 +229,8 @@ static int check_tensor_set(const model_tensor_t *t, int n, const expected_param
     }
     for (int j = 0; j < n; j++) {
         int known = 0;
-        for (int i = 0; i < nex && !known; i++) known = strcmp(t[j].name, ex[i].name) == 0;
+        for (int i = 0; i < nex && !known; i++)
+            known = strcmp(t[j].name, ex[i].name) == 0;
         if (!known)
             return util_fail(err, "%s%s: the file has it but the spec has no such parameter",
                              t[j].name, what);
@@ -248,16 +255,16 @@ int model_file_check(const model_file_t *mf, util_err_t *err) {
     if (nm->mean_kind < MODEL_MEAN_NONE || nm->mean_kind > MODEL_MEAN_PIXEL)
         return util_fail(err, "normalisation: unknown mean kind %d", (int)nm->mean_kind);
     if (!(nm->scale > 0.0f) || !isfinite(nm->scale))
-        return util_fail(err, "normalisation: scale %g is not a positive number", (double)nm->scale);
+        return util_fail(err, "normalisation: scale %g is not a positive number",
+                         (double)nm->scale);
     if (nm->stored_size < 0 || nm->stored_size > MODEL_MAX_DIM)
         return util_fail(err, "normalisation: stored size %d is not valid", nm->stored_size);
     if (nm->mean_image) {
         if (nm->mean_c != mf->spec.in_c || nm->mean_h < mf->spec.in_h ||
             nm->mean_w < mf->spec.in_w || nm->mean_h > MODEL_MAX_DIM || nm->mean_w > MODEL_MAX_DIM)
-            return util_fail(err,
-                             "normalisation: mean image %dx%dx%d does not cover %dx%dx%d crops",
-                             nm->mean_c, nm->mean_h, nm->mean_w, mf->spec.in_c, mf->spec.in_h,
-                             mf->spec.in_w);
+            return util_fail(
+                err, "normalisation: mean image %dx%dx%d does not cover %dx%dx%d crops", nm->mean_c,
+                nm->mean_h, nm->mean_w, mf->spec.in_c, mf->spec.in_h, mf->spec.in_w);
     } else if (nm->mean_kind == MODEL_MEAN_IMAGE) {
         return util_fail(err, "normalisation: mean kind is 'image' but there is no mean image");
     }
@@ -298,8 +305,7 @@ int model_file_add_checkpoint(model_file_t *mf, util_err_t *err) {
     return 0;
 }
 
-int model_file_set_class_names(model_file_t *mf, const char *const *names, int n,
-                               util_err_t *err) {
+int model_file_set_class_names(model_file_t *mf, const char *const *names, int n, util_err_t *err) {
     int want = logits_count(&mf->spec);
     if (n != want) return util_fail(err, "class names: %d names for %d outputs", n, want);
     char **copy = calloc((size_t)n + 1, sizeof *copy);
@@ -307,7 +313,8 @@ int model_file_set_class_names(model_file_t *mf, const char *const *names, int n
     for (int i = 0; i < n; i++) {
         copy[i] = strdup(names[i] ? names[i] : "");
         if (!copy[i]) {
-            for (int j = 0; j < i; j++) free(copy[j]);
+            for (int j = 0; j < i; j++)
+                free(copy[j]);
             free(copy);
             return util_fail(err, "class names: out of memory");
         }
@@ -347,7 +354,8 @@ int model_file_read_class_names(model_file_t *mf, const char *path, util_err_t *
         names[n++] = line;
         line = nl ? nl + 1 : NULL;
     }
-    while (rc == 0 && n > 0 && names[n - 1][0] == '\0') n--;
+    while (rc == 0 && n > 0 && names[n - 1][0] == '\0')
+        n--;
     if (rc == 0 && model_file_set_class_names(mf, names, n, err))
         rc = util_fail_prefix(err, "%s", path);
     free(names);
@@ -372,7 +380,8 @@ int model_norm_set_mean_image(model_norm_t *norm, int c, int h, int w, const flo
     memset(norm->mean_pixel, 0, sizeof norm->mean_pixel);
     for (int k = 0; k < c; k++) {
         double s = 0;
-        for (size_t i = 0; i < plane; i++) s += copy[k * plane + i];
+        for (size_t i = 0; i < plane; i++)
+            s += copy[k * plane + i];
         norm->mean_pixel[k] = (float)(s / (double)plane);
     }
     return 0;
@@ -397,9 +406,9 @@ typedef struct pb_build {
     pb_layer_t layers[MODEL_MAX_LAYERS];
     pb_layer_t *layer_ptr[MODEL_MAX_LAYERS];
     char layer_names[MODEL_MAX_LAYERS][17];
-    pb_tensor_t *tensors;     /* params then momentum */
+    pb_tensor_t *tensors; /* params then momentum */
     pb_tensor_t **param_ptr, **mom_ptr;
-    int32_t *dims;            /* 4 per tensor */
+    int32_t *dims; /* 4 per tensor */
     pb_norm_t norm;
     pb_tensor_t mean;
     int32_t mean_dims[3];
@@ -423,7 +432,8 @@ static void pb_build_free(pb_build_t *b) {
 static void fill_tensor(pb_tensor_t *pt, int32_t *dims, const model_tensor_t *t) {
     imgret__model__v1__tensor__init(pt);
     pt->name = (char *)t->name;
-    for (int d = 0; d < t->ndim; d++) dims[d] = t->dims[d];
+    for (int d = 0; d < t->ndim; d++)
+        dims[d] = t->dims[d];
     pt->n_dims = (size_t)t->ndim;
     pt->dims = dims;
     pt->n_data = t->count;
@@ -601,19 +611,23 @@ static pb_build_t *pb_build(const model_file_t *mf, util_err_t *err) {
 }
 
 static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 3; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 static uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 
@@ -767,11 +781,13 @@ static int take_norm(model_norm_t *nm, pb_norm_t *pn, util_err_t *err) {
     if (pn->has_stored_size) nm->stored_size = pn->stored_size;
     if (pn->n_mean_pixel > 4)
         return util_fail(err, "normalisation: %zu mean pixel values", pn->n_mean_pixel);
-    for (size_t i = 0; i < pn->n_mean_pixel; i++) nm->mean_pixel[i] = pn->mean_pixel[i];
+    for (size_t i = 0; i < pn->n_mean_pixel; i++)
+        nm->mean_pixel[i] = pn->mean_pixel[i];
     if (pn->n_eigval || pn->n_eigvec) {
         if (pn->n_eigval != 3 || pn->n_eigvec != 9)
-            return util_fail(err, "normalisation: eigen data has %zu values and %zu vectors "
-                                  "(3 and 9 expected)",
+            return util_fail(err,
+                             "normalisation: eigen data has %zu values and %zu vectors "
+                             "(3 and 9 expected)",
                              pn->n_eigval, pn->n_eigvec);
         nm->has_eigen = 1;
         memcpy(nm->eigval, pn->eigval, sizeof nm->eigval);
@@ -820,9 +836,15 @@ static int take_checkpoint(model_file_t *mf, pb_ckpt_t *pc, util_err_t *err) {
     c->n_history = (int)pc->n_history;
     for (int i = 0; i < c->n_history; i++) {
         const pb_metric_t *m = pc->history[i];
-        c->history[i] = (model_metric_t){m->epoch,          m->step,           m->lr,
-                                         m->train_loss,     m->train_top1_error, m->val_loss,
-                                         m->val_top1_error, m->val_top5_error, m->seconds};
+        c->history[i] = (model_metric_t){m->epoch,
+                                         m->step,
+                                         m->lr,
+                                         m->train_loss,
+                                         m->train_top1_error,
+                                         m->val_loss,
+                                         m->val_top1_error,
+                                         m->val_top5_error,
+                                         m->seconds};
     }
     return 0;
 }
@@ -911,8 +933,9 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
     }
     uint64_t model_len = get_u64(h + 16), ckpt_len = get_u64(h + 24);
     if (model_len > MODEL_FILE_MAX_BYTES || ckpt_len > MODEL_FILE_MAX_BYTES) {
-        util_fail(err, "%s: header declares sections of %llu and %llu bytes, over the %llu-byte "
-                       "limit (corrupt header)",
+        util_fail(err,
+                  "%s: header declares sections of %llu and %llu bytes, over the %llu-byte "
+                  "limit (corrupt header)",
                   path, (unsigned long long)model_len, (unsigned long long)ckpt_len,
                   (unsigned long long)MODEL_FILE_MAX_BYTES);
         goto out;
@@ -1016,7 +1039,8 @@ int model_file_to_net(const model_file_t *mf, model_net_t *net, util_err_t *err)
         model_param_t *p = model_net_find_param(net, t->name);
         if (!p) return util_fail(err, "%s: the net has no such parameter", t->name);
         int same = p->ndim == t->ndim && p->count == t->count;
-        for (int d = 0; same && d < t->ndim; d++) same = p->dims[d] == t->dims[d];
+        for (int d = 0; same && d < t->ndim; d++)
+            same = p->dims[d] == t->dims[d];
         if (!same) {
             char want[64], have[64];
             ix_dims_str(p->dims, p->ndim, want, sizeof want);
@@ -1069,4 +1093,46 @@ model_file_t *model_file_from_net(model_net_t *net, int with_checkpoint, util_er
     }
     if (with_checkpoint) mf->checkpoint->dropout_rng = *model_net_rng(net);
     return mf;
+}
+
+int model_input_from_file(const model_file_t *mf, model_input_t *in, util_err_t *err) {
+    memset(in, 0, sizeof *in);
+    const model_spec_t *s = &mf->spec;
+    const model_norm_t *n = &mf->norm;
+    in->crop = s->in_h;
+    int stored = n->stored_size > 0 ? n->stored_size : s->in_h;
+    if (stored == s->in_h + 4 && s->in_h <= 32) {
+        in->prep = (data_prep_t){s->in_c, 0, 2};
+    } else {
+        if (stored < s->in_h) stored = s->in_h; /* a crop must fit the stored image */
+        in->prep = (data_prep_t){s->in_c, stored, 0};
+    }
+    int h = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_h : stored;
+    int w = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_w : stored;
+    if (!(in->stats = data_stats_create(s->in_c, h, w, err))) return -1;
+    if (n->mean_kind == MODEL_MEAN_IMAGE) {
+        if (n->mean_c != s->in_c) {
+            model_input_free(in);
+            return util_fail(err, "the model's mean image has %d channels, its input %d", n->mean_c,
+                             s->in_c);
+        }
+        memcpy(in->stats->mean, n->mean_image, sizeof(float) * (size_t)n->mean_c * h * w);
+    }
+    for (int c = 0; c < s->in_c && c < 3; c++)
+        in->stats->channel_mean[c] = n->mean_pixel[c];
+    if (n->has_eigen) {
+        memcpy(in->stats->eigval, n->eigval, sizeof n->eigval);
+        memcpy(in->stats->eigvec, n->eigvec, sizeof n->eigvec);
+    }
+    in->norm.stats = in->stats;
+    in->norm.scale = n->scale;
+    in->norm.mean_mode = n->mean_kind == MODEL_MEAN_IMAGE   ? DATA_MEAN_PIXEL
+                         : n->mean_kind == MODEL_MEAN_PIXEL ? DATA_MEAN_CHANNEL
+                                                            : DATA_MEAN_NONE;
+    return 0;
+}
+
+void model_input_free(model_input_t *in) {
+    data_stats_free(in->stats);
+    memset(in, 0, sizeof *in);
 }

@@ -30,7 +30,7 @@ extern const size_t srv_web_index_html_len;
 
 #define N_BUCKETS 14
 static const double bucket_le[N_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                            0.25,  0.5,    1,     2.5,  5,     10,  30};
+                                            0.25,  0.5,    1,     2.5,  5,     10,   30};
 #define N_METRIC_ROWS (SRV_THUMB + 2) /* the RPCs, thumb, and "other" (routing failures) */
 #define ROW_OTHER (SRV_THUMB + 1)
 
@@ -92,15 +92,18 @@ static const char *row_name(int row) {
 
 static void write_metrics(struct srv *s, struct evbuffer *b) {
     loop_t *L = s->loop;
-    evbuffer_add_printf(b, "# HELP imgret_requests_total Requests answered, by method and Twirp code.\n"
-                           "# TYPE imgret_requests_total counter\n");
+    evbuffer_add_printf(
+        b, "# HELP imgret_requests_total Requests answered, by method and Twirp code.\n"
+           "# TYPE imgret_requests_total counter\n");
     for (int r = 0; r < N_METRIC_ROWS; r++)
         for (int c = 0; c < SRV_N_CODES; c++)
             if (L->m[r].by_code[c] || c == SRV_OK)
-                evbuffer_add_printf(b, "imgret_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64 "\n",
-                                    row_name(r), srv_code_name((srv_code_t)c), L->m[r].by_code[c]);
-    evbuffer_add_printf(b, "# HELP imgret_errors_total Requests answered with an error, by method.\n"
-                           "# TYPE imgret_errors_total counter\n");
+                evbuffer_add_printf(
+                    b, "imgret_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                    row_name(r), srv_code_name((srv_code_t)c), L->m[r].by_code[c]);
+    evbuffer_add_printf(b,
+                        "# HELP imgret_errors_total Requests answered with an error, by method.\n"
+                        "# TYPE imgret_errors_total counter\n");
     for (int r = 0; r < N_METRIC_ROWS; r++) {
         uint64_t e = L->m[r].count - L->m[r].by_code[SRV_OK];
         evbuffer_add_printf(b, "imgret_errors_total{method=\"%s\"} %" PRIu64 "\n", row_name(r), e);
@@ -110,45 +113,48 @@ static void write_metrics(struct srv *s, struct evbuffer *b) {
     for (int r = 0; r < N_METRIC_ROWS; r++) {
         const method_metrics_t *m = &L->m[r];
         for (int k = 0; k < N_BUCKETS; k++)
-            evbuffer_add_printf(b, "imgret_request_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %" PRIu64 "\n",
-                                row_name(r), bucket_le[k], m->bucket[k]);
-        evbuffer_add_printf(b, "imgret_request_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
-                            row_name(r), m->count);
+            evbuffer_add_printf(
+                b, "imgret_request_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %" PRIu64 "\n",
+                row_name(r), bucket_le[k], m->bucket[k]);
+        evbuffer_add_printf(
+            b, "imgret_request_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+            row_name(r), m->count);
         evbuffer_add_printf(b, "imgret_request_duration_seconds_sum{method=\"%s\"} %.6f\n",
                             row_name(r), m->sum);
         evbuffer_add_printf(b, "imgret_request_duration_seconds_count{method=\"%s\"} %" PRIu64 "\n",
                             row_name(r), m->count);
     }
-    evbuffer_add_printf(b,
-                        "# HELP imgret_queue_depth Jobs waiting for a worker.\n"
-                        "# TYPE imgret_queue_depth gauge\nimgret_queue_depth %zu\n"
-                        "# HELP imgret_queue_capacity Jobs the queue holds at most.\n"
-                        "# TYPE imgret_queue_capacity gauge\nimgret_queue_capacity %zu\n"
-                        "# HELP imgret_in_flight Jobs queued or running.\n"
-                        "# TYPE imgret_in_flight gauge\nimgret_in_flight %zu\n"
-                        "# HELP imgret_items Items in the store.\n"
-                        "# TYPE imgret_items gauge\nimgret_items %lld\n"
-                        "# HELP imgret_forward_batches_total Batched forward passes run.\n"
-                        "# TYPE imgret_forward_batches_total counter\nimgret_forward_batches_total %llu\n"
-                        "# HELP imgret_forward_inputs_total Network inputs (crops) forwarded.\n"
-                        "# TYPE imgret_forward_inputs_total counter\nimgret_forward_inputs_total %llu\n"
-                        "# HELP imgret_search_batches_total Index calls made for searches.\n"
-                        "# TYPE imgret_search_batches_total counter\nimgret_search_batches_total %llu\n"
-                        "# HELP imgret_search_queries_total Queries answered by those calls.\n"
-                        "# TYPE imgret_search_queries_total counter\nimgret_search_queries_total %llu\n"
-                        "# HELP imgret_http_requests_total HTTP requests received.\n"
-                        "# TYPE imgret_http_requests_total counter\nimgret_http_requests_total %" PRIu64 "\n"
-                        "# HELP imgret_accept_pauses_total Times accept() failed (out of file "
-                        "descriptors or memory) and new connections waited 100 ms.\n"
-                        "# TYPE imgret_accept_pauses_total counter\nimgret_accept_pauses_total %" PRIu64 "\n"
-                        "# HELP imgret_uptime_seconds Seconds since the server started.\n"
-                        "# TYPE imgret_uptime_seconds gauge\nimgret_uptime_seconds %.3f\n",
-                        srv_queue_len(&s->queue), s->queue.cap, L->in_flight,
-                        (long long)atomic_load(&s->items), (unsigned long long)atomic_load(&s->batches),
-                        (unsigned long long)atomic_load(&s->batch_inputs),
-                        (unsigned long long)atomic_load(&s->search_batches),
-                        (unsigned long long)atomic_load(&s->search_queries), L->http_requests,
-                        L->accept_pauses, util_now() - s->t_start);
+    evbuffer_add_printf(
+        b,
+        "# HELP imgret_queue_depth Jobs waiting for a worker.\n"
+        "# TYPE imgret_queue_depth gauge\nimgret_queue_depth %zu\n"
+        "# HELP imgret_queue_capacity Jobs the queue holds at most.\n"
+        "# TYPE imgret_queue_capacity gauge\nimgret_queue_capacity %zu\n"
+        "# HELP imgret_in_flight Jobs queued or running.\n"
+        "# TYPE imgret_in_flight gauge\nimgret_in_flight %zu\n"
+        "# HELP imgret_items Items in the store.\n"
+        "# TYPE imgret_items gauge\nimgret_items %lld\n"
+        "# HELP imgret_forward_batches_total Batched forward passes run.\n"
+        "# TYPE imgret_forward_batches_total counter\nimgret_forward_batches_total %llu\n"
+        "# HELP imgret_forward_inputs_total Network inputs (crops) forwarded.\n"
+        "# TYPE imgret_forward_inputs_total counter\nimgret_forward_inputs_total %llu\n"
+        "# HELP imgret_search_batches_total Index calls made for searches.\n"
+        "# TYPE imgret_search_batches_total counter\nimgret_search_batches_total %llu\n"
+        "# HELP imgret_search_queries_total Queries answered by those calls.\n"
+        "# TYPE imgret_search_queries_total counter\nimgret_search_queries_total %llu\n"
+        "# HELP imgret_http_requests_total HTTP requests received.\n"
+        "# TYPE imgret_http_requests_total counter\nimgret_http_requests_total %" PRIu64 "\n"
+        "# HELP imgret_accept_pauses_total Times accept() failed (out of file "
+        "descriptors or memory) and new connections waited 100 ms.\n"
+        "# TYPE imgret_accept_pauses_total counter\nimgret_accept_pauses_total %" PRIu64 "\n"
+        "# HELP imgret_uptime_seconds Seconds since the server started.\n"
+        "# TYPE imgret_uptime_seconds gauge\nimgret_uptime_seconds %.3f\n",
+        srv_queue_len(&s->queue), s->queue.cap, L->in_flight, (long long)atomic_load(&s->items),
+        (unsigned long long)atomic_load(&s->batches),
+        (unsigned long long)atomic_load(&s->batch_inputs),
+        (unsigned long long)atomic_load(&s->search_batches),
+        (unsigned long long)atomic_load(&s->search_queries), L->http_requests, L->accept_pauses,
+        util_now() - s->t_start);
 }
 
 /* -------------------------------------------------------------- replies */
@@ -166,8 +172,8 @@ static void reply_error(struct srv *s, struct evhttp_request *req, int row, cons
     observe(s->loop, row, e->code, util_now() - t0);
 }
 
-static void reply_text(struct evhttp_request *req, int status, const char *reason,
-                       const char *type, const void *data, size_t len) {
+static void reply_text(struct evhttp_request *req, int status, const char *reason, const char *type,
+                       const void *data, size_t len) {
     struct evbuffer *b = evbuffer_new();
     if (b) evbuffer_add(b, data, len);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
@@ -226,8 +232,10 @@ static void notify_done(struct srv *s) {
 static void job_done(struct srv *s, srv_job_t *j) {
     j->done_next = NULL;
     pthread_mutex_lock(&s->done_lock);
-    if (s->done_tail) s->done_tail->done_next = j;
-    else s->done_head = j;
+    if (s->done_tail)
+        s->done_tail->done_next = j;
+    else
+        s->done_head = j;
     s->done_tail = j;
     pthread_mutex_unlock(&s->done_lock);
     s->notify_done(s);
@@ -242,9 +250,11 @@ static void *worker_main(void *arg) {
     for (;;) {
         size_t n = srv_queue_pop_batch(&s->queue, s->opt.max_batch, wait, nodes, 64);
         if (n == 0) break;
-        for (size_t i = 0; i < n; i++) jobs[i] = (srv_job_t *)nodes[i];
+        for (size_t i = 0; i < n; i++)
+            jobs[i] = (srv_job_t *)nodes[i];
         srv_worker_run(w, jobs, n);
-        for (size_t i = 0; i < n; i++) job_done(s, jobs[i]);
+        for (size_t i = 0; i < n; i++)
+            job_done(s, jobs[i]);
     }
     return NULL;
 }
@@ -262,8 +272,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
                  s->opt.timeout_s);
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
-            reply_text(j->http_req, 408, NULL, "text/plain; charset=utf-8",
-                       e.msg, strlen(e.msg));
+            reply_text(j->http_req, 408, NULL, "text/plain; charset=utf-8", e.msg, strlen(e.msg));
             observe(s->loop, row, e.code, util_now() - j->t_arrival);
         } else {
             reply_error(s, j->http_req, row, &e, j->t_arrival);
@@ -289,13 +298,12 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     }
     if (srv_queue_push(&s->queue, &j->node)) {
         srv_error_t e;
-        srv_fail(&e, SRV_RESOURCE_EXHAUSTED, "the server is busy: %zu requests are waiting; retry later",
-                 s->queue.cap);
+        srv_fail(&e, SRV_RESOURCE_EXHAUSTED,
+                 "the server is busy: %zu requests are waiting; retry later", s->queue.cap);
         srv_error_meta(&e, "retry_after_ms", "100");
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
-            reply_text(req, 429, NULL, "text/plain; charset=utf-8", e.msg,
-                       strlen(e.msg));
+            reply_text(req, 429, NULL, "text/plain; charset=utf-8", e.msg, strlen(e.msg));
             observe(L, row, e.code, util_now() - j->t_arrival);
         } else {
             reply_error(s, req, row, &e, j->t_arrival);
@@ -372,8 +380,8 @@ static void handle_twirp(struct srv *s, struct evhttp_request *req, const char *
 static void handle_thumb(struct srv *s, struct evhttp_request *req, const char *idstr, double t0) {
     srv_error_t e;
     if (s->opt.token_all && authorised(s, req, SRV_THUMB, &e)) {
-        reply_text(req, srv_code_http_status(e.code), NULL,
-                   "text/plain; charset=utf-8", e.msg, strlen(e.msg));
+        reply_text(req, srv_code_http_status(e.code), NULL, "text/plain; charset=utf-8", e.msg,
+                   strlen(e.msg));
         observe(s->loop, SRV_THUMB, e.code, util_now() - t0);
         return;
     }
@@ -410,7 +418,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
     }
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
-        static const char m[] = "only GET here; RPCs are POST /twirp/imgret.v1.ImageSearch/<Method>\n";
+        static const char m[] =
+            "only GET here; RPCs are POST /twirp/imgret.v1.ImageSearch/<Method>\n";
         reply_text(req, 405, "Method Not Allowed", "text/plain; charset=utf-8", m, sizeof m - 1);
         return;
     }
@@ -421,8 +430,8 @@ static void on_request(struct evhttp_request *req, void *arg) {
     } else if (!strcmp(path, "/metrics")) {
         srv_error_t e;
         if (s->opt.token_all && authorised(s, req, SRV_STATS, &e)) {
-            reply_text(req, srv_code_http_status(e.code), NULL,
-                       "text/plain; charset=utf-8", e.msg, strlen(e.msg));
+            reply_text(req, srv_code_http_status(e.code), NULL, "text/plain; charset=utf-8", e.msg,
+                       strlen(e.msg));
             return;
         }
         struct evbuffer *b = evbuffer_new();
@@ -484,8 +493,7 @@ static struct srv *accept_lookup(const struct evhttp *http) {
 static void on_accept_resume(evutil_socket_t fd, short what, void *arg) {
     (void)fd, (void)what;
     loop_t *L = ((struct srv *)arg)->loop;
-    if (L->sock && !L->draining)
-        evconnlistener_enable(evhttp_bound_socket_get_listener(L->sock));
+    if (L->sock && !L->draining) evconnlistener_enable(evhttp_bound_socket_get_listener(L->sock));
 }
 
 static void on_accept_error(struct evconnlistener *lev, void *http) {
@@ -563,35 +571,21 @@ void srv_stop(srv_t *s) {
 
 /* ---------------------------------------------------------------- startup */
 
-/* How images become network input for this model: the logic of imgret's
- * CLI (cli_model_input), which sits above this module. */
+/* How images become network input for this model (model_input_from_file,
+ * as the CLI does), for square RGB-input models. */
 static int model_input(struct srv *s, util_err_t *err) {
     const model_spec_t *sp = &s->mf->spec;
-    const model_norm_t *n = &s->mf->norm;
     if (sp->in_h != sp->in_w)
         return util_fail(err, "model %s: non-square input %dx%d", sp->name, sp->in_h, sp->in_w);
-    if (n->channel_order != MODEL_CHANNELS_RGB)
+    if (s->mf->norm.channel_order != MODEL_CHANNELS_RGB)
         return util_fail(err, "model %s expects BGR input; the server feeds RGB", sp->name);
+    model_input_t in;
+    if (model_input_from_file(s->mf, &in, err)) return -1;
     s->in_c = sp->in_c;
-    s->crop = sp->in_h;
-    int stored = n->stored_size > 0 ? n->stored_size : sp->in_h;
-    if (stored == sp->in_h + 4 && sp->in_h <= 32) s->prep = (data_prep_t){sp->in_c, 0, 2};
-    else s->prep = (data_prep_t){sp->in_c, stored < sp->in_h ? sp->in_h : stored, 0};
-    int h = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_h : stored;
-    int w = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_w : stored;
-    if (!(s->stats = data_stats_create(sp->in_c, h, w, err))) return -1;
-    if (n->mean_kind == MODEL_MEAN_IMAGE) {
-        if (n->mean_c != sp->in_c)
-            return util_fail(err, "the model's mean image has %d channels, its input %d",
-                             n->mean_c, sp->in_c);
-        memcpy(s->stats->mean, n->mean_image, sizeof(float) * (size_t)n->mean_c * h * w);
-    }
-    for (int c = 0; c < sp->in_c && c < 3; c++) s->stats->channel_mean[c] = n->mean_pixel[c];
-    s->norm.stats = s->stats;
-    s->norm.scale = n->scale;
-    s->norm.mean_mode = n->mean_kind == MODEL_MEAN_IMAGE   ? DATA_MEAN_PIXEL
-                        : n->mean_kind == MODEL_MEAN_PIXEL ? DATA_MEAN_CHANNEL
-                                                           : DATA_MEAN_NONE;
+    s->crop = in.crop;
+    s->prep = in.prep;
+    s->stats = in.stats; /* freed with the server */
+    s->norm = in.norm;
     return 0;
 }
 
@@ -617,8 +611,8 @@ static int load_model(struct srv *s, util_err_t *err) {
         int in = ae_in_dim(ae), bits = ae_bits(ae);
         ae_free(ae);
         if (in != s->fc7_dim)
-            return util_fail(err, "%s encodes %d-d vectors; the model's FC7 has %d",
-                             s->opt.ae_path, in, s->fc7_dim);
+            return util_fail(err, "%s encodes %d-d vectors; the model's FC7 has %d", s->opt.ae_path,
+                             in, s->fc7_dim);
         s->ae_bits = bits;
     }
     return 0;
@@ -714,7 +708,8 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
         if (srv_worker_init(s, &s->workers[i], err)) goto fail;
 
     /* libevent: thread support first so event_active works from workers. */
-    if (evthread_use_pthreads() || !(L->base = event_base_new()) || !(L->http = evhttp_new(L->base))) {
+    if (evthread_use_pthreads() || !(L->base = event_base_new()) ||
+        !(L->http = evhttp_new(L->base))) {
         util_fail(err, "server: cannot set up libevent");
         goto fail;
     }
@@ -777,7 +772,8 @@ static void on_signal(evutil_socket_t sig, short what, void *arg) {
 
 static void stop_workers(struct srv *s) {
     srv_queue_close(&s->queue);
-    for (int i = 0; i < s->threads_started; i++) pthread_join(s->threads[i], NULL);
+    for (int i = 0; i < s->threads_started; i++)
+        pthread_join(s->threads[i], NULL);
     s->threads_started = 0;
 }
 
@@ -844,11 +840,13 @@ void srv_free(srv_t *s) {
         if (L->base) event_base_free(L->base);
         free(L);
     }
-    for (int i = 0; s->workers && i < s->n_workers; i++) srv_worker_free(&s->workers[i]);
+    for (int i = 0; s->workers && i < s->n_workers; i++)
+        srv_worker_free(&s->workers[i]);
     free(s->workers);
     free(s->threads);
     index_free(s->ix);
-    for (int i = 0; i < SRV_DS_CACHE; i++) data_dataset_free(s->ds_cache[i].ds);
+    for (int i = 0; i < SRV_DS_CACHE; i++)
+        data_dataset_free(s->ds_cache[i].ds);
     data_stats_free(s->stats);
     model_file_free(s->mf);
     pthread_mutex_destroy(&s->done_lock);
