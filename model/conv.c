@@ -173,7 +173,8 @@ static void image_col2im_add(const model_conv_param_t *p, model_shape_t in, mode
  * OpenMP build goes single-threaded inside a parallel region): no
  * synchronisation, and every core at its full sgemm rate. With fewer images
  * (latency: batch 1), the images go one after another and the threads share
- * each image: im2col by channel, sgemm by OpenBLAS's own threading. */
+ * each image (forward_image_shared with the own sgemm; else im2col by channel
+ * and OpenBLAS's own threading). */
 static int per_image_threads(const model_workspace_t *ws, int n) {
     return n >= ws_threads(ws) && ws_threads(ws) > 1;
 }
@@ -197,36 +198,52 @@ static int own_sgemm(model_workspace_t *ws, int spread, util_err_t *err) {
     return ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err) ? -1 : 1;
 }
 
+/* 1x1, stride 1, no padding: image i's group gi planes are already its
+ * columns (no im2col). */
+static const float *direct_columns(const model_conv_param_t *p, const conv_geom_t *c,
+                                   const float *x, int i, int gi) {
+    if (c->k != 1 || p->stride != 1 || p->pad != 0) return NULL;
+    return x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
+}
+
+/* Rows m0..m1-1 and columns j0..j1-1 of group gi's output for image i: the
+ * bias, then += the group's weights x src (its K x HWo columns), on the own
+ * sgemm (pack) or OpenBLAS (pack NULL). */
+static void group_product(const conv_geom_t *c, const float *src, const float *w, const float *b,
+                          float *y, int i, int gi, int m0, int m1, int j0, int j1, float *pack) {
+    float *yg = y + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
+    const float *bg = b + gi * c->Mg;
+    for (int m = m0; m < m1; m++)
+        for (int j = j0; j < j1; j++)
+            yg[(size_t)m * c->HWo + j] = bg[m];
+    conv_sgemm(0, 0, m1 - m0, j1 - j0, c->K, w + ((size_t)gi * c->Mg + (size_t)m0) * c->K, c->K,
+               src + j0, c->HWo, 1.0f, yg + (size_t)m0 * c->HWo + j0, c->HWo, pack);
+}
+
 static void forward_image(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
                           const conv_geom_t *c, const float *x, const float *w, const float *b,
                           float *y, int i, float *col, float *pack, int team) {
-    const int direct = (c->k == 1 && p->stride == 1 && p->pad == 0);
     for (int gi = 0; gi < c->G; gi++) {
-        const float *src = col;
-        if (direct)
-            src = x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
-        else
+        const float *src = direct_columns(p, c, x, i, gi);
+        if (!src) {
             image_im2col(p, in, o, c, x, i, gi, col, team);
-        float *yg = y + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
-        const float *bg = b + gi * c->Mg;
-        for (int m = 0; m < c->Mg; m++)
-            for (int j = 0; j < c->HWo; j++) yg[(size_t)m * c->HWo + j] = bg[m];
-        conv_sgemm(0, 0, c->Mg, c->HWo, c->K, w + (size_t)gi * c->Mg * c->K, c->K, src, c->HWo,
-                   1.0f, yg, c->HWo, pack);
+            src = col;
+        }
+        group_product(c, src, w, b, y, i, gi, 0, c->Mg, 0, c->HWo, pack);
     }
 }
 
 /* Image i on all T threads with the own sgemm (latency: fewer images than
- * threads). Group g's columns go to thread g's col buffer, the kernel rows
- * of all channels of all groups spread over the threads; then each group's product is cut into
- * T / G parts, by rows of C when it has more rows than columns (each part
- * packs its rows of the weights and all the columns) and by columns
- * otherwise, on whole micro-tiles. */
+ * threads). Group g's columns go to thread g's col buffer, the kernel rows of
+ * all channels of all groups spread over the threads; then each group's
+ * product is cut into T / G parts, by rows of C when it has more rows than
+ * columns (each part packs its rows of the weights and all the columns) and
+ * by columns otherwise, on whole micro-tiles. */
 static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t *p,
                                  model_shape_t in, model_shape_t o, const conv_geom_t *c,
                                  const float *x, const float *w, const float *b, float *y, int i,
                                  int T) {
-    const int direct = (c->k == 1 && p->stride == 1 && p->pad == 0);
+    const int direct = direct_columns(p, c, x, i, 0) != NULL;
     const int parts = T / c->G, by_rows = c->Mg > c->HWo;
     const int len = by_rows ? c->Mg : c->HWo, align = by_rows ? 14 : 32;
     const int step = ((len + parts - 1) / parts + align - 1) / align * align;
@@ -247,20 +264,11 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
         for (int job = 0; job < c->G * parts; job++) {
             const int gi = job / parts, part = job % parts;
             const int lo = part * step, hi = lo + step < len ? lo + step : len;
-            if (lo < hi) {
-                const float *src =
-                    direct ? x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane
-                           : ws_buf(ws, WS_COL, gi);
-                float *yg = y + (size_t)i * c->out_img + (size_t)gi * c->Mg * c->HWo;
-                const float *wg = w + (size_t)gi * c->Mg * c->K, *bg = b + gi * c->Mg;
-                const int m0 = by_rows ? lo : 0, m1 = by_rows ? hi : c->Mg;
-                const int j0 = by_rows ? 0 : lo, j1 = by_rows ? c->HWo : hi;
-                for (int m = m0; m < m1; m++)
-                    for (int j = j0; j < j1; j++) yg[(size_t)m * c->HWo + j] = bg[m];
-                sgemm_avx512(0, 0, m1 - m0, j1 - j0, c->K, 1.0f, wg + (size_t)m0 * c->K, c->K,
-                             src + j0, c->HWo, 1.0f, yg + (size_t)m0 * c->HWo + j0, c->HWo,
-                             ws_buf(ws, WS_GEMM, thread_id()));
-            }
+            if (lo >= hi) continue;
+            const float *src = direct ? direct_columns(p, c, x, i, gi) : ws_buf(ws, WS_COL, gi);
+            group_product(c, src, w, b, y, i, gi, by_rows ? lo : 0, by_rows ? hi : c->Mg,
+                          by_rows ? 0 : lo, by_rows ? c->HWo : hi,
+                          ws_buf(ws, WS_GEMM, thread_id()));
         }
     }
 }
