@@ -4,6 +4,7 @@
  * request goes through the same validation as a protobuf one. */
 #include "server/json.h"
 #include "server/server_internal.h"
+#include "tests/server/test_limits.h"
 #include "tests/test.h"
 
 #include <float.h>
@@ -769,12 +770,7 @@ static void test_depth_and_size_limits(void) {
 /* ------------------------------------------------ the server's request path */
 
 static void test_json_requests_take_the_protobuf_path(void) {
-    srv_limits_t l;
-    srv_limits_default(&l);
-    l.fc7_dim = 4;
-    l.code_bits = 16;
-    l.has_ae = 1;
-    l.n_classes = 10;
+    const srv_limits_t l = test_limits();
     static const struct {
         srv_method_t m;
         const char *json;

@@ -1,19 +1,10 @@
 /* Twirp errors, routing, content type, tokens and request validation: the
  * pure front half of the server, without sockets or a model. */
 #include "server/server_internal.h"
+#include "tests/server/test_limits.h"
 #include "tests/test.h"
 
 #include <stdlib.h>
-
-static srv_limits_t limits(void) {
-    srv_limits_t l;
-    srv_limits_default(&l);
-    l.fc7_dim = 4;
-    l.code_bits = 16;
-    l.has_ae = 1;
-    l.n_classes = 10;
-    return l;
-}
 
 /* Packs a message into a malloc'd buffer. */
 static uint8_t *pack(const ProtobufCMessage *m, size_t *len) {
@@ -132,7 +123,7 @@ static void test_token_missing_is_401_wrong_is_403(void) {
 }
 
 static void test_malformed_bodies_are_malformed(void) {
-    srv_limits_t l = limits();
+    srv_limits_t l = test_limits();
     srv_request_t r;
     srv_error_t e;
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff};
@@ -151,7 +142,7 @@ static void test_malformed_bodies_are_malformed(void) {
 }
 
 static void test_search_validation(void) {
-    srv_limits_t l = limits();
+    srv_limits_t l = test_limits();
     Imgret__V1__SearchRequest r = IMGRET__V1__SEARCH_REQUEST__INIT;
     Imgret__V1__Vector v = IMGRET__V1__VECTOR__INIT;
     float vals[4] = {1, 2, 3, 4};
@@ -227,7 +218,7 @@ static void test_search_validation(void) {
 }
 
 static void test_classify_extract_validation(void) {
-    srv_limits_t l = limits();
+    srv_limits_t l = test_limits();
     uint8_t img[4] = {1, 2, 3, 4};
     Imgret__V1__ClassifyRequest c = IMGRET__V1__CLASSIFY_REQUEST__INIT;
     CHECK(decode_code(SRV_CLASSIFY, &c.base, &l) == SRV_INVALID_ARGUMENT); /* no image */
@@ -267,7 +258,7 @@ static void test_classify_extract_validation(void) {
 }
 
 static void test_add_remove_validation(void) {
-    srv_limits_t l = limits();
+    srv_limits_t l = test_limits();
     float vals[4] = {1, 0, 0, 1};
     Imgret__V1__Vector v = IMGRET__V1__VECTOR__INIT;
     v.values = vals;
