@@ -29,13 +29,49 @@
 #include <string.h>
 
 #define WORKSPACE_LIMIT ((size_t)1 << 30) /* cuDNN scratch an algorithm may use */
+#define CONV_PLANS 64                     /* convolution shapes kept */
+
+/* What one convolution shape needs, made once and kept: its descriptors and
+ * the algorithm chosen for each direction (0 in have_*: not chosen yet). The
+ * net calls with a handful of shapes (five layers times the batch sizes in
+ * use), so the backend keeps a small table and reuses its oldest slot when
+ * full. */
+typedef struct conv_plan {
+    model_conv_param_t p;
+    model_shape_t in;
+    cudnnTensorDescriptor_t x, y, b;
+    cudnnFilterDescriptor_t w;
+    cudnnConvolutionDescriptor_t conv;
+    int have_fwd, have_data, have_filter;
+    cudnnConvolutionFwdAlgo_t fwd;
+    cudnnConvolutionBwdDataAlgo_t data;
+    cudnnConvolutionBwdFilterAlgo_t filter;
+    size_t fwd_bytes, data_bytes, filter_bytes;
+} conv_plan_t;
+
+static void conv_plan_free(conv_plan_t *d) {
+    if (d->x) cudnnDestroyTensorDescriptor(d->x);
+    if (d->y) cudnnDestroyTensorDescriptor(d->y);
+    if (d->b) cudnnDestroyTensorDescriptor(d->b);
+    if (d->w) cudnnDestroyFilterDescriptor(d->w);
+    if (d->conv) cudnnDestroyConvolutionDescriptor(d->conv);
+    memset(d, 0, sizeof *d);
+}
 
 typedef struct cuda_backend {
     model_backend_t base;
     int device;
     int tf32;
+    int search; /* choose convolution algorithms by timing them (cuDNN Find) */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
+    /* Descriptors of the ops other than convolution, set on each call. */
+    cudnnTensorDescriptor_t t1, t2;
+    cudnnActivationDescriptor_t relu;
+    cudnnLRNDescriptor_t lrn;
+    cudnnPoolingDescriptor_t pool;
+    conv_plan_t plans[CONV_PLANS];
+    int n_plans, next_evict;
     void *work; /* cuDNN workspace */
     size_t work_bytes;
     float *ones; /* 1s: bias sums through cuBLAS */
@@ -55,15 +91,24 @@ static cuda_backend_t *cb(model_backend_t *be) {
 
 static const char *blas_str(cublasStatus_t s) {
     switch (s) {
-    case CUBLAS_STATUS_NOT_INITIALIZED: return "not initialized";
-    case CUBLAS_STATUS_ALLOC_FAILED: return "allocation failed";
-    case CUBLAS_STATUS_INVALID_VALUE: return "invalid value";
-    case CUBLAS_STATUS_ARCH_MISMATCH: return "architecture mismatch";
-    case CUBLAS_STATUS_MAPPING_ERROR: return "mapping error";
-    case CUBLAS_STATUS_EXECUTION_FAILED: return "execution failed";
-    case CUBLAS_STATUS_INTERNAL_ERROR: return "internal error";
-    case CUBLAS_STATUS_NOT_SUPPORTED: return "not supported";
-    default: return "error";
+    case CUBLAS_STATUS_NOT_INITIALIZED:
+        return "not initialized";
+    case CUBLAS_STATUS_ALLOC_FAILED:
+        return "allocation failed";
+    case CUBLAS_STATUS_INVALID_VALUE:
+        return "invalid value";
+    case CUBLAS_STATUS_ARCH_MISMATCH:
+        return "architecture mismatch";
+    case CUBLAS_STATUS_MAPPING_ERROR:
+        return "mapping error";
+    case CUBLAS_STATUS_EXECUTION_FAILED:
+        return "execution failed";
+    case CUBLAS_STATUS_INTERNAL_ERROR:
+        return "internal error";
+    case CUBLAS_STATUS_NOT_SUPPORTED:
+        return "not supported";
+    default:
+        return "error";
     }
 }
 
@@ -132,7 +177,8 @@ static int ensure_ones(cuda_backend_t *B, size_t count, util_err_t *err) {
     size_t bytes = 0;
     float *host = malloc(count * sizeof(float));
     if (!host) return util_fail(err, "gpu:%d: out of host memory", B->device);
-    for (size_t i = 0; i < count; i++) host[i] = 1.0f;
+    for (size_t i = 0; i < count; i++)
+        host[i] = 1.0f;
     if (grow(B, (void **)&B->ones, &bytes, count * sizeof(float), err)) {
         B->ones_count = 0;
         free(host);
@@ -168,6 +214,13 @@ static void cuda_destroy(model_backend_t *be) {
     cudaFree(B->pool_dx);
     cudaFree(B->labels);
     cudaFree(B->terms);
+    for (int i = 0; i < B->n_plans; i++)
+        conv_plan_free(&B->plans[i]);
+    if (B->t1) cudnnDestroyTensorDescriptor(B->t1);
+    if (B->t2) cudnnDestroyTensorDescriptor(B->t2);
+    if (B->relu) cudnnDestroyActivationDescriptor(B->relu);
+    if (B->lrn) cudnnDestroyLRNDescriptor(B->lrn);
+    if (B->pool) cudnnDestroyPoolingDescriptor(B->pool);
     if (B->dnn) cudnnDestroy(B->dnn);
     if (B->blas) cublasDestroy(B->blas);
     free(B);
@@ -239,25 +292,13 @@ fail:
 
 /* ---------------------------------------------------------- convolution */
 
-typedef struct conv_desc {
-    cudnnTensorDescriptor_t x, y, b;
-    cudnnFilterDescriptor_t w;
-    cudnnConvolutionDescriptor_t conv;
-} conv_desc_t;
-
-static void conv_desc_free(conv_desc_t *d) {
-    if (d->x) cudnnDestroyTensorDescriptor(d->x);
-    if (d->y) cudnnDestroyTensorDescriptor(d->y);
-    if (d->b) cudnnDestroyTensorDescriptor(d->b);
-    if (d->w) cudnnDestroyFilterDescriptor(d->w);
-    if (d->conv) cudnnDestroyConvolutionDescriptor(d->conv);
-}
-
-static int conv_desc_make(cuda_backend_t *B, const model_conv_param_t *p, model_shape_t in,
-                          conv_desc_t *d, util_err_t *err) {
+static int conv_plan_make(cuda_backend_t *B, const model_conv_param_t *p, model_shape_t in,
+                          conv_plan_t *d, util_err_t *err) {
     model_shape_t out;
     memset(d, 0, sizeof *d);
     if (model_conv_shape(p, in, &out, err)) return -1;
+    d->p = *p;
+    d->in = in;
     DNN(cudnnCreateTensorDescriptor(&d->x));
     DNN(cudnnCreateTensorDescriptor(&d->y));
     DNN(cudnnCreateTensorDescriptor(&d->b));
@@ -274,21 +315,54 @@ static int conv_desc_make(cuda_backend_t *B, const model_conv_param_t *p, model_
                                         CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
     DNN(cudnnSetConvolutionGroupCount(d->conv, p->groups));
     DNN(cudnnSetConvolutionMathType(d->conv, B->tf32 ? CUDNN_DEFAULT_MATH : CUDNN_FMA_MATH));
+    int n, c, h, w;
+    DNN(cudnnGetConvolution2dForwardOutputDim(d->conv, d->x, d->w, &n, &c, &h, &w));
+    if (n != out.n || c != out.c || h != out.h || w != out.w) {
+        util_fail(err, "gpu:%d: cuDNN gives a %dx%dx%dx%d output, the layer expects %dx%dx%dx%d",
+                  B->device, n, c, h, w, out.n, out.c, out.h, out.w);
+        goto fail;
+    }
     return 0;
 fail:
-    conv_desc_free(d);
+    conv_plan_free(d);
     return -1;
 }
 
-/* The heuristics' fastest algorithm that fits the workspace limit and,
- * unless TF32 is allowed, does not use tensor-op math. */
-#define PICK_ALGO(perf, got, chosen, bytes)                                                          \
+static int same_conv(const conv_plan_t *d, const model_conv_param_t *p, model_shape_t in) {
+    return d->p.in_c == p->in_c && d->p.out_c == p->out_c && d->p.kernel == p->kernel &&
+           d->p.stride == p->stride && d->p.pad == p->pad && d->p.groups == p->groups &&
+           d->in.n == in.n && d->in.c == in.c && d->in.h == in.h && d->in.w == in.w;
+}
+
+/* The plan of this shape, made on first use. */
+static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, model_shape_t in,
+                              util_err_t *err) {
+    for (int i = 0; i < B->n_plans; i++)
+        if (same_conv(&B->plans[i], p, in)) return &B->plans[i];
+    int slot = B->n_plans;
+    if (slot == CONV_PLANS) { /* full: the oldest slot is made again */
+        slot = B->next_evict;
+        B->next_evict = (slot + 1) % CONV_PLANS;
+        conv_plan_free(&B->plans[slot]);
+    }
+    /* A failed make leaves the slot zeroed (batch 0), which matches no shape. */
+    if (conv_plan_make(B, p, in, &B->plans[slot], err)) return NULL;
+    if (slot == B->n_plans) B->n_plans++;
+    return &B->plans[slot];
+}
+
+/* Whether an algorithm's entry may be used: it ran, fits the workspace
+ * limit, and uses tensor cores only when TF32 is allowed. */
+#define ALGO_OK(e)                                                                                 \
+    ((e).status == CUDNN_STATUS_SUCCESS && (e).memory <= WORKSPACE_LIMIT &&                        \
+     (B->tf32 || (e).mathType == CUDNN_DEFAULT_MATH || (e).mathType == CUDNN_FMA_MATH))
+
+/* The first usable entry of perf[0..got) (cuDNN lists them fastest first). */
+#define PICK_ALGO(perf, got, chosen, bytes)                                                        \
     do {                                                                                           \
         int found_ = 0;                                                                            \
         for (int k_ = 0; k_ < (got) && !found_; k_++) {                                            \
-            if ((perf)[k_].status != CUDNN_STATUS_SUCCESS || (perf)[k_].memory > WORKSPACE_LIMIT)  \
-                continue;                                                                          \
-            if (!B->tf32 && (perf)[k_].mathType == CUDNN_TENSOR_OP_MATH) continue;                 \
+            if (!ALGO_OK((perf)[k_])) continue;                                                    \
             (chosen) = (perf)[k_].algo;                                                            \
             (bytes) = (perf)[k_].memory;                                                           \
             found_ = 1;                                                                            \
@@ -300,107 +374,156 @@ fail:
         }                                                                                          \
     } while (0)
 
+/* Scratch for cuDNN's Find calls, which time every algorithm on the real
+ * buffers: up to WORKSPACE_LIMIT, less when the device has less free (the
+ * algorithms needing more are then skipped by Find itself). Freed after the
+ * search; the kept workspace grows to the chosen algorithms' needs only. */
+static void *search_space(size_t *bytes) {
+    void *p = NULL;
+    size_t want = WORKSPACE_LIMIT;
+    while (want >= ((size_t)1 << 24) && cudaMalloc(&p, want) != cudaSuccess) {
+        p = NULL;
+        want /= 2;
+    }
+    cudaGetLastError(); /* failed tries are not errors of the next launch */
+    *bytes = p ? want : 0;
+    return p;
+}
+
+static int conv_choose_fwd(cuda_backend_t *B, conv_plan_t *d, const float *x, const float *w,
+                           float *y, util_err_t *err) {
+    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    int got = 0;
+    size_t space_bytes = 0;
+    void *space = B->search ? search_space(&space_bytes) : NULL;
+    if (space) {
+        cudnnStatus_t s = cudnnFindConvolutionForwardAlgorithmEx(
+            B->dnn, d->x, x, d->w, w, d->conv, d->y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+            perf, space, space_bytes);
+        cudaFree(space);
+        DNN(s);
+    } else {
+        DNN(cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d->x, d->w, d->conv, d->y,
+                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
+    }
+    PICK_ALGO(perf, got, d->fwd, d->fwd_bytes);
+    d->have_fwd = 1;
+    return 0;
+fail:
+    return -1;
+}
+
+static int conv_choose_data(cuda_backend_t *B, conv_plan_t *d, const float *w, const float *dy,
+                            float *dx, util_err_t *err) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    int got = 0;
+    size_t space_bytes = 0;
+    void *space = B->search ? search_space(&space_bytes) : NULL;
+    if (space) {
+        cudnnStatus_t s = cudnnFindConvolutionBackwardDataAlgorithmEx(
+            B->dnn, d->w, w, d->y, dy, d->conv, d->x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+            &got, perf, space, space_bytes);
+        cudaFree(space);
+        DNN(s);
+    } else {
+        DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            B->dnn, d->w, d->y, d->conv, d->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
+    }
+    PICK_ALGO(perf, got, d->data, d->data_bytes);
+    d->have_data = 1;
+    return 0;
+fail:
+    return -1;
+}
+
+static int conv_choose_filter(cuda_backend_t *B, conv_plan_t *d, const float *x, const float *dy,
+                              float *dw, util_err_t *err) {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int got = 0;
+    size_t space_bytes = 0;
+    void *space = B->search ? search_space(&space_bytes) : NULL;
+    if (space) {
+        cudnnStatus_t s = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+            B->dnn, d->x, x, d->y, dy, d->conv, d->w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+            &got, perf, space, space_bytes);
+        cudaFree(space);
+        DNN(s);
+    } else {
+        DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(B->dnn, d->x, d->y, d->conv, d->w,
+                                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                          &got, perf));
+    }
+    PICK_ALGO(perf, got, d->filter, d->filter_bytes);
+    d->have_filter = 1;
+    return 0;
+fail:
+    return -1;
+}
+
 static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
                              const float *x, const float *w, const float *b, float *y,
                              util_err_t *err) {
     cuda_backend_t *B = cb(be);
-    conv_desc_t d;
-    memset(&d, 0, sizeof d);
+    conv_plan_t *d;
     ENTER();
-    if (conv_desc_make(B, p, in, &d, err)) goto fail;
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int got = 0;
-    cudnnConvolutionFwdAlgo_t algo = CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM;
-    size_t bytes = 0;
-    DNN(cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d.x, d.w, d.conv, d.y,
-                                               CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-    PICK_ALGO(perf, got, algo, bytes);
-    if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
-    DNN(cudnnConvolutionForward(B->dnn, &ONE, d.x, x, d.w, w, d.conv, algo, B->work, bytes, &ZERO,
-                                d.y, y));
-    DNN(cudnnAddTensor(B->dnn, &ONE, d.b, b, &ONE, d.y, y));
-    conv_desc_free(&d);
+    if (!(d = conv_plan(B, p, in, err))) goto fail;
+    if (!d->have_fwd && conv_choose_fwd(B, d, x, w, y, err)) goto fail;
+    if (grow(B, &B->work, &B->work_bytes, d->fwd_bytes, err)) goto fail;
+    DNN(cudnnConvolutionForward(B->dnn, &ONE, d->x, x, d->w, w, d->conv, d->fwd, B->work,
+                                d->fwd_bytes, &ZERO, d->y, y));
+    DNN(cudnnAddTensor(B->dnn, &ONE, d->b, b, &ONE, d->y, y));
     return 0;
 fail:
-    conv_desc_free(&d);
     return -1;
 }
 
 static int cuda_conv_backward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
-                              const float *x, const float *w, const float *dy, float *dx,
-                              float *dw, float *db, util_err_t *err) {
+                              const float *x, const float *w, const float *dy, float *dx, float *dw,
+                              float *db, util_err_t *err) {
     cuda_backend_t *B = cb(be);
-    conv_desc_t d;
-    memset(&d, 0, sizeof d);
+    conv_plan_t *d;
     ENTER();
-    if (conv_desc_make(B, p, in, &d, err)) goto fail;
-    int got = 0;
-    size_t bytes = 0;
+    if (!(d = conv_plan(B, p, in, err))) goto fail;
     if (dx) {
-        cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-        cudnnConvolutionBwdDataAlgo_t algo = CUDNN_CONVOLUTION_BWD_DATA_ALGO_1;
-        DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-            B->dnn, d.w, d.y, d.conv, d.x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        PICK_ALGO(perf, got, algo, bytes);
-        if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
-        DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d.w, w, d.y, dy, d.conv, algo, B->work,
-                                         bytes, &ZERO, d.x, dx));
+        if (!d->have_data && conv_choose_data(B, d, w, dy, dx, err)) goto fail;
+        if (grow(B, &B->work, &B->work_bytes, d->data_bytes, err)) goto fail;
+        DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d->w, w, d->y, dy, d->conv, d->data, B->work,
+                                         d->data_bytes, &ZERO, d->x, dx));
     }
-    cudnnConvolutionBwdFilterAlgoPerf_t fperf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    cudnnConvolutionBwdFilterAlgo_t falgo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
-    DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-        B->dnn, d.x, d.y, d.conv, d.w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, fperf));
-    PICK_ALGO(fperf, got, falgo, bytes);
-    if (grow(B, &B->work, &B->work_bytes, bytes, err)) goto fail;
-    DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d.x, x, d.y, dy, d.conv, falgo, B->work,
-                                       bytes, &ZERO, d.w, dw));
-    DNN(cudnnConvolutionBackwardBias(B->dnn, &ONE, d.y, dy, &ZERO, d.b, db));
-    conv_desc_free(&d);
+    if (!d->have_filter && conv_choose_filter(B, d, x, dy, dw, err)) goto fail;
+    if (grow(B, &B->work, &B->work_bytes, d->filter_bytes, err)) goto fail;
+    DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d->x, x, d->y, dy, d->conv, d->filter, B->work,
+                                       d->filter_bytes, &ZERO, d->w, dw));
+    DNN(cudnnConvolutionBackwardBias(B->dnn, &ONE, d->y, dy, &ZERO, d->b, db));
     return 0;
 fail:
-    conv_desc_free(&d);
     return -1;
 }
 
 /* ------------------------------------------------------------ ReLU, LRN */
 
-/* A flat tensor of `count` floats for the elementwise cuDNN calls. */
-static int flat_desc(cuda_backend_t *B, size_t count, cudnnTensorDescriptor_t *t,
-                     cudnnActivationDescriptor_t *a, util_err_t *err) {
-    *t = NULL;
-    *a = NULL;
+/* t1 as a flat tensor of `count` floats, for the elementwise cuDNN calls. */
+static int flat_desc(cuda_backend_t *B, size_t count, util_err_t *err) {
     if (count > (size_t)0x7fffffff) {
         util_fail(err, "gpu:%d: %zu elements in one ReLU call, more than cuDNN takes", B->device,
                   count);
         goto fail;
     }
-    DNN(cudnnCreateTensorDescriptor(t));
-    DNN(cudnnSetTensor4dDescriptor(*t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1, (int)count));
-    DNN(cudnnCreateActivationDescriptor(a));
-    DNN(cudnnSetActivationDescriptor(*a, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    DNN(cudnnSetTensor4dDescriptor(B->t1, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, 1, 1, 1,
+                                   (int)count));
     return 0;
 fail:
-    if (*t) cudnnDestroyTensorDescriptor(*t);
-    if (*a) cudnnDestroyActivationDescriptor(*a);
-    *t = NULL;
-    *a = NULL;
     return -1;
 }
 
 static void cuda_relu_forward(model_backend_t *be, size_t count, const float *x, float *y) {
     cuda_backend_t *B = cb(be);
     util_err_t e = {{0}}, *err = &e;
-    cudnnTensorDescriptor_t t = NULL;
-    cudnnActivationDescriptor_t a = NULL;
     ENTER();
-    if (flat_desc(B, count, &t, &a, err)) goto fail;
-    DNN(cudnnActivationForward(B->dnn, a, &ONE, t, x, &ZERO, t, y));
-    cudnnDestroyTensorDescriptor(t);
-    cudnnDestroyActivationDescriptor(a);
+    if (flat_desc(B, count, err)) goto fail;
+    DNN(cudnnActivationForward(B->dnn, B->relu, &ONE, B->t1, x, &ZERO, B->t1, y));
     return;
 fail:
-    if (t) cudnnDestroyTensorDescriptor(t);
-    if (a) cudnnDestroyActivationDescriptor(a);
     stick(B, err);
 }
 
@@ -408,27 +531,20 @@ static void cuda_relu_backward(model_backend_t *be, size_t count, const float *y
                                float *dx) {
     cuda_backend_t *B = cb(be);
     util_err_t e = {{0}}, *err = &e;
-    cudnnTensorDescriptor_t t = NULL;
-    cudnnActivationDescriptor_t a = NULL;
     ENTER();
-    if (flat_desc(B, count, &t, &a, err)) goto fail;
+    if (flat_desc(B, count, err)) goto fail;
     /* y > 0 exactly where x > 0: y stands in for the input. */
-    DNN(cudnnActivationBackward(B->dnn, a, &ONE, t, y, t, dy, t, y, &ZERO, t, dx));
-    cudnnDestroyTensorDescriptor(t);
-    cudnnDestroyActivationDescriptor(a);
+    DNN(cudnnActivationBackward(B->dnn, B->relu, &ONE, B->t1, y, B->t1, dy, B->t1, y, &ZERO, B->t1,
+                                dx));
     return;
 fail:
-    if (t) cudnnDestroyTensorDescriptor(t);
-    if (a) cudnnDestroyActivationDescriptor(a);
     stick(B, err);
 }
 
 /* cuDNN's LRN divides alpha by n (Caffe's convention); the paper's alpha
  * multiplies the sum as it is. Windows agree for odd sizes only. */
 static int lrn_desc(cuda_backend_t *B, const model_lrn_param_t *p, model_shape_t in,
-                    cudnnLRNDescriptor_t *l, cudnnTensorDescriptor_t *t, util_err_t *err) {
-    *l = NULL;
-    *t = NULL;
+                    util_err_t *err) {
     if (model_lrn_check(p, in, err)) return -1;
     if (p->size % 2 == 0 || p->size < CUDNN_LRN_MIN_N || p->size > CUDNN_LRN_MAX_N ||
         p->k < CUDNN_LRN_MIN_K || p->beta < CUDNN_LRN_MIN_BETA) {
@@ -439,19 +555,13 @@ static int lrn_desc(cuda_backend_t *B, const model_lrn_param_t *p, model_shape_t
                   CUDNN_LRN_MAX_N, CUDNN_LRN_MIN_K, CUDNN_LRN_MIN_BETA);
         goto fail;
     }
-    double alpha = p->alpha_mode == MODEL_LRN_ALPHA_PAPER ? (double)p->alpha * p->size
-                                                          : (double)p->alpha;
-    DNN(cudnnCreateLRNDescriptor(l));
-    DNN(cudnnSetLRNDescriptor(*l, (unsigned)p->size, alpha, p->beta, p->k));
-    DNN(cudnnCreateTensorDescriptor(t));
-    DNN(cudnnSetTensor4dDescriptor(*t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, in.n, in.c, in.h,
+    double alpha =
+        p->alpha_mode == MODEL_LRN_ALPHA_PAPER ? (double)p->alpha * p->size : (double)p->alpha;
+    DNN(cudnnSetLRNDescriptor(B->lrn, (unsigned)p->size, alpha, p->beta, p->k));
+    DNN(cudnnSetTensor4dDescriptor(B->t1, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, in.n, in.c, in.h,
                                    in.w));
     return 0;
 fail:
-    if (*l) cudnnDestroyLRNDescriptor(*l);
-    if (*t) cudnnDestroyTensorDescriptor(*t);
-    *l = NULL;
-    *t = NULL;
     return -1;
 }
 
@@ -459,18 +569,12 @@ static int cuda_lrn_forward(model_backend_t *be, const model_lrn_param_t *p, mod
                             const float *x, float *y, float *scale, util_err_t *err) {
     (void)scale; /* cuDNN recomputes what it needs in backward */
     cuda_backend_t *B = cb(be);
-    cudnnLRNDescriptor_t l = NULL;
-    cudnnTensorDescriptor_t t = NULL;
     ENTER();
-    if (lrn_desc(B, p, in, &l, &t, err)) goto fail;
-    DNN(cudnnLRNCrossChannelForward(B->dnn, l, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, t, x, &ZERO, t,
-                                    y));
-    cudnnDestroyLRNDescriptor(l);
-    cudnnDestroyTensorDescriptor(t);
+    if (lrn_desc(B, p, in, err)) goto fail;
+    DNN(cudnnLRNCrossChannelForward(B->dnn, B->lrn, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, B->t1, x,
+                                    &ZERO, B->t1, y));
     return 0;
 fail:
-    if (l) cudnnDestroyLRNDescriptor(l);
-    if (t) cudnnDestroyTensorDescriptor(t);
     return -1;
 }
 
@@ -479,18 +583,12 @@ static int cuda_lrn_backward(model_backend_t *be, const model_lrn_param_t *p, mo
                              float *dx, util_err_t *err) {
     (void)scale;
     cuda_backend_t *B = cb(be);
-    cudnnLRNDescriptor_t l = NULL;
-    cudnnTensorDescriptor_t t = NULL;
     ENTER();
-    if (lrn_desc(B, p, in, &l, &t, err)) goto fail;
-    DNN(cudnnLRNCrossChannelBackward(B->dnn, l, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, t, y, t, dy, t,
-                                     x, &ZERO, t, dx));
-    cudnnDestroyLRNDescriptor(l);
-    cudnnDestroyTensorDescriptor(t);
+    if (lrn_desc(B, p, in, err)) goto fail;
+    DNN(cudnnLRNCrossChannelBackward(B->dnn, B->lrn, CUDNN_LRN_CROSS_CHANNEL_DIM1, &ONE, B->t1, y,
+                                     B->t1, dy, B->t1, x, &ZERO, B->t1, dx));
     return 0;
 fail:
-    if (l) cudnnDestroyLRNDescriptor(l);
-    if (t) cudnnDestroyTensorDescriptor(t);
     return -1;
 }
 
@@ -516,22 +614,18 @@ static int pool_geom(const model_pool_param_t *p, model_shape_t in, pool_geom_t 
     return 0;
 }
 
+/* pool, t1 (the input, bordered) and t2 (the output) for this layer. */
 static int pool_descs(cuda_backend_t *B, const model_pool_param_t *p, const pool_geom_t *g,
-                      cudnnPoolingDescriptor_t *pd, cudnnTensorDescriptor_t *xd,
-                      cudnnTensorDescriptor_t *yd, util_err_t *err) {
-    *pd = NULL;
-    *xd = *yd = NULL;
-    DNN(cudnnCreatePoolingDescriptor(pd));
-    DNN(cudnnSetPooling2dDescriptor(*pd, CUDNN_POOLING_MAX_DETERMINISTIC, CUDNN_NOT_PROPAGATE_NAN,
-                                    p->kernel, p->kernel, p->pad, p->pad, p->stride, p->stride));
-    DNN(cudnnCreateTensorDescriptor(xd));
-    DNN(cudnnSetTensor4dDescriptor(*xd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->in.n, g->in.c,
+                      util_err_t *err) {
+    DNN(cudnnSetPooling2dDescriptor(B->pool, CUDNN_POOLING_MAX_DETERMINISTIC,
+                                    CUDNN_NOT_PROPAGATE_NAN, p->kernel, p->kernel, p->pad, p->pad,
+                                    p->stride, p->stride));
+    DNN(cudnnSetTensor4dDescriptor(B->t1, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->in.n, g->in.c,
                                    g->h2, g->w2));
-    DNN(cudnnCreateTensorDescriptor(yd));
-    DNN(cudnnSetTensor4dDescriptor(*yd, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->out.n, g->out.c,
+    DNN(cudnnSetTensor4dDescriptor(B->t2, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, g->out.n, g->out.c,
                                    g->out.h, g->out.w));
     int n, c, h, w;
-    DNN(cudnnGetPooling2dForwardOutputDim(*pd, *xd, &n, &c, &h, &w));
+    DNN(cudnnGetPooling2dForwardOutputDim(B->pool, B->t1, &n, &c, &h, &w));
     if (h != g->out.h || w != g->out.w) {
         util_fail(err, "gpu:%d: pooling gives %dx%d, the layer expects %dx%d", B->device, h, w,
                   g->out.h, g->out.w);
@@ -539,43 +633,42 @@ static int pool_descs(cuda_backend_t *B, const model_pool_param_t *p, const pool
     }
     return 0;
 fail:
-    if (*pd) cudnnDestroyPoolingDescriptor(*pd);
-    if (*xd) cudnnDestroyTensorDescriptor(*xd);
-    if (*yd) cudnnDestroyTensorDescriptor(*yd);
-    *pd = NULL;
-    *xd = *yd = NULL;
     return -1;
+}
+
+/* The bordered copies of ceil-mode pooling: room for (planes, h2, w2). */
+static int pool_room(cuda_backend_t *B, const pool_geom_t *g, util_err_t *err) {
+    size_t count = (size_t)g->in.n * g->in.c * g->h2 * g->w2;
+    if (B->pool_count >= count) return 0;
+    size_t have = 0, have2 = 0;
+    cudaFree(B->pool_x);
+    cudaFree(B->pool_dx);
+    B->pool_x = B->pool_dx = NULL;
+    B->pool_count = 0;
+    if (grow(B, (void **)&B->pool_x, &have, count * sizeof(float), err) ||
+        grow(B, (void **)&B->pool_dx, &have2, count * sizeof(float), err))
+        return -1;
+    B->pool_count = count;
+    return 0;
 }
 
 static int cuda_pool_forward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
                              const float *x, float *y, int32_t *argmax, util_err_t *err) {
     (void)argmax; /* cuDNN finds the maxima again in backward */
     cuda_backend_t *B = cb(be);
-    cudnnPoolingDescriptor_t pd = NULL;
-    cudnnTensorDescriptor_t xd = NULL, yd = NULL;
     pool_geom_t g;
     ENTER();
-    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, &pd, &xd, &yd, err)) goto fail;
+    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, err)) goto fail;
     const float *src = x;
     if (g.h2 != in.h || g.w2 != in.w) {
-        size_t planes = (size_t)in.n * in.c, bytes = planes * g.h2 * g.w2 * sizeof(float);
-        size_t have = B->pool_count * sizeof(float), have2 = have;
-        if (grow(B, (void **)&B->pool_x, &have, bytes, err) ||
-            grow(B, (void **)&B->pool_dx, &have2, bytes, err))
-            goto fail;
-        B->pool_count = bytes / sizeof(float);
-        KERNEL(imgret_cuda_pad_planes(planes, in.h, in.w, g.h2, g.w2, x, B->pool_x, -FLT_MAX));
+        if (pool_room(B, &g, err)) goto fail;
+        KERNEL(imgret_cuda_pad_planes((size_t)in.n * in.c, in.h, in.w, g.h2, g.w2, x, B->pool_x,
+                                      -FLT_MAX));
         src = B->pool_x;
     }
-    DNN(cudnnPoolingForward(B->dnn, pd, &ONE, xd, src, &ZERO, yd, y));
-    cudnnDestroyPoolingDescriptor(pd);
-    cudnnDestroyTensorDescriptor(xd);
-    cudnnDestroyTensorDescriptor(yd);
+    DNN(cudnnPoolingForward(B->dnn, B->pool, &ONE, B->t1, src, &ZERO, B->t2, y));
     return 0;
 fail:
-    if (pd) cudnnDestroyPoolingDescriptor(pd);
-    if (xd) cudnnDestroyTensorDescriptor(xd);
-    if (yd) cudnnDestroyTensorDescriptor(yd);
     return -1;
 }
 
@@ -584,33 +677,22 @@ static int cuda_pool_backward(model_backend_t *be, const model_pool_param_t *p, 
                               const int32_t *argmax, float *dx, util_err_t *err) {
     (void)argmax;
     cuda_backend_t *B = cb(be);
-    cudnnPoolingDescriptor_t pd = NULL;
-    cudnnTensorDescriptor_t xd = NULL, yd = NULL;
     pool_geom_t g;
     ENTER();
-    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, &pd, &xd, &yd, err)) goto fail;
+    if (pool_geom(p, in, &g, err) || pool_descs(B, p, &g, err)) goto fail;
     if (g.h2 != in.h || g.w2 != in.w) {
-        size_t planes = (size_t)in.n * in.c, bytes = planes * g.h2 * g.w2 * sizeof(float);
-        size_t have = B->pool_count * sizeof(float), have2 = have;
-        if (grow(B, (void **)&B->pool_x, &have, bytes, err) ||
-            grow(B, (void **)&B->pool_dx, &have2, bytes, err))
-            goto fail;
-        B->pool_count = bytes / sizeof(float);
+        size_t planes = (size_t)in.n * in.c;
+        if (pool_room(B, &g, err)) goto fail;
         KERNEL(imgret_cuda_pad_planes(planes, in.h, in.w, g.h2, g.w2, x, B->pool_x, -FLT_MAX));
-        DNN(cudnnPoolingBackward(B->dnn, pd, &ONE, yd, y, yd, dy, xd, B->pool_x, &ZERO, xd,
-                                 B->pool_dx));
+        DNN(cudnnPoolingBackward(B->dnn, B->pool, &ONE, B->t2, y, B->t2, dy, B->t1, B->pool_x,
+                                 &ZERO, B->t1, B->pool_dx));
         KERNEL(imgret_cuda_crop_planes(planes, g.h2, g.w2, in.h, in.w, B->pool_dx, dx));
     } else {
-        DNN(cudnnPoolingBackward(B->dnn, pd, &ONE, yd, y, yd, dy, xd, x, &ZERO, xd, dx));
+        DNN(cudnnPoolingBackward(B->dnn, B->pool, &ONE, B->t2, y, B->t2, dy, B->t1, x, &ZERO, B->t1,
+                                 dx));
     }
-    cudnnDestroyPoolingDescriptor(pd);
-    cudnnDestroyTensorDescriptor(xd);
-    cudnnDestroyTensorDescriptor(yd);
     return 0;
 fail:
-    if (pd) cudnnDestroyPoolingDescriptor(pd);
-    if (xd) cudnnDestroyTensorDescriptor(xd);
-    if (yd) cudnnDestroyTensorDescriptor(yd);
     return -1;
 }
 
@@ -694,7 +776,6 @@ static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const floa
                              const int *labels, float *probs, float *dlogits, float *loss,
                              util_err_t *err) {
     cuda_backend_t *B = cb(be);
-    cudnnTensorDescriptor_t t = NULL;
     float *terms = NULL;
     for (int i = 0; i < n; i++)
         if (labels[i] < 0 || labels[i] >= classes)
@@ -712,10 +793,9 @@ static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const floa
         B->labels_count = (size_t)n;
     }
     CU(cudaMemcpy(B->labels, labels, (size_t)n * sizeof(int), cudaMemcpyHostToDevice));
-    DNN(cudnnCreateTensorDescriptor(&t));
-    DNN(cudnnSetTensor4dDescriptor(t, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, classes, 1, 1));
-    DNN(cudnnSoftmaxForward(B->dnn, CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_INSTANCE, &ONE, t,
-                            logits, &ZERO, t, probs));
+    DNN(cudnnSetTensor4dDescriptor(B->t1, CUDNN_TENSOR_NCHW, CUDNN_DATA_FLOAT, n, classes, 1, 1));
+    DNN(cudnnSoftmaxForward(B->dnn, CUDNN_SOFTMAX_ACCURATE, CUDNN_SOFTMAX_MODE_INSTANCE, &ONE,
+                            B->t1, logits, &ZERO, B->t1, probs));
     KERNEL(imgret_cuda_xent(n, classes, probs, B->labels, dlogits, B->terms));
     if (!(terms = malloc((size_t)n * sizeof(float)))) {
         util_fail(err, "gpu:%d: out of host memory", B->device);
@@ -723,14 +803,13 @@ static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const floa
     }
     CU(cudaMemcpy(terms, B->terms, (size_t)n * sizeof(float), cudaMemcpyDeviceToHost));
     double total = 0.0;
-    for (int i = 0; i < n; i++) total += terms[i];
+    for (int i = 0; i < n; i++)
+        total += terms[i];
     *loss = (float)(total / n);
     free(terms);
-    cudnnDestroyTensorDescriptor(t);
     return 0;
 fail:
     free(terms);
-    if (t) cudnnDestroyTensorDescriptor(t);
     return -1;
 }
 
@@ -781,8 +860,23 @@ model_backend_t *model_backend_cuda_create(int index, util_err_t *err) {
     B->device = index;
     const char *tf32 = getenv("IMGRET_CUDA_TF32");
     B->tf32 = tf32 && !strcmp(tf32, "1");
+    const char *algo = getenv("IMGRET_CUDNN_ALGO");
+    if (algo && strcmp(algo, "find") && strcmp(algo, "heuristic")) {
+        util_fail(err,
+                  "IMGRET_CUDNN_ALGO=%s: expected find (time every algorithm, the default) "
+                  "or heuristic (cuDNN's guess, no timing)",
+                  algo);
+        goto fail;
+    }
+    B->search = !algo || !strcmp(algo, "find");
     CU(cudaSetDevice(index));
     DNN(cudnnCreate(&B->dnn));
+    DNN(cudnnCreateTensorDescriptor(&B->t1));
+    DNN(cudnnCreateTensorDescriptor(&B->t2));
+    DNN(cudnnCreateActivationDescriptor(&B->relu));
+    DNN(cudnnSetActivationDescriptor(B->relu, CUDNN_ACTIVATION_RELU, CUDNN_NOT_PROPAGATE_NAN, 0.0));
+    DNN(cudnnCreateLRNDescriptor(&B->lrn));
+    DNN(cudnnCreatePoolingDescriptor(&B->pool));
     BLAS(cublasCreate(&B->blas));
     BLAS(cublasSetMathMode(B->blas, B->tf32 ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH));
     return &B->base;
@@ -856,6 +950,7 @@ fail:
 
 void model_cuda_group_free(model_cuda_group_t *g) {
     if (!g) return;
-    for (int d = 0; d < g->n; d++) ncclCommDestroy(g->comm[d]);
+    for (int d = 0; d < g->n; d++)
+        ncclCommDestroy(g->comm[d]);
     free(g);
 }
