@@ -70,7 +70,9 @@ int model_placement_parse(const char *devices, const char *parallel, model_place
             if (pl->device[i].kind != d->kind)
                 return util_fail(err, "devices '%s': devices of different kinds cannot be mixed",
                                  devices);
-            if (pl->device[i].index == d->index)
+            /* A GPU may be named twice (two columns sharing one GPU, as the
+             * GPU tests do on a one-GPU machine); a CPU device never. */
+            if (pl->device[i].index == d->index && d->kind != MODEL_DEVICE_GPU)
                 return util_fail(err, "devices '%s': %s appears twice", devices, name);
         }
         pl->n_devices++;
@@ -78,6 +80,15 @@ int model_placement_parse(const char *devices, const char *parallel, model_place
         if (*p == ',') p++;
     }
     if (pl->n_devices == 0) return util_fail(err, "devices: empty list");
+    return 0;
+}
+
+int model_placement_repeats(const model_placement_t *pl) {
+    for (int i = 0; i < pl->n_devices; i++)
+        for (int j = 0; j < i; j++)
+            if (pl->device[i].kind == pl->device[j].kind &&
+                pl->device[i].index == pl->device[j].index)
+                return 1;
     return 0;
 }
 

@@ -253,10 +253,15 @@ model_placement_t model_placement_cpu(void);
  * checked here; model_net_create_on says whether the device exists. */
 int model_device_parse(const char *name, model_device_t *dev, util_err_t *err);
 /* Parses a comma-separated device list ("gpu:0,gpu:1", "cpu:0,cpu:1") and a
- * parallelism name ("columns", "data"; NULL means columns). A device may not
- * appear twice, and CPU and GPU devices are not mixed. */
+ * parallelism name ("columns", "data"; NULL means columns). CPU and GPU
+ * devices are not mixed, and a CPU device may not appear twice; a GPU may
+ * ("gpu:0,gpu:0": two columns, or two data-parallel halves, sharing one GPU,
+ * which lets a one-GPU machine run the several-device paths; NCCL takes each
+ * GPU once, so data parallelism then sums through the host). */
 int model_placement_parse(const char *devices, const char *parallel, model_placement_t *pl,
                           util_err_t *err);
+/* 1 when some device of the placement is named twice. */
+int model_placement_repeats(const model_placement_t *pl);
 /* "cpu:0,cpu:1 (columns)" and the like. */
 void model_placement_str(const model_placement_t *pl, char *buf, size_t size);
 /* 1 when this build has the CUDA backend. */

@@ -111,6 +111,7 @@ struct model_net {
     float *logits_h, *dlogits_h; /* host copies for the loss (mirrored nets) */
     float *mask_h;              /* dropout mask of a whole layer (several devices) */
     float *zeros_h;             /* for clearing a device's gradients */
+    float *sum_h, *part_h;      /* data parallelism summed on the host (see allreduce_grads) */
     float *out_h[MODEL_MAX_LAYERS];
     int broken;            /* an SGD step could not reach the devices */
     util_err_t broken_err;
@@ -545,9 +546,14 @@ model_net_t *model_net_create_on(const model_spec_t *spec, int max_batch,
             if (net->param[i].count > zeros) zeros = net->param[i].count;
         if (net->nd > 1 && mask && !(net->mask_h = malloc(mask * sizeof(float)))) goto oom;
         if (net->data && !(net->zeros_h = calloc(zeros, sizeof(float)))) goto oom;
+        if (net->data && !net->dev[0].be->ops->host_memory &&
+            (!(net->sum_h = malloc(zeros * sizeof(float))) ||
+             !(net->part_h = malloc(zeros * sizeof(float)))))
+            goto oom;
     }
 #ifdef IMGRET_HAVE_CUDA
-    if (net->data && pl->device[0].kind == MODEL_DEVICE_GPU) {
+    /* NCCL takes each GPU once: a GPU named twice sums through the host. */
+    if (net->data && pl->device[0].kind == MODEL_DEVICE_GPU && !model_placement_repeats(pl)) {
         model_backend_t *bes[MODEL_MAX_DEVICES];
         for (int d = 0; d < net->nd; d++) bes[d] = net->dev[d].be;
         if (!(net->group = model_cuda_group_create(bes, net->nd, err))) goto fail;
@@ -614,6 +620,8 @@ void model_net_free(model_net_t *net) {
     free(net->dlogits_h);
     free(net->mask_h);
     free(net->zeros_h);
+    free(net->sum_h);
+    free(net->part_h);
     free(net);
 }
 
@@ -928,9 +936,35 @@ static int allreduce_grads(model_net_t *net, util_err_t *err) {
         return 0;
     }
 #endif
+    net_dev_t *v0 = &net->dev[0];
+    if (!v0->be->ops->host_memory) {
+        /* Devices without NCCL (staged CPU devices, a GPU named twice): each
+         * gradient comes to the host, is summed there in device order (the
+         * order of the shared-memory sum below), and goes back to every
+         * device. */
+        for (int i = 0; i < net->n_params; i++) {
+            const size_t count = v0->param[i].count;
+            if (v0->be->ops->download(v0->be, net->sum_h, v0->param[i].grad, count))
+                return util_fail(err, "%s: cannot read the gradient of device 0",
+                                 net->param[i].name);
+            for (int d = 1; d < net->nd; d++) {
+                net_dev_t *v = &net->dev[d];
+                if (v->be->ops->download(v->be, net->part_h, v->param[i].grad, count))
+                    return util_fail(err, "%s: cannot read the gradient of device %d",
+                                     net->param[i].name, d);
+                for (size_t j = 0; j < count; j++) net->sum_h[j] += net->part_h[j];
+            }
+            for (int d = 0; d < net->nd; d++) {
+                net_dev_t *v = &net->dev[d];
+                if (v->be->ops->upload(v->be, v->param[i].grad, net->sum_h, count))
+                    return util_fail(err, "%s: cannot write the summed gradient to device %d",
+                                     net->param[i].name, d);
+            }
+        }
+        return 0;
+    }
     /* CPU devices share the host's memory: sum into device 0 in device
      * order, then copy back out. */
-    net_dev_t *v0 = &net->dev[0];
     for (int i = 0; i < net->n_params; i++) {
         const size_t count = v0->param[i].count;
         for (int d = 1; d < net->nd; d++)

@@ -204,6 +204,12 @@ static void test_placement_errors_are_clear(void) {
     util_err_t err = {{0}};
     CHECK(model_placement_parse("cpu:0,cpu:0", NULL, &pl, &err) < 0);
     CHECK(strstr(err.msg, "twice") != NULL);
+    CHECK(model_placement_parse("cpu-staged:1,cpu-staged:1", NULL, &pl, &err) < 0);
+    /* A GPU named twice: two devices sharing it (the one-GPU test path). */
+    CHECK(model_placement_parse("gpu:0,gpu:0", "data", &pl, &err) == 0 && pl.n_devices == 2 &&
+          model_placement_repeats(&pl));
+    CHECK(model_placement_parse("gpu:0,gpu:1", NULL, &pl, &err) == 0 &&
+          !model_placement_repeats(&pl));
     CHECK(model_placement_parse("cpu:0,gpu:1", NULL, &pl, &err) < 0);
     CHECK(strstr(err.msg, "mixed") != NULL);
     CHECK(model_placement_parse("cpu-staged:0,cpu:1", NULL, &pl, &err) < 0);
