@@ -324,6 +324,12 @@ size_t model_net_param_total(const model_net_t *net);
 /* Forward pass over n images x (n, in_c, in_h, in_w). train=1 applies
  * dropout and keeps what backward needs. */
 int model_net_forward(model_net_t *net, const float *x, int n, int train, util_err_t *err);
+/* The same pass again over the images of the last model_net_forward, which
+ * the devices still hold: no copy from the host. For timing the pass alone
+ * (bench/alexnet_gpu.sh, as PyTorch benchmarks time a batch already on the
+ * GPU); the result equals model_net_forward on the same x. Fails when no
+ * forward pass has copied images in yet. */
+int model_net_forward_again(model_net_t *net, int train, util_err_t *err);
 
 /* Output of layer i of the last forward pass (NULL when i is out of range);
  * shape receives its shape. The logits are the last layer's output. Host

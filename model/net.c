@@ -102,6 +102,7 @@ struct model_net {
     int mirrored; /* the host parameters are a copy of the devices' */
     int params_state;
     int max_batch, dev_batch, n; /* n: batch of the last forward */
+    int input_n;                 /* images the devices' input buffers hold */
     int trained;                 /* last forward kept training state */
     layer_plan_t plan[MODEL_MAX_LAYERS];
     net_dev_t dev[MODEL_MAX_DEVICES];
@@ -774,6 +775,8 @@ static int forward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) {
     return rc ? util_fail_prefix(err, "layer %s", l->name) : 0;
 }
 
+static int forward_pass(model_net_t *net, int n, int train, util_err_t *err);
+
 int model_net_forward(model_net_t *net, const float *x, int n, int train, util_err_t *err) {
     if (!net || !x) return util_fail(err, "forward: NULL net or input");
     if (n < 1 || n > net->max_batch)
@@ -781,6 +784,7 @@ int model_net_forward(model_net_t *net, const float *x, int n, int train, util_e
                          net->max_batch);
     if (params_to_devices(net, err)) return util_fail_prefix(err, "forward");
     net->n = 0; /* invalid until this pass completes */
+    net->input_n = 0; /* and the input until it is all copied */
     const size_t row = (size_t)net->spec.in_c * net->spec.in_h * net->spec.in_w;
     for (int d = 0; d < net->nd; d++) {
         net_dev_t *v = &net->dev[d];
@@ -791,6 +795,22 @@ int model_net_forward(model_net_t *net, const float *x, int n, int train, util_e
             return util_fail(err, "forward: cannot copy the input to device %d (%s)", d,
                              v->be->ops->name);
     }
+    net->input_n = n;
+    return forward_pass(net, n, train, err);
+}
+
+int model_net_forward_again(model_net_t *net, int train, util_err_t *err) {
+    if (!net) return util_fail(err, "forward again: NULL net");
+    if (net->input_n < 1)
+        return util_fail(err, "forward again: no images on the devices yet (model_net_forward "
+                              "copies them in)");
+    if (params_to_devices(net, err)) return util_fail_prefix(err, "forward");
+    net->n = 0;
+    return forward_pass(net, net->input_n, train, err);
+}
+
+/* The layers over the n images the devices hold (b0, b1 set). */
+static int forward_pass(model_net_t *net, int n, int train, util_err_t *err) {
     for (int i = 0; i < net->spec.n_layers; i++) {
         const model_layer_spec_t *l = &net->spec.layer[i];
         if (l->kind == MODEL_DROPOUT && train && net->nd > 1)

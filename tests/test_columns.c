@@ -199,6 +199,45 @@ static void test_model_file_is_the_same_from_any_placement(void) {
     model_net_free(cols);
 }
 
+/* model_net_forward_again reruns the pass over the images the devices hold:
+ * the logits of the last model_net_forward, bit for bit, on every kind of
+ * placement; before any forward it is an error. */
+static void test_forward_again_reuses_the_devices_input(void) {
+    model_spec_t s;
+    small_spec(&s);
+    const char *lists[4] = {"cpu", "cpu-staged", "cpu:0,cpu:1", "cpu-staged:0,cpu-staged:1"};
+    const char *how[4] = {"columns", "columns", "data", "columns"};
+    float *x = random_images(&s, 3, 31), *x2 = random_images(&s, 3, 32);
+    for (int k = 0; k < 4; k++) {
+        model_placement_t pl;
+        util_err_t err = {{0}};
+        CHECK(model_placement_parse(lists[k], how[k], &pl, NULL) == 0);
+        model_net_t *net = model_net_create_on(&s, 4, &pl, &err);
+        CHECK_MSG(net != NULL, "%s: %s", lists[k], err.msg);
+        if (!net) continue;
+        model_net_init(net, 5);
+        CHECK(model_net_forward_again(net, 0, &err) < 0);
+        CHECK(strstr(err.msg, "no images") != NULL);
+        model_shape_t sh;
+        CHECK(model_net_forward(net, x2, 2, 0, &err) == 0);
+        CHECK(model_net_forward(net, x, 3, 0, &err) == 0);
+        const float *l = model_net_logits(net, &sh);
+        size_t count = model_shape_count(sh);
+        float *first = malloc(count * sizeof(float));
+        memcpy(first, l, count * sizeof(float));
+        CHECK(model_net_forward(net, x2, 3, 0, &err) == 0); /* other images in between */
+        CHECK(model_net_forward(net, x, 3, 0, &err) == 0);
+        CHECK_MSG(model_net_forward_again(net, 0, &err) == 0, "%s: %s", lists[k], err.msg);
+        l = model_net_logits(net, &sh);
+        CHECK(model_shape_count(sh) == count);
+        CHECK_MSG(memcmp(first, l, count * sizeof(float)) == 0, "%s: logits differ", lists[k]);
+        free(first);
+        model_net_free(net);
+    }
+    free(x);
+    free(x2);
+}
+
 static void test_placement_errors_are_clear(void) {
     model_placement_t pl;
     util_err_t err = {{0}};
@@ -261,6 +300,7 @@ int main(int argc, char **argv) {
         {"data_parallel_equals_one_device", test_data_parallel_equals_one_device},
         {"staged_devices_equal_one_device", test_staged_devices_equal_one_device},
         {"model_file_is_the_same_from_any_placement", test_model_file_is_the_same_from_any_placement},
+        {"forward_again_reuses_the_devices_input", test_forward_again_reuses_the_devices_input},
         {"placement_errors_are_clear", test_placement_errors_are_clear},
     };
     return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
