@@ -390,71 +390,74 @@ static void *search_space(size_t *bytes) {
     return p;
 }
 
-static int conv_choose_fwd(cuda_backend_t *B, conv_plan_t *d, const float *x, const float *w,
-                           float *y, util_err_t *err) {
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int got = 0;
-    size_t space_bytes = 0;
-    void *space = B->search ? search_space(&space_bytes) : NULL;
-    if (space) {
-        cudnnStatus_t s = cudnnFindConvolutionForwardAlgorithmEx(
-            B->dnn, d->x, x, d->w, w, d->conv, d->y, y, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-            perf, space, space_bytes);
-        cudaFree(space);
-        DNN(s);
-    } else {
-        DNN(cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d->x, d->w, d->conv, d->y,
-                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-    }
-    PICK_ALGO(perf, got, d->fwd, d->fwd_bytes);
-    d->have_fwd = 1;
-    return 0;
-fail:
-    return -1;
-}
+typedef enum { CONV_FWD, CONV_DATA, CONV_FILTER } conv_dir_t;
 
-static int conv_choose_data(cuda_backend_t *B, conv_plan_t *d, const float *w, const float *dy,
-                            float *dx, util_err_t *err) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int got = 0;
+/* Chooses the plan's algorithm for one direction, timing each on the real
+ * buffers (cuDNN Find: in1, in2 the inputs, out the output it overwrites)
+ * or, in heuristic mode or without room for the search, from cuDNN's
+ * heuristics. */
+static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const float *in1,
+                       const float *in2, float *out, util_err_t *err) {
+    cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
+    cudnnConvolutionBwdDataAlgoPerf_t data[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
+    cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     size_t space_bytes = 0;
     void *space = B->search ? search_space(&space_bytes) : NULL;
-    if (space) {
-        cudnnStatus_t s = cudnnFindConvolutionBackwardDataAlgorithmEx(
-            B->dnn, d->w, w, d->y, dy, d->conv, d->x, dx, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-            &got, perf, space, space_bytes);
-        cudaFree(space);
-        DNN(s);
-    } else {
-        DNN(cudnnGetConvolutionBackwardDataAlgorithm_v7(
-            B->dnn, d->w, d->y, d->conv, d->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-    }
-    PICK_ALGO(perf, got, d->data, d->data_bytes);
-    d->have_data = 1;
-    return 0;
-fail:
-    return -1;
-}
-
-static int conv_choose_filter(cuda_backend_t *B, conv_plan_t *d, const float *x, const float *dy,
-                              float *dw, util_err_t *err) {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
     int got = 0;
-    size_t space_bytes = 0;
-    void *space = B->search ? search_space(&space_bytes) : NULL;
-    if (space) {
-        cudnnStatus_t s = cudnnFindConvolutionBackwardFilterAlgorithmEx(
-            B->dnn, d->x, x, d->y, dy, d->conv, d->w, dw, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-            &got, perf, space, space_bytes);
-        cudaFree(space);
-        DNN(s);
-    } else {
-        DNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(B->dnn, d->x, d->y, d->conv, d->w,
-                                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                                                          &got, perf));
+    cudnnStatus_t s;
+    const char *call;
+    switch (dir) {
+    case CONV_FWD:
+        call = space ? "cudnnFindConvolutionForwardAlgorithmEx"
+                     : "cudnnGetConvolutionForwardAlgorithm_v7";
+        s = space ? cudnnFindConvolutionForwardAlgorithmEx(
+                        B->dnn, d->x, in1, d->w, in2, d->conv, d->y, out,
+                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fwd, space, space_bytes)
+                  : cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d->x, d->w, d->conv, d->y,
+                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                                           fwd);
+        break;
+    case CONV_DATA:
+        call = space ? "cudnnFindConvolutionBackwardDataAlgorithmEx"
+                     : "cudnnGetConvolutionBackwardDataAlgorithm_v7";
+        s = space
+                ? cudnnFindConvolutionBackwardDataAlgorithmEx(
+                      B->dnn, d->w, in1, d->y, in2, d->conv, d->x, out,
+                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, data, space, space_bytes)
+                : cudnnGetConvolutionBackwardDataAlgorithm_v7(B->dnn, d->w, d->y, d->conv, d->x,
+                                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
+                                                              &got, data);
+        break;
+    default:
+        call = space ? "cudnnFindConvolutionBackwardFilterAlgorithmEx"
+                     : "cudnnGetConvolutionBackwardFilterAlgorithm_v7";
+        s = space ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                        B->dnn, d->x, in1, d->y, in2, d->conv, d->w, out,
+                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, filter, space, space_bytes)
+                  : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
+                        B->dnn, d->x, d->y, d->conv, d->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                        &got, filter);
+        break;
     }
-    PICK_ALGO(perf, got, d->filter, d->filter_bytes);
-    d->have_filter = 1;
+    cudaFree(space);
+    if (s != CUDNN_STATUS_SUCCESS) {
+        util_fail(err, "gpu:%d: %s: %s", B->device, call, cudnnGetErrorString(s));
+        goto fail;
+    }
+    switch (dir) {
+    case CONV_FWD:
+        PICK_ALGO(fwd, got, d->fwd, d->fwd_bytes);
+        d->have_fwd = 1;
+        break;
+    case CONV_DATA:
+        PICK_ALGO(data, got, d->data, d->data_bytes);
+        d->have_data = 1;
+        break;
+    default:
+        PICK_ALGO(filter, got, d->filter, d->filter_bytes);
+        d->have_filter = 1;
+        break;
+    }
     return 0;
 fail:
     return -1;
@@ -467,7 +470,7 @@ static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, m
     conv_plan_t *d;
     ENTER();
     if (!(d = conv_plan(B, p, in, err))) goto fail;
-    if (!d->have_fwd && conv_choose_fwd(B, d, x, w, y, err)) goto fail;
+    if (!d->have_fwd && conv_choose(B, d, CONV_FWD, x, w, y, err)) goto fail;
     if (grow(B, &B->work, &B->work_bytes, d->fwd_bytes, err)) goto fail;
     DNN(cudnnConvolutionForward(B->dnn, &ONE, d->x, x, d->w, w, d->conv, d->fwd, B->work,
                                 d->fwd_bytes, &ZERO, d->y, y));
@@ -485,12 +488,12 @@ static int cuda_conv_backward(model_backend_t *be, const model_conv_param_t *p, 
     ENTER();
     if (!(d = conv_plan(B, p, in, err))) goto fail;
     if (dx) {
-        if (!d->have_data && conv_choose_data(B, d, w, dy, dx, err)) goto fail;
+        if (!d->have_data && conv_choose(B, d, CONV_DATA, w, dy, dx, err)) goto fail;
         if (grow(B, &B->work, &B->work_bytes, d->data_bytes, err)) goto fail;
         DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d->w, w, d->y, dy, d->conv, d->data, B->work,
                                          d->data_bytes, &ZERO, d->x, dx));
     }
-    if (!d->have_filter && conv_choose_filter(B, d, x, dy, dw, err)) goto fail;
+    if (!d->have_filter && conv_choose(B, d, CONV_FILTER, x, dy, dw, err)) goto fail;
     if (grow(B, &B->work, &B->work_bytes, d->filter_bytes, err)) goto fail;
     DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d->x, x, d->y, dy, d->conv, d->filter, B->work,
                                        d->filter_bytes, &ZERO, d->w, dw));
