@@ -7,32 +7,52 @@
 #
 #   bash bench/alexnet_gpu.sh            # gpu:0, 20 timed passes each
 #   DEVICE=gpu:1 ITERS=50 bash bench/alexnet_gpu.sh
+#   IMGRET=path/to/imgret PYTHON=python3 bash bench/alexnet_gpu.sh
 #
-# Needs a CUDA build (cmake -DIMGRET_CUDA=ON) in $BUILD and python3 with a
-# CUDA PyTorch.
+# Needs a CUDA build (cmake -DIMGRET_CUDA=ON) in $BUILD, or its imgret in
+# $IMGRET (scripts/gpu_check.sh passes the bundled one), and python3 with a
+# CUDA PyTorch. WARMUP (default 5) untimed passes precede each figure in both.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build/release}
 DEVICE=${DEVICE:-gpu:0}
 ITERS=${ITERS:-20}
+WARMUP=${WARMUP:-5}
 PY=${PYTHON:-python3}
-IMGRET=$BUILD/cli/imgret
+IMGRET=${IMGRET:-$BUILD/cli/imgret}
 if [ ! -x "$IMGRET" ]; then
   echo "no $IMGRET: cmake -S . -B $BUILD -DCMAKE_BUILD_TYPE=Release -DIMGRET_CUDA=ON && cmake --build $BUILD -j" >&2
   exit 1
 fi
+if ! [[ $ITERS =~ ^[1-9][0-9]*$ && $WARMUP =~ ^[0-9]+$ ]]; then
+  echo "alexnet_gpu.sh: ITERS must be a positive and WARMUP a non-negative integer (got '$ITERS', '$WARMUP')" >&2
+  exit 2
+fi
 unset IMGRET_CUDA_TF32
 
 ours() { # prints img/s of one figure
-  "$IMGRET" forward --net alexnet --device "$DEVICE" --iters "$ITERS" --warmup 5 "$@" |
-    sed -n 's/.*, \([0-9.]*\) img\/s$/\1/p'
+  local out v
+  if ! out=$("$IMGRET" forward --net alexnet --device "$DEVICE" --iters "$ITERS" --warmup "$WARMUP" "$@"); then
+    echo "alexnet_gpu.sh: '$IMGRET forward $*' on $DEVICE failed (its message above)" >&2
+    return 1
+  fi
+  echo "$out" >&2
+  v=$(echo "$out" | sed -n 's/.*, \([0-9.]*\) img\/s$/\1/p')
+  if [ -z "$v" ]; then
+    echo "alexnet_gpu.sh: no 'N img/s' line from imgret forward $*" >&2
+    return 1
+  fi
+  echo "$v"
 }
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader || true
 i_train=$(ours --batch 128 --train)
 i_inf1=$(ours --batch 1)
 i_inf256=$(ours --batch 256)
-peer=$("$PY" bench/alexnet_gpu_peer.py --iters "$ITERS" --device "cuda:${DEVICE#gpu:}")
-echo "$peer" | grep '^peer_version' || true
+if ! peer=$("$PY" bench/alexnet_gpu_peer.py --iters "$ITERS" --warmup "$WARMUP" --device "cuda:${DEVICE#gpu:}"); then
+  echo "alexnet_gpu.sh: the PyTorch peer ($PY bench/alexnet_gpu_peer.py) failed (its message above)" >&2
+  exit 1
+fi
+echo "$peer" | grep -E '^peer_(version|settings)' || true
 val() { echo "$peer" | awk -v k="$1" '$1 == k {print $2}'; }
 
 printf '\n| figure (img/s, fp32, TF32 off) | imgret | peer (PyTorch eager) | ratio imgret/peer | floor |\n'

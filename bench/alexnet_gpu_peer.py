@@ -11,6 +11,7 @@ resulting floor for this net.
 Output lines (parsed by alexnet_gpu.sh): "<figure> <value>"."""
 import argparse
 import statistics
+import sys
 import time
 
 import torch
@@ -70,12 +71,18 @@ def main():
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cuda:0")
     a = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("alexnet_gpu_peer.py: this PyTorch (%s) sees no CUDA GPU" % torch.__version__)
+    # The legacy flags only: PyTorch refuses a mix of these and fp32_precision.
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     dev = torch.device(a.device)
     print("peer_version torch %s cudnn %s on %s" % (torch.__version__, torch.backends.cudnn.version(),
                                                     torch.cuda.get_device_name(dev)))
+    print("peer_settings matmul.allow_tf32 %s cudnn.allow_tf32 %s cudnn.benchmark %s" %
+          (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+           torch.backends.cudnn.benchmark))
     model = paper_alexnet().to(dev)
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
