@@ -98,6 +98,18 @@ def main():
 
     t = median_seconds(step, a.iters, a.warmup, dev)
     print("train128 %.1f" % (128 / t))
+
+    # The same step with the batch copied from pageable host memory first
+    # (imgret forward without --resident does the same).
+    x_host = x.cpu()
+
+    def step_upload():
+        opt.zero_grad(set_to_none=True)
+        loss_fn(model(x_host.to(dev)), y).backward()
+        opt.step()
+
+    t = median_seconds(step_upload, a.iters, a.warmup, dev)
+    print("train128_upload %.1f" % (128 / t))
     model.eval()
     for b in (1, 256):
         xb = torch.randn(b, 3, 227, 227, device=dev) * 50
