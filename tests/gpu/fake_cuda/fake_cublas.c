@@ -146,29 +146,34 @@ cublasStatus_t cublasSgemm(cublasHandle_t handle, cublasOperation_t transa,
     if (!col) return CUBLAS_STATUS_ALLOC_FAILED;
     const float al = *alpha, be = *beta;
     for (int j = 0; j < n; j++) {
-        for (int i = 0; i < m; i++) col[i] = 0.0f;
+        for (int i = 0; i < m; i++)
+            col[i] = 0.0f;
         if (reads_ab) {
             if (!ta) {
                 /* column j of op(A) op(B) = sum over l of A(:, l) op(B)(l, j) */
                 for (int l = 0; l < k; l++) {
                     float b = tb ? B[j + (size_t)l * ldb] : B[l + (size_t)j * ldb];
                     const float *a = A + (size_t)l * lda;
-                    for (int i = 0; i < m; i++) col[i] += a[i] * b;
+                    for (int i = 0; i < m; i++)
+                        col[i] += a[i] * b;
                 }
             } else {
                 for (int i = 0; i < m; i++) {
                     const float *a = A + (size_t)i * lda; /* column i of A = row i of A^T */
                     float acc = 0.0f;
                     if (tb)
-                        for (int l = 0; l < k; l++) acc += a[l] * B[j + (size_t)l * ldb];
+                        for (int l = 0; l < k; l++)
+                            acc += a[l] * B[j + (size_t)l * ldb];
                     else
-                        for (int l = 0; l < k; l++) acc += a[l] * B[l + (size_t)j * ldb];
+                        for (int l = 0; l < k; l++)
+                            acc += a[l] * B[l + (size_t)j * ldb];
                     col[i] = acc;
                 }
             }
         }
         float *c = C + (size_t)j * ldc;
-        for (int i = 0; i < m; i++) c[i] = al * col[i] + (be == 0.0f ? 0.0f : be * c[i]);
+        for (int i = 0; i < m; i++)
+            c[i] = al * col[i] + (be == 0.0f ? 0.0f : be * c[i]);
     }
     free(col);
     return CUBLAS_STATUS_SUCCESS;
@@ -182,8 +187,9 @@ cublasStatus_t cublasSgemv(cublasHandle_t handle, cublasOperation_t trans, int m
     if (s != CUBLAS_STATUS_SUCCESS) return s;
     if (m < 0 || n < 0 || incx == 0 || incy == 0 || !op_ok(trans) || lda < (m > 1 ? m : 1) ||
         !alpha || !beta) {
-        fake_cuda_report(call, "invalid value: m %d n %d, trans %d, lda %d (needs >= %d), incx %d, "
-                               "incy %d%s",
+        fake_cuda_report(call,
+                         "invalid value: m %d n %d, trans %d, lda %d (needs >= %d), incx %d, "
+                         "incy %d%s",
                          m, n, (int)trans, lda, m, incx, incy,
                          !alpha || !beta ? ", NULL alpha or beta" : "");
         return CUBLAS_STATUS_INVALID_VALUE;
@@ -209,10 +215,12 @@ cublasStatus_t cublasSgemv(cublasHandle_t handle, cublasOperation_t trans, int m
             const float *a = A + (size_t)j * lda;
             if (!t) {
                 float xj = x[vec_index(j, xl, incx)];
-                for (int i = 0; i < m; i++) r[i] += a[i] * xj;
+                for (int i = 0; i < m; i++)
+                    r[i] += a[i] * xj;
             } else {
                 float acc = 0.0f;
-                for (int i = 0; i < m; i++) acc += a[i] * x[vec_index(i, xl, incx)];
+                for (int i = 0; i < m; i++)
+                    acc += a[i] * x[vec_index(i, xl, incx)];
                 r[j] = acc;
             }
         }
@@ -239,6 +247,7 @@ cublasStatus_t cublasSaxpy(cublasHandle_t handle, int n, const float *alpha, con
     CHECK_PTR("x", x, vector_extent(n, incx));
     CHECK_PTR("y", y, vector_extent(n, incy));
     const float al = *alpha;
-    for (int i = 0; i < n; i++) y[vec_index(i, n, incy)] += al * x[vec_index(i, n, incx)];
+    for (int i = 0; i < n; i++)
+        y[vec_index(i, n, incy)] += al * x[vec_index(i, n, incx)];
     return CUBLAS_STATUS_SUCCESS;
 }

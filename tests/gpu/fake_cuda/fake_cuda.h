@@ -25,8 +25,7 @@ int fake_cuda_current_device(void);
 int fake_cuda_device_count(void);
 
 /* One line to stderr: "fake CUDA: <call>: <message>". */
-void fake_cuda_report(const char *call, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void fake_cuda_report(const char *call, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The device of the allocation holding p, or -1 when p is not device memory. */
 int fake_cuda_device_of(const void *p);

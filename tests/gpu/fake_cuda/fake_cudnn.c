@@ -48,18 +48,26 @@ size_t cudnnGetVersion(void) {
 
 const char *cudnnGetErrorString(cudnnStatus_t status) {
     switch (status) {
-    case CUDNN_STATUS_SUCCESS: return "CUDNN_STATUS_SUCCESS";
-    case CUDNN_STATUS_NOT_INITIALIZED: return "CUDNN_STATUS_NOT_INITIALIZED";
-    case CUDNN_STATUS_BAD_PARAM: return "CUDNN_STATUS_BAD_PARAM";
-    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER: return "CUDNN_STATUS_BAD_PARAM_NULL_POINTER";
-    case CUDNN_STATUS_NOT_SUPPORTED: return "CUDNN_STATUS_NOT_SUPPORTED";
-    case CUDNN_STATUS_INTERNAL_ERROR: return "CUDNN_STATUS_INTERNAL_ERROR";
+    case CUDNN_STATUS_SUCCESS:
+        return "CUDNN_STATUS_SUCCESS";
+    case CUDNN_STATUS_NOT_INITIALIZED:
+        return "CUDNN_STATUS_NOT_INITIALIZED";
+    case CUDNN_STATUS_BAD_PARAM:
+        return "CUDNN_STATUS_BAD_PARAM";
+    case CUDNN_STATUS_BAD_PARAM_NULL_POINTER:
+        return "CUDNN_STATUS_BAD_PARAM_NULL_POINTER";
+    case CUDNN_STATUS_NOT_SUPPORTED:
+        return "CUDNN_STATUS_NOT_SUPPORTED";
+    case CUDNN_STATUS_INTERNAL_ERROR:
+        return "CUDNN_STATUS_INTERNAL_ERROR";
     case CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED:
         return "CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED";
     case CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED:
         return "CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED";
-    case CUDNN_STATUS_EXECUTION_FAILED: return "CUDNN_STATUS_EXECUTION_FAILED";
-    default: return "CUDNN_STATUS_UNKNOWN";
+    case CUDNN_STATUS_EXECUTION_FAILED:
+        return "CUDNN_STATUS_EXECUTION_FAILED";
+    default:
+        return "CUDNN_STATUS_UNKNOWN";
     }
 }
 
@@ -307,8 +315,7 @@ cudnnStatus_t cudnnSetConvolution2dDescriptor(cudnnConvolutionDescriptor_t convD
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc,
-                                            int groupCount) {
+cudnnStatus_t cudnnSetConvolutionGroupCount(cudnnConvolutionDescriptor_t convDesc, int groupCount) {
     if (!convDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
     if (groupCount < 1) return bad("cudnnSetConvolutionGroupCount", "group count below 1");
     convDesc->groups = groupCount;
@@ -327,8 +334,8 @@ cudnnStatus_t cudnnSetConvolutionMathType(cudnnConvolutionDescriptor_t convDesc,
 
 cudnnStatus_t cudnnSetPooling2dDescriptor(cudnnPoolingDescriptor_t poolingDesc,
                                           cudnnPoolingMode_t mode,
-                                          cudnnNanPropagation_t maxpoolingNanOpt,
-                                          int windowHeight, int windowWidth, int verticalPadding,
+                                          cudnnNanPropagation_t maxpoolingNanOpt, int windowHeight,
+                                          int windowWidth, int verticalPadding,
                                           int horizontalPadding, int verticalStride,
                                           int horizontalStride) {
     if (!poolingDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
@@ -359,10 +366,9 @@ cudnnStatus_t cudnnSetLRNDescriptor(cudnnLRNDescriptor_t normDesc, unsigned lrnN
     if (!normDesc) return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
     if (lrnN < CUDNN_LRN_MIN_N || lrnN > CUDNN_LRN_MAX_N || lrnK < CUDNN_LRN_MIN_K ||
         lrnBeta < CUDNN_LRN_MIN_BETA) {
-        fake_cuda_report("cudnnSetLRNDescriptor",
-                         "n %u (must be %d to %d), k %g (>= %g), beta %g (>= %g)", lrnN,
-                         CUDNN_LRN_MIN_N, CUDNN_LRN_MAX_N, lrnK, CUDNN_LRN_MIN_K, lrnBeta,
-                         CUDNN_LRN_MIN_BETA);
+        fake_cuda_report(
+            "cudnnSetLRNDescriptor", "n %u (must be %d to %d), k %g (>= %g), beta %g (>= %g)", lrnN,
+            CUDNN_LRN_MIN_N, CUDNN_LRN_MAX_N, lrnK, CUDNN_LRN_MIN_K, lrnBeta, CUDNN_LRN_MIN_BETA);
         return CUDNN_STATUS_BAD_PARAM;
     }
     *normDesc = (struct cudnnLRNStruct){lrnN, lrnAlpha, lrnBeta, lrnK};
@@ -444,7 +450,8 @@ static float *gather(cudnnTensorDescriptor_t t, const float *p) {
     for (int n = 0; n < t->n; n++)
         for (int c = 0; c < t->c; c++)
             for (int h = 0; h < t->h; h++)
-                for (int w = 0; w < t->w; w++) *o++ = p[toff(t, n, c, h, w)];
+                for (int w = 0; w < t->w; w++)
+                    *o++ = p[toff(t, n, c, h, w)];
     return out;
 }
 
@@ -499,12 +506,12 @@ cudnnStatus_t cudnnAddTensor(cudnnHandle_t handle, const void *alpha,
 /* ------------------------------------------------------------ convolution */
 
 typedef struct conv_geom {
-    int n, c, h, w;     /* input */
-    int k, r, s;        /* filters: k of (c / groups) x r x s */
-    int oh, ow;         /* output */
+    int n, c, h, w; /* input */
+    int k, r, s;    /* filters: k of (c / groups) x r x s */
+    int oh, ow;     /* output */
     int groups;
     int ph, pw, u, v, dh, dw;
-    int flip;           /* CUDNN_CONVOLUTION: the filter is applied flipped */
+    int flip; /* CUDNN_CONVOLUTION: the filter is applied flipped */
 } conv_geom_t;
 
 static cudnnStatus_t filter_ok(const char *call, const char *what, cudnnFilterDescriptor_t f) {
@@ -551,8 +558,8 @@ static cudnnStatus_t conv_geom(const char *call, cudnnTensorDescriptor_t x,
     g->flip = conv->mode == CUDNN_CONVOLUTION;
     int eh = (g->r - 1) * g->dh + 1, ew = (g->s - 1) * g->dw + 1;
     if (g->h + 2 * g->ph < eh || g->w + 2 * g->pw < ew) {
-        fake_cuda_report(call, "filter %dx%d (dilated) larger than the padded input %dx%d", eh,
-                         ew, g->h + 2 * g->ph, g->w + 2 * g->pw);
+        fake_cuda_report(call, "filter %dx%d (dilated) larger than the padded input %dx%d", eh, ew,
+                         g->h + 2 * g->ph, g->w + 2 * g->pw);
         return CUDNN_STATUS_BAD_PARAM;
     }
     g->oh = 1 + (g->h + 2 * g->ph - eh) / g->u;
@@ -647,9 +654,11 @@ static void conv_forward_core(const conv_geom_t *g, const float *x, const float 
                             const float *xr = xp + (size_t)ih * g->w + off;
                             float *yr = yp + (size_t)oh * g->ow;
                             if (g->v == 1)
-                                for (int ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow];
+                                for (int ow = lo; ow < hi; ow++)
+                                    yr[ow] += wv * xr[ow];
                             else
-                                for (int ow = lo; ow < hi; ow++) yr[ow] += wv * xr[ow * g->v];
+                                for (int ow = lo; ow < hi; ow++)
+                                    yr[ow] += wv * xr[ow * g->v];
                         }
                     }
             }
@@ -681,9 +690,11 @@ static void conv_backward_data_core(const conv_geom_t *g, const float *w, const 
                             float *xr = dxp + (size_t)ih * g->w + off;
                             const float *dyr = dyp + (size_t)oh * g->ow;
                             if (g->v == 1)
-                                for (int ow = lo; ow < hi; ow++) xr[ow] += wv * dyr[ow];
+                                for (int ow = lo; ow < hi; ow++)
+                                    xr[ow] += wv * dyr[ow];
                             else
-                                for (int ow = lo; ow < hi; ow++) xr[ow * g->v] += wv * dyr[ow];
+                                for (int ow = lo; ow < hi; ow++)
+                                    xr[ow * g->v] += wv * dyr[ow];
                         }
                     }
             }
@@ -714,14 +725,16 @@ static void conv_backward_filter_core(const conv_geom_t *g, const float *x, cons
                             const float *xr = xp + (size_t)ih * g->w + off;
                             const float *dyr = dyp + (size_t)oh * g->ow;
                             if (g->v == 1)
-                                for (int ow = lo; ow < hi; ow++) lanes[ow] += dyr[ow] * xr[ow];
+                                for (int ow = lo; ow < hi; ow++)
+                                    lanes[ow] += dyr[ow] * xr[ow];
                             else
                                 for (int ow = lo; ow < hi; ow++)
                                     lanes[ow] += dyr[ow] * xr[ow * g->v];
                         }
                     }
                     float sum = 0.0f;
-                    for (int ow = 0; ow < g->ow; ow++) sum += lanes[ow];
+                    for (int ow = 0; ow < g->ow; ow++)
+                        sum += lanes[ow];
                     dw[(((size_t)k * cg + c) * g->r + r) * g->s + s] = sum;
                 }
     }
@@ -753,42 +766,58 @@ static int algo_table(int dir, const conv_geom_t *g, algo_entry_t *t) {
     const cudnnDeterminism_t det = CUDNN_DETERMINISTIC, nondet = CUDNN_NON_DETERMINISTIC;
     int n = 0;
     if (dir == 0) {
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ok, 0.5f,
-                                indices, det, CUDNN_TENSOR_OP_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING, ok, 0.8f, HUGE_WORKSPACE,
-                                det, CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_GEMM, ok, 1.0f, columns, det,
+        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                ok,
+                                0.5f,
+                                indices,
+                                det,
+                                CUDNN_TENSOR_OP_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING, ok, 0.8f, HUGE_WORKSPACE, det, CUDNN_FMA_MATH};
+        t[n++] =
+            (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_GEMM, ok, 1.0f, columns, det, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                ok,
+                                1.5f,
+                                indices,
+                                det,
                                 CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM, ok, 1.5f,
-                                indices, det, CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, ok, 2.0f, 0, det,
-                                CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD, no, -1.0f, 0, det,
-                                CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM, ok, 2.0f, 0, det, CUDNN_FMA_MATH};
+        t[n++] =
+            (algo_entry_t){CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD, no, -1.0f, 0, det, CUDNN_FMA_MATH};
     } else if (dir == 1) {
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ok, 0.5f, indices, det,
-                                CUDNN_TENSOR_OP_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING, ok, 0.8f,
-                                HUGE_WORKSPACE, det, CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ok, 1.0f, columns, det,
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ok, 0.5f, indices, det, CUDNN_TENSOR_OP_MATH};
+        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
+                                ok,
+                                0.8f,
+                                HUGE_WORKSPACE,
+                                det,
                                 CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, ok, 1.5f, 0, nondet,
-                                CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD, no, -1.0f, 0, det,
-                                CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_1, ok, 1.0f, columns, det, CUDNN_FMA_MATH};
+        t[n++] =
+            (algo_entry_t){CUDNN_CONVOLUTION_BWD_DATA_ALGO_0, ok, 1.5f, 0, nondet, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD, no, -1.0f, 0, det, CUDNN_FMA_MATH};
     } else {
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ok, 0.5f, indices, det,
-                                CUDNN_TENSOR_OP_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING, ok, 0.8f,
-                                HUGE_WORKSPACE, det, CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, ok, 1.0f, columns, nondet,
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ok, 0.5f, indices, det, CUDNN_TENSOR_OP_MATH};
+        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING,
+                                ok,
+                                0.8f,
+                                HUGE_WORKSPACE,
+                                det,
                                 CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ok, 1.5f, indices, det,
-                                CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, ok, 2.0f, 0, nondet,
-                                CUDNN_FMA_MATH};
-        t[n++] = (algo_entry_t){CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, no, -1.0f,
-                                0, det, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3, ok, 1.0f, columns, nondet, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1, ok, 1.5f, indices, det, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0, ok, 2.0f, 0, nondet, CUDNN_FMA_MATH};
+        t[n++] = (algo_entry_t){
+            CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED, no, -1.0f, 0, det, CUDNN_FMA_MATH};
     }
     return n;
 }
@@ -826,8 +855,8 @@ static cudnnStatus_t algo_workspace(const char *call, int dir, const conv_geom_t
 /* The workspace handed to a computation: large enough for the algorithm
  * and in device memory of the handle's device; its contents are then
  * overwritten, as the algorithm would. */
-static cudnnStatus_t use_workspace(const char *call, cudnnHandle_t h, int dir,
-                                   const conv_geom_t *g, int algo, void *ws, size_t ws_bytes) {
+static cudnnStatus_t use_workspace(const char *call, cudnnHandle_t h, int dir, const conv_geom_t *g,
+                                   int algo, void *ws, size_t ws_bytes) {
     size_t need;
     TRY(algo_workspace(call, dir, g, algo, &need));
     if (ws_bytes < need) {
@@ -872,14 +901,11 @@ static cudnnStatus_t query_args(const char *call, int requested, const int *retu
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(cudnnHandle_t handle,
-                                                     const cudnnTensorDescriptor_t srcDesc,
-                                                     const cudnnFilterDescriptor_t filterDesc,
-                                                     const cudnnConvolutionDescriptor_t convDesc,
-                                                     const cudnnTensorDescriptor_t destDesc,
-                                                     const int requestedAlgoCount,
-                                                     int *returnedAlgoCount,
-                                                     cudnnConvolutionFwdAlgoPerf_t *perfResults) {
+cudnnStatus_t cudnnGetConvolutionForwardAlgorithm_v7(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t srcDesc,
+    const cudnnFilterDescriptor_t filterDesc, const cudnnConvolutionDescriptor_t convDesc,
+    const cudnnTensorDescriptor_t destDesc, const int requestedAlgoCount, int *returnedAlgoCount,
+    cudnnConvolutionFwdAlgoPerf_t *perfResults) {
     const char *call = "cudnnGetConvolutionForwardAlgorithm_v7";
     conv_geom_t g;
     algo_entry_t t[MAX_ENTRIES];
@@ -929,13 +955,10 @@ cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(
     return CUDNN_STATUS_SUCCESS;
 }
 
-cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t handle,
-                                                      const cudnnTensorDescriptor_t xDesc,
-                                                      const cudnnFilterDescriptor_t wDesc,
-                                                      const cudnnConvolutionDescriptor_t convDesc,
-                                                      const cudnnTensorDescriptor_t yDesc,
-                                                      cudnnConvolutionFwdAlgo_t algo,
-                                                      size_t *sizeInBytes) {
+cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc, const cudnnFilterDescriptor_t wDesc,
+    const cudnnConvolutionDescriptor_t convDesc, const cudnnTensorDescriptor_t yDesc,
+    cudnnConvolutionFwdAlgo_t algo, size_t *sizeInBytes) {
     const char *call = "cudnnGetConvolutionForwardWorkspaceSize";
     conv_geom_t g;
     TRY(enter(call, handle));
@@ -957,10 +980,9 @@ cudnnStatus_t cudnnGetConvolutionBackwardDataWorkspaceSize(
 }
 
 cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(
-    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc,
-    const cudnnTensorDescriptor_t dyDesc, const cudnnConvolutionDescriptor_t convDesc,
-    const cudnnFilterDescriptor_t gradDesc, cudnnConvolutionBwdFilterAlgo_t algo,
-    size_t *sizeInBytes) {
+    cudnnHandle_t handle, const cudnnTensorDescriptor_t xDesc, const cudnnTensorDescriptor_t dyDesc,
+    const cudnnConvolutionDescriptor_t convDesc, const cudnnFilterDescriptor_t gradDesc,
+    cudnnConvolutionBwdFilterAlgo_t algo, size_t *sizeInBytes) {
     const char *call = "cudnnGetConvolutionBackwardFilterWorkspaceSize";
     conv_geom_t g;
     TRY(enter(call, handle));
@@ -1000,9 +1022,9 @@ static cudnnStatus_t run_forward(const conv_geom_t *g, cudnnTensorDescriptor_t x
 }
 
 static cudnnStatus_t run_backward_data(const conv_geom_t *g, cudnnFilterDescriptor_t wd,
-                                       const float *w, cudnnTensorDescriptor_t dyd,
-                                       const float *dy, cudnnTensorDescriptor_t dxd, float *dx,
-                                       float alpha, float beta) {
+                                       const float *w, cudnnTensorDescriptor_t dyd, const float *dy,
+                                       cudnnTensorDescriptor_t dxd, float *dx, float alpha,
+                                       float beta) {
     float *pw = gather_filter(wd, w, g->flip), *pdy = gather(dyd, dy),
           *pdx = malloc(tensor_count(dxd) * sizeof(float));
     cudnnStatus_t s = CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
@@ -1108,8 +1130,8 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
     TRY(tensor_ok(call, "dyDesc", dyDesc));
     TRY(tensor_ok(call, "dbDesc", dbDesc));
     if (dbDesc->n != 1 || dbDesc->c != dyDesc->c || dbDesc->h != 1 || dbDesc->w != 1) {
-        fake_cuda_report(call, "db is %dx%dx%dx%d, expected 1x%dx1x1 for dy's channels",
-                         dbDesc->n, dbDesc->c, dbDesc->h, dbDesc->w, dyDesc->c);
+        fake_cuda_report(call, "db is %dx%dx%dx%d, expected 1x%dx1x1 for dy's channels", dbDesc->n,
+                         dbDesc->c, dbDesc->h, dbDesc->w, dyDesc->c);
         return CUDNN_STATUS_BAD_PARAM;
     }
     TRY(tensor_mem(call, handle, "dy", dyDesc, dy));
@@ -1120,7 +1142,8 @@ cudnnStatus_t cudnnConvolutionBackwardBias(cudnnHandle_t handle, const void *alp
         float sum = 0.0f;
         for (int n = 0; n < dyDesc->n; n++)
             for (int h = 0; h < dyDesc->h; h++)
-                for (int w = 0; w < dyDesc->w; w++) sum += g[toff(dyDesc, n, c, h, w)];
+                for (int w = 0; w < dyDesc->w; w++)
+                    sum += g[toff(dyDesc, n, c, h, w)];
         float *q = out + toff(dbDesc, 0, c, 0, 0);
         *q = blend(al, sum, be, *q);
     }
@@ -1243,8 +1266,9 @@ static cudnnStatus_t activation_ok(const char *call, cudnnActivationDescriptor_t
     if (!a->set) return bad(call, "activation descriptor was never set");
     if (a->mode != CUDNN_ACTIVATION_RELU && a->mode != CUDNN_ACTIVATION_CLIPPED_RELU &&
         a->mode != CUDNN_ACTIVATION_SIGMOID && a->mode != CUDNN_ACTIVATION_TANH) {
-        fake_cuda_report(call, "activation mode %d: the fake has ReLU, clipped ReLU, sigmoid "
-                               "and tanh",
+        fake_cuda_report(call,
+                         "activation mode %d: the fake has ReLU, clipped ReLU, sigmoid "
+                         "and tanh",
                          (int)a->mode);
         return CUDNN_STATUS_NOT_SUPPORTED;
     }
@@ -1254,29 +1278,36 @@ static cudnnStatus_t activation_ok(const char *call, cudnnActivationDescriptor_t
 static float act(cudnnActivationDescriptor_t a, float x) {
     if (x != x) return a->nan == CUDNN_PROPAGATE_NAN ? x : 0.0f;
     switch (a->mode) {
-    case CUDNN_ACTIVATION_RELU: return x > 0.0f ? x : 0.0f;
+    case CUDNN_ACTIVATION_RELU:
+        return x > 0.0f ? x : 0.0f;
     case CUDNN_ACTIVATION_CLIPPED_RELU:
         return x > 0.0f ? (x < (float)a->coef ? x : (float)a->coef) : 0.0f;
-    case CUDNN_ACTIVATION_SIGMOID: return 1.0f / (1.0f + expf(-x));
-    default: return tanhf(x);
+    case CUDNN_ACTIVATION_SIGMOID:
+        return 1.0f / (1.0f + expf(-x));
+    default:
+        return tanhf(x);
     }
 }
 
 /* d act / d x at x (output y), times dy. */
 static float act_grad(cudnnActivationDescriptor_t a, float x, float y, float dy) {
     switch (a->mode) {
-    case CUDNN_ACTIVATION_RELU: return x > 0.0f ? dy : 0.0f;
-    case CUDNN_ACTIVATION_CLIPPED_RELU: return x > 0.0f && x < (float)a->coef ? dy : 0.0f;
-    case CUDNN_ACTIVATION_SIGMOID: return dy * y * (1.0f - y);
-    default: return dy * (1.0f - y * y);
+    case CUDNN_ACTIVATION_RELU:
+        return x > 0.0f ? dy : 0.0f;
+    case CUDNN_ACTIVATION_CLIPPED_RELU:
+        return x > 0.0f && x < (float)a->coef ? dy : 0.0f;
+    case CUDNN_ACTIVATION_SIGMOID:
+        return dy * y * (1.0f - y);
+    default:
+        return dy * (1.0f - y * y);
     }
 }
 
 cudnnStatus_t cudnnActivationForward(cudnnHandle_t handle,
-                                     cudnnActivationDescriptor_t activationDesc,
-                                     const void *alpha, const cudnnTensorDescriptor_t xDesc,
-                                     const void *x, const void *beta,
-                                     const cudnnTensorDescriptor_t yDesc, void *y) {
+                                     cudnnActivationDescriptor_t activationDesc, const void *alpha,
+                                     const cudnnTensorDescriptor_t xDesc, const void *x,
+                                     const void *beta, const cudnnTensorDescriptor_t yDesc,
+                                     void *y) {
     const char *call = "cudnnActivationForward";
     float al, be;
     TRY(enter(call, handle));
@@ -1290,19 +1321,20 @@ cudnnStatus_t cudnnActivationForward(cudnnHandle_t handle,
     float *px = gather(xDesc, x);
     if (!px) return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
     size_t count = tensor_count(xDesc);
-    for (size_t i = 0; i < count; i++) px[i] = act(activationDesc, px[i]);
+    for (size_t i = 0; i < count; i++)
+        px[i] = act(activationDesc, px[i]);
     scatter(yDesc, y, px, al, be);
     free(px);
     return CUDNN_STATUS_SUCCESS;
 }
 
 cudnnStatus_t cudnnActivationBackward(cudnnHandle_t handle,
-                                      cudnnActivationDescriptor_t activationDesc,
-                                      const void *alpha, const cudnnTensorDescriptor_t yDesc,
-                                      const void *y, const cudnnTensorDescriptor_t dyDesc,
-                                      const void *dy, const cudnnTensorDescriptor_t xDesc,
-                                      const void *x, const void *beta,
-                                      const cudnnTensorDescriptor_t dxDesc, void *dx) {
+                                      cudnnActivationDescriptor_t activationDesc, const void *alpha,
+                                      const cudnnTensorDescriptor_t yDesc, const void *y,
+                                      const cudnnTensorDescriptor_t dyDesc, const void *dy,
+                                      const cudnnTensorDescriptor_t xDesc, const void *x,
+                                      const void *beta, const cudnnTensorDescriptor_t dxDesc,
+                                      void *dx) {
     const char *call = "cudnnActivationBackward";
     float al, be;
     TRY(enter(call, handle));
@@ -1323,7 +1355,8 @@ cudnnStatus_t cudnnActivationBackward(cudnnHandle_t handle,
     cudnnStatus_t s = CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
     if (py && pdy && px) {
         size_t count = tensor_count(xDesc);
-        for (size_t i = 0; i < count; i++) px[i] = act_grad(activationDesc, px[i], py[i], pdy[i]);
+        for (size_t i = 0; i < count; i++)
+            px[i] = act_grad(activationDesc, px[i], py[i], pdy[i]);
         scatter(dxDesc, dx, px, al, be);
         s = CUDNN_STATUS_SUCCESS;
     }
@@ -1496,8 +1529,8 @@ static cudnnStatus_t pool_dims(const char *call, cudnnPoolingDescriptor_t p,
     TRY(pool_out(call, p, x, &oh, &ow));
     TRY(tensor_ok(call, "output", y));
     if (y->n != x->n || y->c != x->c || y->h != oh || y->w != ow) {
-        fake_cuda_report(call, "output is %dx%dx%dx%d, pooling %dx%dx%dx%d gives %dx%dx%dx%d",
-                         y->n, y->c, y->h, y->w, x->n, x->c, x->h, x->w, x->n, x->c, oh, ow);
+        fake_cuda_report(call, "output is %dx%dx%dx%d, pooling %dx%dx%dx%d gives %dx%dx%dx%d", y->n,
+                         y->c, y->h, y->w, x->n, x->c, x->h, x->w, x->n, x->c, oh, ow);
         return CUDNN_STATUS_BAD_PARAM;
     }
     return CUDNN_STATUS_SUCCESS;
@@ -1549,9 +1582,12 @@ cudnnStatus_t cudnnPoolingForward(cudnnHandle_t handle, const cudnnPoolingDescri
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) {
                             float e = px[toff(xDesc, n, c, h, w)];
-                            if (e != e) nan = 1;
-                            else if (pool_is_max(p)) v = e > v ? e : v;
-                            else v += e;
+                            if (e != e)
+                                nan = 1;
+                            else if (pool_is_max(p))
+                                v = e > v ? e : v;
+                            else
+                                v += e;
                         }
                     if (!pool_is_max(p)) v /= pool_count(p, h0, h1, w0, w1);
                     if (nan && (p->nan == CUDNN_PROPAGATE_NAN || !pool_is_max(p))) v = NAN;
@@ -1596,7 +1632,8 @@ cudnnStatus_t cudnnPoolingBackward(cudnnHandle_t handle, const cudnnPoolingDescr
                     if (!pool_is_max(p)) {
                         float share = d / pool_count(p, h0, h1, w0, w1);
                         for (int h = h0; h < h1; h++)
-                            for (int w = w0; w < w1; w++) gp[(size_t)h * xDesc->w + w] += share;
+                            for (int w = w0; w < w1; w++)
+                                gp[(size_t)h * xDesc->w + w] += share;
                         continue;
                     }
                     int bh = -1, bw = -1;
@@ -1646,8 +1683,8 @@ cudnnStatus_t cudnnSoftmaxForward(cudnnHandle_t handle, cudnnSoftmaxAlgorithm_t 
     if (!v) return CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED;
     const size_t plane = (size_t)xDesc->h * xDesc->w, chw = (size_t)xDesc->c * plane;
     /* INSTANCE: over c, h, w of each image; CHANNEL: over c at each (h, w). */
-    const size_t groups = mode == CUDNN_SOFTMAX_MODE_INSTANCE ? (size_t)xDesc->n
-                                                              : (size_t)xDesc->n * plane;
+    const size_t groups =
+        mode == CUDNN_SOFTMAX_MODE_INSTANCE ? (size_t)xDesc->n : (size_t)xDesc->n * plane;
     const size_t len = mode == CUDNN_SOFTMAX_MODE_INSTANCE ? chw : (size_t)xDesc->c;
     const size_t step = mode == CUDNN_SOFTMAX_MODE_INSTANCE ? 1 : plane;
     for (size_t gi = 0; gi < groups; gi++) {
@@ -1655,9 +1692,11 @@ cudnnStatus_t cudnnSoftmaxForward(cudnnHandle_t handle, cudnnSoftmaxAlgorithm_t 
                                                           : v + (gi / plane) * chw + gi % plane;
         float m = algo == CUDNN_SOFTMAX_FAST ? 0.0f : -INFINITY;
         if (algo != CUDNN_SOFTMAX_FAST)
-            for (size_t i = 0; i < len; i++) m = base[i * step] > m ? base[i * step] : m;
+            for (size_t i = 0; i < len; i++)
+                m = base[i * step] > m ? base[i * step] : m;
         double sum = 0.0;
-        for (size_t i = 0; i < len; i++) sum += exp((double)base[i * step] - m);
+        for (size_t i = 0; i < len; i++)
+            sum += exp((double)base[i * step] - m);
         for (size_t i = 0; i < len; i++) {
             double d = (double)base[i * step] - m;
             base[i * step] = (float)(algo == CUDNN_SOFTMAX_LOG ? d - log(sum) : exp(d) / sum);

@@ -34,8 +34,8 @@ int imgret_cuda_dropout_forward(float p, size_t count, const float *x, float *y,
     DEV(call, "mask", mask, count * sizeof(float));
     const float keep = 1.0f / (1.0f - p);
     for (size_t j = 0; j < count; j++) {
-        float u = (float)(splitmix64(seed ^ (j * 0xd1b54a32d192ed03ULL)) >> 40) *
-                  (1.0f / 16777216.0f);
+        float u =
+            (float)(splitmix64(seed ^ (j * 0xd1b54a32d192ed03ULL)) >> 40) * (1.0f / 16777216.0f);
         float m = u >= p ? keep : 0.0f;
         mask[j] = m;
         y[j] = x[j] * m;
@@ -49,7 +49,8 @@ int imgret_cuda_mul(size_t count, const float *mask, const float *x, float *y) {
     DEV(call, "mask", mask, count * sizeof(float));
     DEV(call, "x", x, count * sizeof(float));
     DEV(call, "y", y, count * sizeof(float));
-    for (size_t j = 0; j < count; j++) y[j] = x[j] * mask[j];
+    for (size_t j = 0; j < count; j++)
+        y[j] = x[j] * mask[j];
     return 0;
 }
 

@@ -38,15 +38,24 @@ static _Thread_local size_t queued, queue_cap;
 
 const char *ncclGetErrorString(ncclResult_t result) {
     switch (result) {
-    case ncclSuccess: return "no error";
-    case ncclUnhandledCudaError: return "unhandled cuda error";
-    case ncclSystemError: return "unhandled system error";
-    case ncclInternalError: return "internal error";
-    case ncclInvalidArgument: return "invalid argument";
-    case ncclInvalidUsage: return "invalid usage";
-    case ncclRemoteError: return "remote process exited or there was a network error";
-    case ncclInProgress: return "NCCL operation in progress";
-    default: return "unknown result code";
+    case ncclSuccess:
+        return "no error";
+    case ncclUnhandledCudaError:
+        return "unhandled cuda error";
+    case ncclSystemError:
+        return "unhandled system error";
+    case ncclInternalError:
+        return "internal error";
+    case ncclInvalidArgument:
+        return "invalid argument";
+    case ncclInvalidUsage:
+        return "invalid usage";
+    case ncclRemoteError:
+        return "remote process exited or there was a network error";
+    case ncclInProgress:
+        return "NCCL operation in progress";
+    default:
+        return "unknown result code";
     }
 }
 
@@ -76,7 +85,8 @@ ncclResult_t ncclCommInitAll(ncclComm_t *comm, int ndev, const int *devlist) {
     for (int i = 0; i < ndev; i++) {
         comm[i] = malloc(sizeof *comm[i]);
         if (!comm[i]) {
-            for (int j = 0; j < i; j++) free(comm[j]);
+            for (int j = 0; j < i; j++)
+                free(comm[j]);
             free(c);
             return ncclSystemError;
         }
@@ -122,10 +132,14 @@ static void queue_clear(void) {
 
 static float reduce(ncclRedOp_t op, float a, float b) {
     switch (op) {
-    case ncclProd: return a * b;
-    case ncclMax: return a > b ? a : b;
-    case ncclMin: return a < b ? a : b;
-    default: return a + b; /* ncclSum, ncclAvg (divided at the end) */
+    case ncclProd:
+        return a * b;
+    case ncclMax:
+        return a > b ? a : b;
+    case ncclMin:
+        return a < b ? a : b;
+    default:
+        return a + b; /* ncclSum, ncclAvg (divided at the end) */
     }
 }
 
@@ -144,8 +158,9 @@ static ncclResult_t run_clique(size_t first, int *done) {
             return ncclInvalidUsage;
         }
         if (p->count != queue[first].count || p->op != queue[first].op) {
-            fake_cuda_report(call, "ranks disagree on the all-reduce: %zu vs %zu elements, op %d "
-                                   "vs %d",
+            fake_cuda_report(call,
+                             "ranks disagree on the all-reduce: %zu vs %zu elements, op %d "
+                             "vs %d",
                              p->count, queue[first].count, (int)p->op, (int)queue[first].op);
             return ncclInvalidUsage;
         }
@@ -154,8 +169,9 @@ static ncclResult_t run_clique(size_t first, int *done) {
     }
     for (int r = 0; r < c->n; r++)
         if (!by_rank[r]) {
-            fake_cuda_report(call, "rank %d of %d never joined the all-reduce (real NCCL would "
-                                   "hang)",
+            fake_cuda_report(call,
+                             "rank %d of %d never joined the all-reduce (real NCCL would "
+                             "hang)",
                              r, c->n);
             return ncclInvalidUsage;
         }
@@ -167,8 +183,10 @@ static ncclResult_t run_clique(size_t first, int *done) {
         for (size_t i = 0; i < count; i++)
             sum[i] = reduce(queue[first].op, sum[i], by_rank[r]->send[i]);
     if (queue[first].op == ncclAvg)
-        for (size_t i = 0; i < count; i++) sum[i] /= (float)c->n;
-    for (int r = 0; r < c->n; r++) memcpy(by_rank[r]->recv, sum, count * sizeof(float));
+        for (size_t i = 0; i < count; i++)
+            sum[i] /= (float)c->n;
+    for (int r = 0; r < c->n; r++)
+        memcpy(by_rank[r]->recv, sum, count * sizeof(float));
     free(sum);
     return ncclSuccess;
 }
@@ -206,14 +224,14 @@ ncclResult_t ncclAllReduce(const void *sendbuff, void *recvbuff, size_t count,
                          comm->device);
         return ncclInvalidArgument;
     }
-    if (count > 0 && (fake_cuda_check_ptr(call, "sendbuff", sendbuff, count * sizeof(float),
-                                          comm->device) ||
-                      fake_cuda_check_ptr(call, "recvbuff", recvbuff, count * sizeof(float),
-                                          comm->device)))
+    if (count > 0 &&
+        (fake_cuda_check_ptr(call, "sendbuff", sendbuff, count * sizeof(float), comm->device) ||
+         fake_cuda_check_ptr(call, "recvbuff", recvbuff, count * sizeof(float), comm->device)))
         return ncclInvalidArgument;
     if (group_depth == 0 && comm->clique->n > 1) {
-        fake_cuda_report(call, "rank %d of %d outside ncclGroupStart/End: one thread driving "
-                               "every rank would hang here",
+        fake_cuda_report(call,
+                         "rank %d of %d outside ncclGroupStart/End: one thread driving "
+                         "every rank would hang here",
                          comm->rank, comm->clique->n);
         return ncclInvalidUsage;
     }

@@ -84,29 +84,47 @@ cudaError_t cudaPeekAtLastError(void) {
 
 const char *cudaGetErrorString(cudaError_t error) {
     switch (error) {
-    case cudaSuccess: return "no error";
-    case cudaErrorInvalidValue: return "invalid argument";
-    case cudaErrorMemoryAllocation: return "out of memory";
-    case cudaErrorInvalidDevice: return "invalid device ordinal";
-    case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
-    case cudaErrorInvalidResourceHandle: return "invalid resource handle";
-    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
-    case cudaErrorNotReady: return "device not ready";
-    default: return "unknown error";
+    case cudaSuccess:
+        return "no error";
+    case cudaErrorInvalidValue:
+        return "invalid argument";
+    case cudaErrorMemoryAllocation:
+        return "out of memory";
+    case cudaErrorInvalidDevice:
+        return "invalid device ordinal";
+    case cudaErrorInvalidMemcpyDirection:
+        return "invalid copy direction for memcpy";
+    case cudaErrorInvalidResourceHandle:
+        return "invalid resource handle";
+    case cudaErrorIllegalAddress:
+        return "an illegal memory access was encountered";
+    case cudaErrorNotReady:
+        return "device not ready";
+    default:
+        return "unknown error";
     }
 }
 
 const char *cudaGetErrorName(cudaError_t error) {
     switch (error) {
-    case cudaSuccess: return "cudaSuccess";
-    case cudaErrorInvalidValue: return "cudaErrorInvalidValue";
-    case cudaErrorMemoryAllocation: return "cudaErrorMemoryAllocation";
-    case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-    case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
-    case cudaErrorInvalidResourceHandle: return "cudaErrorInvalidResourceHandle";
-    case cudaErrorIllegalAddress: return "cudaErrorIllegalAddress";
-    case cudaErrorNotReady: return "cudaErrorNotReady";
-    default: return "cudaErrorUnknown";
+    case cudaSuccess:
+        return "cudaSuccess";
+    case cudaErrorInvalidValue:
+        return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+        return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidDevice:
+        return "cudaErrorInvalidDevice";
+    case cudaErrorInvalidMemcpyDirection:
+        return "cudaErrorInvalidMemcpyDirection";
+    case cudaErrorInvalidResourceHandle:
+        return "cudaErrorInvalidResourceHandle";
+    case cudaErrorIllegalAddress:
+        return "cudaErrorIllegalAddress";
+    case cudaErrorNotReady:
+        return "cudaErrorNotReady";
+    default:
+        return "cudaErrorUnknown";
     }
 }
 
@@ -165,8 +183,8 @@ int fake_cuda_check_ptr(const char *call, const char *what, const void *p, size_
         return -1;
     }
     if (a.device != device) {
-        fake_cuda_report(call, "%s lives on device %d, the call runs on device %d", what,
-                         a.device, device);
+        fake_cuda_report(call, "%s lives on device %d, the call runs on device %d", what, a.device,
+                         device);
         return -1;
     }
     return 0;
@@ -231,12 +249,18 @@ cudaError_t cudaFree(void *devPtr) {
 
 static const char *kind_name(enum cudaMemcpyKind kind) {
     switch (kind) {
-    case cudaMemcpyHostToHost: return "host to host";
-    case cudaMemcpyHostToDevice: return "host to device";
-    case cudaMemcpyDeviceToHost: return "device to host";
-    case cudaMemcpyDeviceToDevice: return "device to device";
-    case cudaMemcpyDefault: return "default";
-    default: return "invalid";
+    case cudaMemcpyHostToHost:
+        return "host to host";
+    case cudaMemcpyHostToDevice:
+        return "host to device";
+    case cudaMemcpyDeviceToHost:
+        return "device to host";
+    case cudaMemcpyDeviceToDevice:
+        return "device to device";
+    case cudaMemcpyDefault:
+        return "default";
+    default:
+        return "invalid";
     }
 }
 
@@ -254,8 +278,8 @@ static int copy_side(const char *call, const char *what, const void *p, size_t c
         return fake_cuda_check_ptr(call, what, p, count, dev);
     }
     if (dev >= 0) {
-        fake_cuda_report(call, "%s %p is device memory (device %d), but the direction is %s",
-                         what, p, dev, kind_name(kind));
+        fake_cuda_report(call, "%s %p is device memory (device %d), but the direction is %s", what,
+                         p, dev, kind_name(kind));
         return -1;
     }
     if (!p) {
@@ -270,10 +294,18 @@ static cudaError_t copy(const char *call, void *dst, const void *src, size_t cou
     if (count == 0) return cudaSuccess;
     int dst_dev, src_dev;
     switch (kind) {
-    case cudaMemcpyHostToHost: dst_dev = 0, src_dev = 0; break;
-    case cudaMemcpyHostToDevice: dst_dev = 1, src_dev = 0; break;
-    case cudaMemcpyDeviceToHost: dst_dev = 0, src_dev = 1; break;
-    case cudaMemcpyDeviceToDevice: dst_dev = 1, src_dev = 1; break;
+    case cudaMemcpyHostToHost:
+        dst_dev = 0, src_dev = 0;
+        break;
+    case cudaMemcpyHostToDevice:
+        dst_dev = 1, src_dev = 0;
+        break;
+    case cudaMemcpyDeviceToHost:
+        dst_dev = 0, src_dev = 1;
+        break;
+    case cudaMemcpyDeviceToDevice:
+        dst_dev = 1, src_dev = 1;
+        break;
     case cudaMemcpyDefault:
         dst_dev = fake_cuda_device_of(dst) >= 0;
         src_dev = fake_cuda_device_of(src) >= 0;
