@@ -371,6 +371,13 @@ int main(int argc, char **argv) {
         printf("SKIP: no GPU here (%s); the GPU tests did not run\n", why.msg);
         return SKIP_CODE;
     }
+#ifdef IMGRET_FAKE_CUDA
+    printf("backend: fake CUDA (tests/gpu/fake_cuda: a CPU stand-in for the CUDA runtime, "
+           "cuBLAS, cuDNN and NCCL; checks the CUDA backend's glue, not a GPU), %d devices\n",
+           gpus);
+#else
+    printf("backend: CUDA, %d GPU%s\n", gpus, gpus == 1 ? "" : "s");
+#endif
     const char *tf32 = getenv("IMGRET_CUDA_TF32");
     if (tf32 && !strcmp(tf32, "1")) layer_tol = 1e-2;
     model_device_t d0 = {MODEL_DEVICE_GPU, 0}, c0 = {MODEL_DEVICE_CPU, 0};
