@@ -374,72 +374,80 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
         }                                                                                          \
     } while (0)
 
-/* Scratch for cuDNN's Find calls, which time every algorithm on the real
- * buffers: up to WORKSPACE_LIMIT, less when the device has less free (the
- * algorithms needing more are then skipped by Find itself). Freed after the
- * search; the kept workspace grows to the chosen algorithms' needs only. */
-static void *search_space(size_t *bytes) {
-    void *p = NULL;
-    size_t want = WORKSPACE_LIMIT;
-    while (want >= ((size_t)1 << 24) && cudaMalloc(&p, want) != cudaSuccess) {
-        p = NULL;
-        want /= 2;
-    }
-    cudaGetLastError(); /* failed tries are not errors of the next launch */
-    *bytes = p ? want : 0;
-    return p;
-}
-
 typedef enum { CONV_FWD, CONV_DATA, CONV_FILTER } conv_dir_t;
 
-/* Chooses the plan's algorithm for one direction, timing each on the real
- * buffers (cuDNN Find: in1, in2 the inputs, out the output it overwrites)
- * or, in heuristic mode or without room for the search, from cuDNN's
- * heuristics. */
+/* The largest workspace any usable algorithm of perf[0..got) asks for. */
+#define MOST_MEMORY(perf, got, most)                                                               \
+    do {                                                                                           \
+        for (int k_ = 0; k_ < (got); k_++)                                                         \
+            if (ALGO_OK((perf)[k_]) && (perf)[k_].memory > (most)) (most) = (perf)[k_].memory;     \
+    } while (0)
+
+/* Chooses the plan's algorithm for one direction. cuDNN's heuristics list
+ * the algorithms with the workspace each needs; then, unless
+ * IMGRET_CUDNN_ALGO=heuristic, cuDNN Find times every one on the real
+ * buffers (in1, in2 the inputs; out the output, which it overwrites) with a
+ * scratch as large as the largest of those needs (without room for it the
+ * heuristics' order stands), and the fastest usable one is kept. */
 static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const float *in1,
                        const float *in2, float *out, util_err_t *err) {
     cudnnConvolutionFwdAlgoPerf_t fwd[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
     cudnnConvolutionBwdDataAlgoPerf_t data[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     cudnnConvolutionBwdFilterAlgoPerf_t filter[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    size_t space_bytes = 0;
-    void *space = B->search ? search_space(&space_bytes) : NULL;
     int got = 0;
-    cudnnStatus_t s;
+    size_t most = 0;
+    void *space = NULL;
     const char *call;
+    cudnnStatus_t s;
     switch (dir) {
     case CONV_FWD:
-        call = space ? "cudnnFindConvolutionForwardAlgorithmEx"
-                     : "cudnnGetConvolutionForwardAlgorithm_v7";
-        s = space ? cudnnFindConvolutionForwardAlgorithmEx(
-                        B->dnn, d->x, in1, d->w, in2, d->conv, d->y, out,
-                        CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fwd, space, space_bytes)
-                  : cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d->x, d->w, d->conv, d->y,
-                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
-                                                           fwd);
+        call = "cudnnGetConvolutionForwardAlgorithm_v7";
+        s = cudnnGetConvolutionForwardAlgorithm_v7(B->dnn, d->x, d->w, d->conv, d->y,
+                                                   CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, fwd);
+        if (s == CUDNN_STATUS_SUCCESS) MOST_MEMORY(fwd, got, most);
         break;
     case CONV_DATA:
-        call = space ? "cudnnFindConvolutionBackwardDataAlgorithmEx"
-                     : "cudnnGetConvolutionBackwardDataAlgorithm_v7";
-        s = space
-                ? cudnnFindConvolutionBackwardDataAlgorithmEx(
-                      B->dnn, d->w, in1, d->y, in2, d->conv, d->x, out,
-                      CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, data, space, space_bytes)
-                : cudnnGetConvolutionBackwardDataAlgorithm_v7(B->dnn, d->w, d->y, d->conv, d->x,
-                                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT,
-                                                              &got, data);
+        call = "cudnnGetConvolutionBackwardDataAlgorithm_v7";
+        s = cudnnGetConvolutionBackwardDataAlgorithm_v7(
+            B->dnn, d->w, d->y, d->conv, d->x, CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, data);
+        if (s == CUDNN_STATUS_SUCCESS) MOST_MEMORY(data, got, most);
         break;
     default:
-        call = space ? "cudnnFindConvolutionBackwardFilterAlgorithmEx"
-                     : "cudnnGetConvolutionBackwardFilterAlgorithm_v7";
-        s = space ? cudnnFindConvolutionBackwardFilterAlgorithmEx(
-                        B->dnn, d->x, in1, d->y, in2, d->conv, d->w, out,
-                        CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, filter, space, space_bytes)
-                  : cudnnGetConvolutionBackwardFilterAlgorithm_v7(
-                        B->dnn, d->x, d->y, d->conv, d->w, CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
-                        &got, filter);
+        call = "cudnnGetConvolutionBackwardFilterAlgorithm_v7";
+        s = cudnnGetConvolutionBackwardFilterAlgorithm_v7(B->dnn, d->x, d->y, d->conv, d->w,
+                                                          CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT,
+                                                          &got, filter);
+        if (s == CUDNN_STATUS_SUCCESS) MOST_MEMORY(filter, got, most);
         break;
     }
-    cudaFree(space);
+    if (s == CUDNN_STATUS_SUCCESS && B->search && most > 0 &&
+        cudaMalloc(&space, most) != cudaSuccess) {
+        cudaGetLastError(); /* no room to search: not an error of the next launch */
+        space = NULL;
+    }
+    if (s == CUDNN_STATUS_SUCCESS && B->search && (space || most == 0)) {
+        switch (dir) {
+        case CONV_FWD:
+            call = "cudnnFindConvolutionForwardAlgorithmEx";
+            s = cudnnFindConvolutionForwardAlgorithmEx(B->dnn, d->x, in1, d->w, in2, d->conv, d->y,
+                                                       out, CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got,
+                                                       fwd, space, most);
+            break;
+        case CONV_DATA:
+            call = "cudnnFindConvolutionBackwardDataAlgorithmEx";
+            s = cudnnFindConvolutionBackwardDataAlgorithmEx(
+                B->dnn, d->w, in1, d->y, in2, d->conv, d->x, out,
+                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, data, space, most);
+            break;
+        default:
+            call = "cudnnFindConvolutionBackwardFilterAlgorithmEx";
+            s = cudnnFindConvolutionBackwardFilterAlgorithmEx(
+                B->dnn, d->x, in1, d->y, in2, d->conv, d->w, out,
+                CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, filter, space, most);
+            break;
+        }
+        cudaFree(space);
+    }
     if (s != CUDNN_STATUS_SUCCESS) {
         util_fail(err, "gpu:%d: %s: %s", B->device, call, cudnnGetErrorString(s));
         goto fail;
