@@ -51,6 +51,12 @@ typedef struct model_backend_ops {
                              const float *dy, float *dx);
     /* Within this backend's memory. */
     void (*copy)(model_backend_t *be, float *dst, const float *src, size_t count);
+    /* count floats from src_be's memory to dst_be's, both backends of these
+     * ops, without a copy through the caller's host buffers (a GPU: a peer
+     * copy; the same GPU twice: a device copy). Ordered after the work each
+     * device has been given and before what it is given next. */
+    int (*copy_between)(model_backend_t *dst_be, float *dst, model_backend_t *src_be,
+                        const float *src, size_t count);
     /* dst += src */
     void (*accumulate)(model_backend_t *be, size_t count, const float *src, float *dst);
     /* Optional (NULL: the net computes it on the host): softmax of logits

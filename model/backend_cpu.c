@@ -163,6 +163,14 @@ static int cpu_softmax_xent(model_backend_t *be, int n, int classes, const float
     return model_softmax_xent(n, classes, logits, labels, probs, dlogits, loss, err);
 }
 
+static int cpu_copy_between(model_backend_t *dst_be, float *dst, model_backend_t *src_be,
+                            const float *src, size_t count) {
+    (void)dst_be;
+    (void)src_be;
+    memcpy(dst, src, count * sizeof(float));
+    return 0;
+}
+
 #define CPU_OPS                                                                                    \
     .destroy = cpu_destroy, .alloc = cpu_alloc, .release = cpu_release, .upload = cpu_transfer,    \
     .download = cpu_transfer, .conv_forward = cpu_conv_forward,                                    \
@@ -171,7 +179,7 @@ static int cpu_softmax_xent(model_backend_t *be, int n, int classes, const float
     .lrn_backward = cpu_lrn_backward, .pool_forward = cpu_pool_forward,                            \
     .pool_backward = cpu_pool_backward, .fc_forward = cpu_fc_forward,                              \
     .fc_backward = cpu_fc_backward, .dropout_forward = cpu_dropout_forward,                        \
-    .dropout_backward = cpu_dropout_backward, .copy = cpu_copy, .accumulate = cpu_accumulate,      \
+    .dropout_backward = cpu_dropout_backward, .copy = cpu_copy, .copy_between = cpu_copy_between, .accumulate = cpu_accumulate,      \
     .sgd_update = cpu_sgd_update
 
 static const model_backend_ops_t cpu_ops = {.name = "cpu", .host_memory = 1, CPU_OPS};

@@ -279,6 +279,21 @@ fail:
     stick(B, err);
 }
 
+/* A peer copy (through the host inside the driver when the two GPUs have no
+ * direct path); on the legacy default stream it is ordered after the work
+ * already given to both devices and before the work given them next. */
+static int cuda_copy_between(model_backend_t *dst_be, float *dst, model_backend_t *src_be,
+                             const float *src, size_t count) {
+    cuda_backend_t *B = cb(dst_be), *S = cb(src_be);
+    util_err_t *err = &B->sticky;
+    if (B->failed) return -1;
+    CU(cudaMemcpyPeer(dst, B->device, src, S->device, count * sizeof(float)));
+    return 0;
+fail:
+    B->failed = 1;
+    return -1;
+}
+
 static void cuda_accumulate(model_backend_t *be, size_t count, const float *src, float *dst) {
     cuda_backend_t *B = cb(be);
     util_err_t e = {{0}}, *err = &e;
@@ -845,6 +860,7 @@ static const model_backend_ops_t cuda_ops = {
     .dropout_forward = cuda_dropout_forward,
     .dropout_backward = cuda_dropout_backward,
     .copy = cuda_copy,
+    .copy_between = cuda_copy_between,
     .accumulate = cuda_accumulate,
     .softmax_xent = cuda_softmax_xent,
     .sgd_update = cuda_sgd_update,

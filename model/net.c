@@ -69,7 +69,6 @@ typedef struct net_dev {
     float *halo[5]; /* LRN with neighbours: x, y, scale, dy, dx */
     float *tmp;     /* reduce: another device's partial gradient */
     float *probs_dev; /* softmax on the device (backends with softmax_xent) */
-    float *stage;   /* host staging for copies between non-host devices */
     util_err_t err;
 } net_dev_t;
 
@@ -236,8 +235,7 @@ static int xfer(model_net_t *net, int to, float *dst, int from, const float *src
         memcpy(dst, src, count * sizeof(float));
         return 0;
     }
-    if (b->be->ops->download(b->be, a->stage, src, count) ||
-        a->be->ops->upload(a->be, dst, a->stage, count))
+    if (a->be->ops->copy_between(a->be, dst, b->be, src, count))
         return util_fail(err, "cannot copy %zu floats from device %d to device %d", count, from,
                          to);
     return 0;
@@ -416,8 +414,8 @@ static int create_device(model_net_t *net, int d, util_err_t *err) {
     net_dev_t *v = &net->dev[d];
     const model_spec_t *spec = &net->spec;
     const int mb = net->dev_batch;
-    size_t biggest = 0, halo = 0, full_row = (size_t)spec->in_c * spec->in_h * spec->in_w;
-    if (alloc_into(v, &v->input, (size_t)mb * full_row)) goto oom;
+    size_t biggest = 0, halo = 0;
+    if (alloc_into(v, &v->input, (size_t)mb * spec->in_c * spec->in_h * spec->in_w)) goto oom;
     for (int i = 0; i < spec->n_layers; i++) {
         const model_layer_spec_t *l = &spec->layer[i];
         const layer_plan_t *P = &net->plan[i];
@@ -443,8 +441,6 @@ static int create_device(model_net_t *net, int d, util_err_t *err) {
         const size_t hw_in = hw_of(P->in), hw_out = hw_of(P->out);
         const size_t nout = (size_t)mb * (L->c1 - L->c0) * hw_out;
         if (nout > biggest) biggest = nout;
-        if (per_image(P->in) > full_row) full_row = per_image(P->in);
-        if (per_image(P->out) > full_row) full_row = per_image(P->out);
         if (alloc_into(v, &L->y, nout)) goto oom;
         if (l->kind == MODEL_LRN || l->kind == MODEL_DROPOUT) {
             if (alloc_into(v, &L->aux, nout)) goto oom;
@@ -466,8 +462,6 @@ static int create_device(model_net_t *net, int d, util_err_t *err) {
     if (net->columns && alloc_into(v, &v->tmp, biggest)) goto oom;
     if (v->be->ops->softmax_xent && net->nd == 1 &&
         alloc_into(v, &v->probs_dev, model_shape_count(net->plan[spec->n_layers - 1].out)))
-        goto oom;
-    if (!v->be->ops->host_memory && net->nd > 1 && !(v->stage = malloc(full_row * sizeof(float))))
         goto oom;
     return 0;
 oom:
@@ -605,7 +599,6 @@ void model_net_free(model_net_t *net) {
         for (int k = 0; k < 5; k++) ops->release(be, v->halo[k]);
         ops->release(be, v->tmp);
         ops->release(be, v->probs_dev);
-        free(v->stage);
         ops->destroy(be);
     }
     if (net->mirrored) {

@@ -325,6 +325,26 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
     return copy("cudaMemcpy", dst, src, count, kind);
 }
 
+/* cudaMemcpyPeer: dst in an allocation of dstDevice, src in one of
+ * srcDevice (the same device allowed: a device copy), whatever the current
+ * device is. */
+cudaError_t cudaMemcpyPeer(void *dst, int dstDevice, const void *src, int srcDevice,
+                           size_t count) {
+    const char *call = "cudaMemcpyPeer";
+    int n = fake_cuda_device_count();
+    if (dstDevice < 0 || dstDevice >= n || srcDevice < 0 || srcDevice >= n) {
+        fake_cuda_report(call, "device %d or %d is not one of the %d devices", dstDevice,
+                         srcDevice, n);
+        return fail(cudaErrorInvalidDevice);
+    }
+    if (count == 0) return cudaSuccess;
+    if (fake_cuda_check_ptr(call, "dst", dst, count, dstDevice) ||
+        fake_cuda_check_ptr(call, "src", src, count, srcDevice))
+        return fail(cudaErrorInvalidValue);
+    memmove(dst, src, count);
+    return cudaSuccess;
+}
+
 /* ------------------------------------------------------- streams, events */
 
 struct CUstream_st {
