@@ -161,9 +161,10 @@ static const float ONE = 1.0f, ZERO = 0.0f;
 /* Grows a device buffer of `bytes` (contents not kept). */
 static int grow(cuda_backend_t *B, void **buf, size_t *have, size_t want, util_err_t *err) {
     if (*have >= want) return 0;
-    if (*buf) cudaFree(*buf);
+    void *old = *buf;
     *buf = NULL;
     *have = 0;
+    if (old) CU(cudaFree(old));
     CU(cudaMalloc(buf, want));
     *have = want;
     return 0;
@@ -239,9 +240,14 @@ static void *cuda_alloc(model_backend_t *be, size_t count) {
 }
 
 static void cuda_release(model_backend_t *be, void *p) {
+    cuda_backend_t *B = cb(be);
+    util_err_t e = {{0}}, *err = &e;
     if (!p) return;
-    cudaSetDevice(cb(be)->device);
-    cudaFree(p);
+    CU(cudaSetDevice(B->device));
+    CU(cudaFree(p));
+    return;
+fail:
+    stick(B, err); /* reported by the next op with a status */
 }
 
 static int cuda_upload(model_backend_t *be, float *dst, const float *src, size_t count) {
@@ -461,7 +467,12 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, filter, space, most);
             break;
         }
-        cudaFree(space);
+        cudaError_t freed = cudaFree(space);
+        if (s == CUDNN_STATUS_SUCCESS && freed != cudaSuccess) {
+            util_fail(err, "gpu:%d: cudaFree of the search scratch: %s", B->device,
+                      cudaGetErrorString(freed));
+            goto fail;
+        }
     }
     if (s != CUDNN_STATUS_SUCCESS) {
         util_fail(err, "gpu:%d: %s: %s", B->device, call, cudnnGetErrorString(s));
@@ -667,15 +678,18 @@ static int pool_room(cuda_backend_t *B, const pool_geom_t *g, util_err_t *err) {
     size_t count = (size_t)g->in.n * g->in.c * g->h2 * g->w2;
     if (B->pool_count >= count) return 0;
     size_t have = 0, have2 = 0;
-    cudaFree(B->pool_x);
-    cudaFree(B->pool_dx);
+    float *x = B->pool_x, *dx = B->pool_dx;
     B->pool_x = B->pool_dx = NULL;
     B->pool_count = 0;
+    if (x) CU(cudaFree(x));
+    if (dx) CU(cudaFree(dx));
     if (grow(B, (void **)&B->pool_x, &have, count * sizeof(float), err) ||
         grow(B, (void **)&B->pool_dx, &have2, count * sizeof(float), err))
-        return -1;
+        goto fail;
     B->pool_count = count;
     return 0;
+fail:
+    return -1;
 }
 
 static int cuda_pool_forward(model_backend_t *be, const model_pool_param_t *p, model_shape_t in,
@@ -809,11 +823,13 @@ static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const floa
                              classes);
     ENTER();
     if (B->labels_count < (size_t)n) {
-        cudaFree(B->labels);
-        cudaFree(B->terms);
+        int *labels_d = B->labels;
+        float *terms_d = B->terms;
         B->labels = NULL;
         B->terms = NULL;
         B->labels_count = 0;
+        if (labels_d) CU(cudaFree(labels_d));
+        if (terms_d) CU(cudaFree(terms_d));
         CU(cudaMalloc((void **)&B->labels, (size_t)n * sizeof(int)));
         CU(cudaMalloc((void **)&B->terms, (size_t)n * sizeof(float)));
         B->labels_count = (size_t)n;
