@@ -19,7 +19,8 @@
 
 static int usage(FILE *f) {
     fprintf(f, "usage: imgret forward [--net alexnet|alexnet-small] [--batch N] [--seed S]\n"
-               "                      [--iters N [--warmup N] [--train] [--resident]]\n" CLI_DEVICE_USAGE);
+               "                      [--iters N [--warmup N] [--train] [--resident] "
+               "[--layers]]\n" CLI_DEVICE_USAGE);
     return f == stdout ? 0 : 2;
 }
 
@@ -47,9 +48,50 @@ static double timed_pass(model_net_t *net, const float *x, int batch, int train,
     return util_now() - t0;
 }
 
+/* --layers: `iters` more passes with per-layer timing (each layer waits for
+ * the devices, so these passes are not the headline figure), then the mean
+ * milliseconds of each layer per pass. */
+static int layer_table(model_net_t *net, const model_spec_t *spec, const float *x, int batch,
+                       int train, const int *labels, int iters, util_err_t *err) {
+    model_net_time_layers(net, 1);
+    double total = 0.0;
+    for (int i = 0; i < iters; i++) {
+        double t = timed_pass(net, x, batch, train, labels, err);
+        if (t < 0) {
+            model_net_time_layers(net, 0);
+            return -1;
+        }
+        total += t;
+    }
+    model_net_time_layers(net, 0);
+    const double *f = model_net_layer_seconds(net, 0), *b = model_net_layer_seconds(net, 1);
+    double sum_f = 0.0, sum_b = 0.0;
+    printf("per layer, mean of %d passes that wait for the devices after each layer (ms):\n",
+           iters);
+    printf("  %-10s %10s%s\n", "layer", "forward", train ? "   backward" : "");
+    for (int i = 0; i < spec->n_layers; i++) {
+        sum_f += f[i];
+        sum_b += b[i];
+        if (train)
+            printf("  %-10s %10.3f %10.3f\n", spec->layer[i].name, f[i] * 1e3 / iters,
+                   b[i] * 1e3 / iters);
+        else
+            printf("  %-10s %10.3f\n", spec->layer[i].name, f[i] * 1e3 / iters);
+    }
+    if (train)
+        printf("  sum of the layers: forward %.3f ms, backward %.3f ms; whole pass %.3f ms (the "
+               "rest: input copy, loss, SGD update, logits read)\n",
+               sum_f * 1e3 / iters, sum_b * 1e3 / iters, total * 1e3 / iters);
+    else
+        printf("  sum of the layers: %.3f ms; whole pass %.3f ms (the rest: input copy, logits "
+               "read)\n",
+               sum_f * 1e3 / iters, total * 1e3 / iters);
+    return 0;
+}
+
 int cmd_forward(int argc, char **argv) {
     const char *net_name = "alexnet";
-    int batch = 1, iters = 0, warmup = 3, train = 0, resident = 0;
+    int batch = 1, iters = 0, warmup = 3, train = 0, resident = 0, layers = 0;
     unsigned long long seed = 1;
     cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
@@ -62,14 +104,25 @@ int cmd_forward(int argc, char **argv) {
             resident = 1;
             continue;
         }
+        if (!strcmp(argv[i], "--layers")) {
+            layers = 1;
+            continue;
+        }
         if (i + 1 >= argc) return usage(stderr);
-        if (cli_device_arg(&dev, argv[i], argv[i + 1])) i++;
-        else if (!strcmp(argv[i], "--net")) net_name = argv[++i];
-        else if (!strcmp(argv[i], "--batch")) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seed")) seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--iters")) iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--warmup")) warmup = atoi(argv[++i]);
-        else return usage(stderr);
+        if (cli_device_arg(&dev, argv[i], argv[i + 1]))
+            i++;
+        else if (!strcmp(argv[i], "--net"))
+            net_name = argv[++i];
+        else if (!strcmp(argv[i], "--batch"))
+            batch = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--seed"))
+            seed = strtoull(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--iters"))
+            iters = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--warmup"))
+            warmup = atoi(argv[++i]);
+        else
+            return usage(stderr);
     }
     if (iters < 0 || iters > 100000 || warmup < 0 || warmup > 1000) return usage(stderr);
     model_spec_t spec;
@@ -101,9 +154,11 @@ int cmd_forward(int argc, char **argv) {
     }
     util_rng_t rng;
     util_rng_seed(&rng, seed + 1);
-    for (size_t j = 0; j < n; j++) x[j] = (float)util_rng_normal(&rng) * 50.0f;
+    for (size_t j = 0; j < n; j++)
+        x[j] = (float)util_rng_normal(&rng) * 50.0f;
     const int classes = spec.layer[spec.n_layers - 1].out;
-    for (int i = 0; i < batch; i++) labels[i] = (int)util_rng_below(&rng, (uint32_t)classes);
+    for (int i = 0; i < batch; i++)
+        labels[i] = (int)util_rng_below(&rng, (uint32_t)classes);
     char where[128];
     model_placement_str(&pl, where, sizeof where);
     int rc = 0;
@@ -111,8 +166,10 @@ int cmd_forward(int argc, char **argv) {
         if (resident && model_net_forward(net, x, batch, 0, &err)) rc = -1;
         for (int i = 0; i < warmup + iters && rc == 0; i++) {
             double t = timed_pass(net, resident ? NULL : x, batch, train, labels, &err);
-            if (t < 0) rc = -1;
-            else if (i >= warmup) times[i - warmup] = t;
+            if (t < 0)
+                rc = -1;
+            else if (i >= warmup)
+                times[i - warmup] = t;
         }
         if (rc == 0) {
             qsort(times, (size_t)iters, sizeof(double), cmp_double);
@@ -123,6 +180,8 @@ int cmd_forward(int argc, char **argv) {
                    resident ? " (batch on the device)" : "", med * 1e3, iters, times[0] * 1e3,
                    batch / med);
         }
+        if (rc == 0 && layers)
+            rc = layer_table(net, &spec, resident ? NULL : x, batch, train, labels, iters, &err);
     }
     double dt = 0;
     if (rc == 0 && iters == 0) {
@@ -144,8 +203,8 @@ int cmd_forward(int argc, char **argv) {
     const float *logits = model_net_logits(net, &ls);
     float *probs = malloc(sizeof(float) * (size_t)ls.c);
     model_softmax(1, ls.c, logits, probs);
-    printf("%s on %s: %zu parameters, batch %d forward in %.1f ms (%.1f img/s)\n", spec.name,
-           where, model_net_param_total(net), batch, dt * 1e3, batch / dt);
+    printf("%s on %s: %zu parameters, batch %d forward in %.1f ms (%.1f img/s)\n", spec.name, where,
+           model_net_param_total(net), batch, dt * 1e3, batch / dt);
     printf("top-5 classes of image 0 (random weights):");
     for (int k = 0; k < 5 && k < ls.c; k++) {
         int best = 0;

@@ -69,6 +69,9 @@ typedef struct model_backend_ops {
     /* v <- momentum v - wd lr w - lr g; w <- w + v */
     void (*sgd_update)(model_backend_t *be, size_t count, float *w, const float *g, float *v,
                        const model_sgd_t *sgd);
+    /* Optional (NULL: every op has finished when it returns): waits until
+     * the work given so far has finished; per-layer timing uses it. */
+    int (*sync)(model_backend_t *be);
 } model_backend_ops_t;
 
 struct model_backend {

@@ -300,6 +300,18 @@ fail:
     return -1;
 }
 
+static int cuda_sync(model_backend_t *be) {
+    cuda_backend_t *B = cb(be);
+    util_err_t *err = &B->sticky;
+    if (B->failed) return -1;
+    CU(cudaSetDevice(B->device));
+    CU(cudaDeviceSynchronize());
+    return 0;
+fail:
+    B->failed = 1;
+    return -1;
+}
+
 static void cuda_accumulate(model_backend_t *be, size_t count, const float *src, float *dst) {
     cuda_backend_t *B = cb(be);
     util_err_t e = {{0}}, *err = &e;
@@ -880,6 +892,7 @@ static const model_backend_ops_t cuda_ops = {
     .accumulate = cuda_accumulate,
     .softmax_xent = cuda_softmax_xent,
     .sgd_update = cuda_sgd_update,
+    .sync = cuda_sync,
 };
 
 int model_cuda_device_count(util_err_t *why) {

@@ -331,6 +331,15 @@ int model_net_forward(model_net_t *net, const float *x, int n, int train, util_e
  * forward pass has copied images in yet. */
 int model_net_forward_again(model_net_t *net, int train, util_err_t *err);
 
+/* Per-layer timing, for finding where a pass spends its time (imgret forward
+ * --layers): while on, every layer of every forward and backward pass waits
+ * for all devices to finish it (which costs a little), and its wall time is
+ * added to the layer's totals. Turning it on clears the totals. The totals
+ * (seconds, n_layers entries each; backward includes the exchanges of the
+ * column split) stay valid until the net is freed. */
+void model_net_time_layers(model_net_t *net, int on);
+const double *model_net_layer_seconds(const model_net_t *net, int backward);
+
 /* Output of layer i of the last forward pass (NULL when i is out of range);
  * shape receives its shape. The logits are the last layer's output. Host
  * memory: on a GPU or on several devices a copy assembled by this call and

@@ -118,6 +118,8 @@ struct model_net {
 #ifdef IMGRET_HAVE_CUDA
     model_cuda_group_t *group;
 #endif
+    int timing;                                      /* per-layer timing on */
+    double fwd_s[MODEL_MAX_LAYERS], bwd_s[MODEL_MAX_LAYERS]; /* its totals */
     util_rng_t rng;
     team_t team;
     worker_arg_t warg[MODEL_MAX_DEVICES];
@@ -770,6 +772,30 @@ static int forward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) {
 
 static int forward_pass(model_net_t *net, int n, int train, util_err_t *err);
 
+void model_net_time_layers(model_net_t *net, int on) {
+    if (!net) return;
+    net->timing = on != 0;
+    if (on) {
+        memset(net->fwd_s, 0, sizeof net->fwd_s);
+        memset(net->bwd_s, 0, sizeof net->bwd_s);
+    }
+}
+
+const double *model_net_layer_seconds(const model_net_t *net, int backward) {
+    return !net ? NULL : backward ? net->bwd_s : net->fwd_s;
+}
+
+/* Per-layer timing: waits for every device, adds the time since t0. */
+static int layer_done(model_net_t *net, double *total, double t0, util_err_t *err) {
+    for (int d = 0; d < net->nd; d++) {
+        model_backend_t *be = net->dev[d].be;
+        if (be->ops->sync && be->ops->sync(be))
+            return util_fail(err, "device %d (%s) failed", d, be->ops->name);
+    }
+    *total += util_now() - t0;
+    return 0;
+}
+
 int model_net_forward(model_net_t *net, const float *x, int n, int train, util_err_t *err) {
     if (!net || !x) return util_fail(err, "forward: NULL net or input");
     if (n < 1 || n > net->max_batch)
@@ -806,11 +832,14 @@ int model_net_forward_again(model_net_t *net, int train, util_err_t *err) {
 static int forward_pass(model_net_t *net, int n, int train, util_err_t *err) {
     for (int i = 0; i < net->spec.n_layers; i++) {
         const model_layer_spec_t *l = &net->spec.layer[i];
+        double t0 = net->timing ? util_now() : 0.0;
         if (l->kind == MODEL_DROPOUT && train && net->nd > 1)
             model_dropout_mask(l->dropout, (size_t)n * per_image(net->plan[i].out), net->mask_h,
                                &net->rng);
         pass_ctx_t c = {i, train, 0};
         if (team_run(net, forward_layer, &c, err)) return util_fail_prefix(err, "forward");
+        if (net->timing && layer_done(net, &net->fwd_s[i], t0, err))
+            return util_fail_prefix(err, "forward, layer %s", l->name);
     }
     net->n = n;
     net->trained = train;
@@ -1028,8 +1057,11 @@ int model_net_backward(model_net_t *net, const int *labels, float *loss, float *
     int g = 0; /* grad[g] holds dL/d(output of layer i) */
     for (int i = last; i >= 0; i--) {
         pass_ctx_t c = {i, 1, g};
+        double t0 = net->timing ? util_now() : 0.0;
         if (team_run(net, backward_layer, &c, err)) return util_fail_prefix(err, "backward");
         if (i > 0 && net->dev[0].layer[i].pdx && team_run(net, reduce_layer, &c, err))
+            return util_fail_prefix(err, "backward, layer %s", net->spec.layer[i].name);
+        if (net->timing && layer_done(net, &net->bwd_s[i], t0, err))
             return util_fail_prefix(err, "backward, layer %s", net->spec.layer[i].name);
         g = 1 - g;
     }

@@ -242,6 +242,40 @@ static void test_forward_again_reuses_the_devices_input(void) {
     free(x2);
 }
 
+/* Per-layer timing adds every layer's time while on, and only then; turning
+ * it on clears the totals. */
+static void test_layer_timing_covers_every_layer(void) {
+    model_spec_t s;
+    small_spec(&s);
+    model_placement_t pl;
+    util_err_t err = {{0}};
+    CHECK(model_placement_parse("cpu-staged:0,cpu-staged:1", NULL, &pl, NULL) == 0);
+    model_net_t *net = model_net_create_on(&s, 2, &pl, &err);
+    CHECK_MSG(net != NULL, "%s", err.msg);
+    if (!net) return;
+    model_net_init(net, 2);
+    float *x = random_images(&s, 2, 41);
+    int labels[2] = {1, 2};
+    float loss;
+    const double *f = model_net_layer_seconds(net, 0), *b = model_net_layer_seconds(net, 1);
+    model_net_time_layers(net, 1);
+    CHECK(model_net_forward(net, x, 2, 1, &err) == 0);
+    CHECK(model_net_backward(net, labels, &loss, NULL, &err) == 0);
+    double kept[MODEL_MAX_LAYERS];
+    for (int i = 0; i < s.n_layers; i++) {
+        CHECK_MSG(f[i] > 0.0 && b[i] > 0.0, "layer %s: forward %g s, backward %g s",
+                  s.layer[i].name, f[i], b[i]);
+        kept[i] = f[i];
+    }
+    model_net_time_layers(net, 0);
+    CHECK(model_net_forward(net, x, 2, 0, &err) == 0);
+    for (int i = 0; i < s.n_layers; i++) CHECK(f[i] == kept[i]);
+    model_net_time_layers(net, 1);
+    for (int i = 0; i < s.n_layers; i++) CHECK(f[i] == 0.0 && b[i] == 0.0);
+    free(x);
+    model_net_free(net);
+}
+
 static void test_placement_errors_are_clear(void) {
     model_placement_t pl;
     util_err_t err = {{0}};
@@ -305,6 +339,7 @@ int main(int argc, char **argv) {
         {"staged_devices_equal_one_device", test_staged_devices_equal_one_device},
         {"model_file_is_the_same_from_any_placement", test_model_file_is_the_same_from_any_placement},
         {"forward_again_reuses_the_devices_input", test_forward_again_reuses_the_devices_input},
+        {"layer_timing_covers_every_layer", test_layer_timing_covers_every_layer},
         {"placement_errors_are_clear", test_placement_errors_are_clear},
     };
     return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
