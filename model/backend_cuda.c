@@ -63,6 +63,7 @@ typedef struct cuda_backend {
     int device;
     int tf32;
     int search; /* choose convolution algorithms by timing them (cuDNN Find) */
+    int log;    /* IMGRET_CUDNN_LOG=1: each choice on stderr */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     /* Descriptors of the ops other than convolution, set on each call. */
@@ -391,13 +392,14 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
      (B->tf32 || (e).mathType == CUDNN_DEFAULT_MATH || (e).mathType == CUDNN_FMA_MATH))
 
 /* The first usable entry of perf[0..got) (cuDNN lists them fastest first). */
-#define PICK_ALGO(perf, got, chosen, bytes)                                                        \
+#define PICK_ALGO(perf, got, chosen, bytes, ms)                                                    \
     do {                                                                                           \
         int found_ = 0;                                                                            \
         for (int k_ = 0; k_ < (got) && !found_; k_++) {                                            \
             if (!ALGO_OK((perf)[k_])) continue;                                                    \
             (chosen) = (perf)[k_].algo;                                                            \
             (bytes) = (perf)[k_].memory;                                                           \
+            (ms) = (perf)[k_].time;                                                                \
             found_ = 1;                                                                            \
         }                                                                                          \
         if (!found_) {                                                                             \
@@ -432,6 +434,9 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
     void *space = NULL;
     const char *call;
     cudnnStatus_t s;
+    int algo = 0, searched = 0;
+    size_t bytes = 0;
+    float ms = -1.0f;
     switch (dir) {
     case CONV_FWD:
         call = "cudnnGetConvolutionForwardAlgorithm_v7";
@@ -479,6 +484,7 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
                 CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, filter, space, most);
             break;
         }
+        searched = 1;
         cudaError_t freed = cudaFree(space);
         if (s == CUDNN_STATUS_SUCCESS && freed != cudaSuccess) {
             util_fail(err, "gpu:%d: cudaFree of the search scratch: %s", B->device,
@@ -492,17 +498,35 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
     }
     switch (dir) {
     case CONV_FWD:
-        PICK_ALGO(fwd, got, d->fwd, d->fwd_bytes);
+        PICK_ALGO(fwd, got, d->fwd, d->fwd_bytes, ms);
+        algo = (int)d->fwd;
+        bytes = d->fwd_bytes;
         d->have_fwd = 1;
         break;
     case CONV_DATA:
-        PICK_ALGO(data, got, d->data, d->data_bytes);
+        PICK_ALGO(data, got, d->data, d->data_bytes, ms);
+        algo = (int)d->data;
+        bytes = d->data_bytes;
         d->have_data = 1;
         break;
     default:
-        PICK_ALGO(filter, got, d->filter, d->filter_bytes);
+        PICK_ALGO(filter, got, d->filter, d->filter_bytes, ms);
+        algo = (int)d->filter;
+        bytes = d->filter_bytes;
         d->have_filter = 1;
         break;
+    }
+    if (B->log) {
+        static const char *const dirs[3] = {"forward", "backward data", "backward filter"};
+        const model_conv_param_t *p = &d->p;
+        char timed[48] = "";
+        if (searched) snprintf(timed, sizeof timed, "%.3f ms, ", (double)ms);
+        fprintf(stderr,
+                "gpu:%d: conv %d->%d %dx%d/%d groups %d on %dx%dx%dx%d: %s algorithm %d by %s "
+                "(%sworkspace %zu bytes)\n",
+                B->device, p->in_c, p->out_c, p->kernel, p->kernel, p->stride, p->groups, d->in.n,
+                d->in.c, d->in.h, d->in.w, dirs[dir], algo, searched ? "Find" : "heuristics", timed,
+                bytes);
     }
     return 0;
 fail:
@@ -925,6 +949,8 @@ model_backend_t *model_backend_cuda_create(int index, util_err_t *err) {
         goto fail;
     }
     B->search = !algo || !strcmp(algo, "find");
+    const char *log = getenv("IMGRET_CUDNN_LOG");
+    B->log = log && !strcmp(log, "1");
     CU(cudaSetDevice(index));
     DNN(cudnnCreate(&B->dnn));
     DNN(cudnnCreateTensorDescriptor(&B->t1));
