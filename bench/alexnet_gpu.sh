@@ -12,6 +12,7 @@
 #   bash bench/alexnet_gpu.sh            # gpu:0, 20 timed passes each
 #   DEVICE=gpu:1 ITERS=50 bash bench/alexnet_gpu.sh
 #   IMGRET=path/to/imgret PYTHON=python3 bash bench/alexnet_gpu.sh
+#   LAYERS=0 bash bench/alexnet_gpu.sh   # without the per-layer breakdown
 #
 # Needs a CUDA build (cmake -DIMGRET_CUDA=ON) in $BUILD, or its imgret in
 # $IMGRET (scripts/gpu_check.sh passes the bundled one), and python3 with a
@@ -73,3 +74,16 @@ row "inference, batch 256" infer256 "$i_inf256"
 row "training step, batch 128, batch uploaded each step" train128_upload "$i_train_up"
 printf '\nceilings measured in this run: fp32 matmul %s TFLOP/s, copy %s GB/s; net %s GFLOP per image forward\n' \
   "$(val ceiling_fp32_tflops)" "$(val ceiling_copy_gbs)" "$(val net_gflop_per_image)"
+
+# Where the time goes, for speed work after this run (not part of the table:
+# these passes wait for the device after every layer). imgret: each layer's
+# forward and backward in the training step at batch 128, and the cuDNN
+# algorithm chosen for each convolution; the peer: each module's forward.
+if [ "${LAYERS:-1}" = 1 ]; then
+  printf '\n-- imgret per layer, training step batch 128 (IMGRET_CUDNN_LOG=1: the algorithms)\n'
+  IMGRET_CUDNN_LOG=1 "$IMGRET" forward --net alexnet --device "$DEVICE" --iters "$ITERS" \
+    --warmup "$WARMUP" --batch 128 --train --resident --layers 2>&1 || true
+  printf '\n-- PyTorch per module, forward at batch 128 (train mode)\n'
+  "$PY" bench/alexnet_gpu_peer.py --iters "$ITERS" --warmup "$WARMUP" \
+    --device "cuda:${DEVICE#gpu:}" --layers 2>&1 || true
+fi

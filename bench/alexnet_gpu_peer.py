@@ -65,11 +65,40 @@ def net_cost(model):
     return flops, act, params
 
 
+def per_module(model, dev, iters, warmup):
+    """Each module's forward in milliseconds (mean over iters passes at batch
+    128, train mode with autograd recording, synchronizing before and after
+    every module, as imgret forward --layers waits after every layer)."""
+    x = torch.randn(128, 3, 227, 227, device=dev) * 50
+    names = {0: "conv1", 1: "relu1", 2: "norm1", 3: "pool1", 4: "conv2", 5: "relu2", 6: "norm2",
+             7: "pool2", 8: "conv3", 9: "relu3", 10: "conv4", 11: "relu4", 12: "conv5",
+             13: "relu5", 14: "pool5", 15: "flatten", 16: "fc6", 17: "relu6", 18: "drop6",
+             19: "fc7", 20: "relu7", 21: "drop7", 22: "fc8"}
+    totals = [0.0] * len(model)
+    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
+    model.train()  # with autograd on, as in a training step
+    for it in range(warmup + iters):
+        y = x
+        for k, m in enumerate(model):
+            sync()
+            t0 = time.perf_counter()
+            y = m(y)
+            sync()
+            if it >= warmup:
+                totals[k] += time.perf_counter() - t0
+    print("  %-10s %10s" % ("module", "forward"))
+    for k in range(len(model)):
+        print("  %-10s %10.3f" % (names.get(k, str(k)), totals[k] * 1e3 / iters))
+    print("  sum of the modules: %.3f ms" % (sum(totals) * 1e3 / iters))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="cuda:0")
+    ap.add_argument("--layers", action="store_true",
+                    help="only the per-module forward times at batch 128 (train mode)")
     a = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("alexnet_gpu_peer.py: this PyTorch (%s) sees no CUDA GPU" % torch.__version__)
@@ -84,6 +113,9 @@ def main():
           (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
            torch.backends.cudnn.benchmark))
     model = paper_alexnet().to(dev)
+    if a.layers:
+        per_module(model, dev, a.iters, a.warmup)
+        return
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     loss_fn = nn.CrossEntropyLoss()
 
