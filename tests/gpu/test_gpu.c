@@ -297,6 +297,7 @@ static void test_loss_curve_follows_cpu(void) {
     if (!c || !g) goto done;
     model_net_init(c, 11);
     model_net_init(g, 11);
+    model_net_time_layers(g, 1); /* every layer also waits for the GPU (the sync op) */
     float x[TINY_BATCH * TINY_SIDE * TINY_SIDE];
     int labels[TINY_BATCH];
     tiny_net_batch(x, labels);
@@ -316,6 +317,9 @@ static void test_loss_curve_follows_cpu(void) {
     }
     printf("loss %g -> %g (cpu), %g (gpu) over 30 steps\n", first, lc, lg);
     CHECK(lg < 0.5f * first);
+    const double *fwd = model_net_layer_seconds(g, 0), *bwd = model_net_layer_seconds(g, 1);
+    for (int i = 0; i < s.n_layers; i++)
+        CHECK_MSG(fwd[i] > 0.0 && bwd[i] > 0.0, "layer %s not timed", s.layer[i].name);
 done:
     model_net_free(c);
     model_net_free(g);
