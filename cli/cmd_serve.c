@@ -1,6 +1,8 @@
 /* imgret serve: the Twirp RPC server (server/server.h) on a model, an
  * optional autoencoder and an item store. */
+#include "cli/cli_util.h"
 #include "cli/commands.h"
+#include "model/model.h"
 #include "server/server.h"
 
 #include <stdio.h>
@@ -27,6 +29,7 @@ static int usage(FILE *f) {
             "  --token-scope S    write (Add, Remove; default) or all (every RPC, /thumb, /metrics)\n"
             "  --fc7-index F      FAISS factory for FC7 (default: the store's, else Flat)\n"
             "  --code-index F     FAISS factory for codes (default: the store's, else BFlat)\n"
+            CLI_DEVICE_USAGE
             "SIGTERM or SIGINT: stop accepting, finish what is running, snapshot, exit 0.\n");
     return f == stdout ? 0 : 2;
 }
@@ -63,12 +66,17 @@ int cmd_serve(int argc, char **argv) {
     o.port = 8080;
     o.log = log_line;
     o.on_ready = on_ready;
+    cli_device_args_t dev = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
         if (i + 1 >= argc) {
             fprintf(stderr, "serve: %s needs a value (or is unknown)\n", a);
             return usage(stderr);
+        }
+        if (cli_device_arg(&dev, a, argv[i + 1])) {
+            i++;
+            continue;
         }
         const char *v = argv[++i];
         long x = 0;
@@ -110,6 +118,12 @@ int cmd_serve(int argc, char **argv) {
     }
     if (!o.model_path || !o.store_dir) return usage(stderr);
     util_err_t err = {{0}};
+    model_placement_t pl;
+    if (cli_placement(&dev, &pl, &err)) {
+        fprintf(stderr, "imgret serve: %s\n", err.msg);
+        return 2;
+    }
+    o.placement = &pl;
     srv_t *s = srv_create(&o, &err);
     if (!s) {
         fprintf(stderr, "imgret serve: %s\n", err.msg);

@@ -19,7 +19,7 @@ int srv_worker_init(struct srv *s, srv_worker_t *w, util_err_t *err) {
     w->s = s;
     w->net_batch = s->opt.max_batch > s->lim.ten_crop_inputs ? s->opt.max_batch
                                                              : s->lim.ten_crop_inputs;
-    if (!(w->net = model_net_create_from_file(s->mf, w->net_batch, err))) return -1;
+    if (!(w->net = model_net_create_from_file_on(s->mf, w->net_batch, &s->pl, err))) return -1;
     if (s->opt.ae_path && !(w->ae = ae_load(s->opt.ae_path, err))) return -1;
     size_t in = (size_t)s->in_c * s->crop * s->crop;
     w->x = malloc(sizeof(float) * in * (size_t)w->net_batch);

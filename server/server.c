@@ -659,6 +659,8 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
         util_fail(err, "server: --max-batch <= 1024, --threads <= 256, --queue <= 1000000");
         goto fail;
     }
+    s->pl = opt->placement ? *opt->placement : model_placement_cpu();
+    s->opt.placement = &s->pl;
     if (load_model(s, err)) goto fail;
 
     index_options_t io;
@@ -706,6 +708,11 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
     }
     for (int i = 0; i < s->n_workers; i++)
         if (srv_worker_init(s, &s->workers[i], err)) goto fail;
+    if (s->pl.n_devices > 1 || s->pl.device[0].kind != MODEL_DEVICE_CPU) {
+        char where[128];
+        model_placement_str(&s->pl, where, sizeof where);
+        logf_(s, "%d workers, each with its net on %s", s->n_workers, where);
+    }
 
     /* libevent: thread support first so event_active works from workers. */
     if (evthread_use_pthreads() || !(L->base = event_base_new()) ||

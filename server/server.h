@@ -26,6 +26,7 @@
 #include <stdint.h>
 
 typedef void (*srv_log_fn)(void *ctx, const char *line);
+struct model_placement;
 
 typedef struct srv_options {
     const char *model_path; /* imgret model file (required) */
@@ -44,6 +45,10 @@ typedef struct srv_options {
     int token_all;          /* 1: every RPC and /thumb, /metrics need it; 0: Add, Remove */
     const char *fc7_factory;  /* FAISS factory for FC7 (NULL: the store's, else Flat) */
     const char *code_factory; /* for codes (NULL: the store's, else BFlat) */
+    /* Where each worker's net runs (model/model.h; copied at srv_create):
+     * NULL is one CPU device; gpu:0 serves on a GPU (every worker its own
+     * net there). */
+    const struct model_placement *placement;
     srv_log_fn log;
     void *log_ctx;
     /* Called by srv_run once the signal handlers are in place, just before

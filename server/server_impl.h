@@ -61,6 +61,7 @@ struct srv {
 
     /* The model and how images become its input. */
     model_file_t *mf;
+    model_placement_t pl; /* every worker's net */
     int fc7_layer, fc7_dim, n_classes, in_c, crop;
     data_prep_t prep;
     data_stats_t *stats;

@@ -9,7 +9,9 @@ test time by Debian's protoc from proto/imgret/v1/service.proto) and urllib.
 rpc:    every method (Search by image/vector/id/code, EUCLIDEAN/HAMMING,
         rerank; Classify centre and ten-crop; Extract; Add; Remove; Stats),
         /healthz, /metrics, /, /thumb, the `imgret search` client, SIGTERM
-        and a restart on the same store. Every method again in Twirp's JSON
+        and a restart on the same store; serve --devices on two cpu-staged
+        columns answers as on the CPU, --device gpu:0 without a GPU is
+        refused at start. Every method again in Twirp's JSON
         encoding, with google.protobuf.json_format as the oracle (requests
         written by MessageToJson, replies read by Parse, which refuses
         unknown names), answering as the protobuf calls do.
@@ -382,6 +384,71 @@ def test_rpc():
         log = f.read()
     check("rebuilt" not in log, "restart loads the snapshot: %s" % log)
     check(srv.stop(signal.SIGINT) == 0, "exit after SIGINT")
+    test_devices()
+
+
+def net_answers(srv):
+    """FC7 of a.jpg and the ten-crop classes of b.jpg, as this server gives them."""
+    _, x = rpc(srv, "Extract", pb.ExtractRequest(images=[read("a.jpg")], want_fc7=True),
+               pb.ExtractResponse)
+    _, c = rpc(srv, "Classify", pb.ClassifyRequest(image=read("b.jpg"), k=3, crops=pb.TEN),
+               pb.ClassifyResponse)
+    fc7 = list(x.items[0].fc7.values) if len(x.items) == 1 else []
+    return fc7, [(p.index, p.probability) for p in c.classes]
+
+
+def same_answers(a, b, what):
+    (fa, ca), (fb, cb) = a, b
+    scale = max([abs(v) for v in fa] + [1e-30])
+    diff = max([abs(u - v) for u, v in zip(fa, fb)] + [0.0]) if len(fa) == len(fb) else float("inf")
+    check(len(fa) == len(fb) and diff <= 1e-4 * scale, "%s: FC7 differs by %g (max %g)" % (what, diff, scale))
+    check([l for l, _ in ca] == [l for l, _ in cb] and
+          all(abs(p - q) <= 1e-4 for (_, p), (_, q) in zip(ca, cb)),
+          "%s: classes %s vs %s" % (what, ca, cb))
+
+
+def test_devices():
+    """serve --device/--devices: the nets of the workers on other devices give
+    the CPU server's answers. Here: two cpu-staged columns (the GPU-shaped
+    paths of the net: memory of its own, exchanges between devices, the host
+    loss). gpu:0 where this machine has none: a clear refusal at start."""
+    ref = Server(A.work, "dev_cpu", os.path.join(A.work, "store_dev_cpu"))
+    want = net_answers(ref)
+    check(ref.stop() == 0, "device reference server exit status")
+    srv = Server(A.work, "dev_staged", os.path.join(A.work, "store_dev_staged"),
+                 "--devices", "cpu-staged:0,cpu-staged:1")
+    same_answers(net_answers(srv), want, "two cpu-staged columns")
+    check(srv.stop() == 0, "cpu-staged server exit status")
+    with open(os.path.join(A.work, "dev_staged.log")) as f:
+        check("cpu-staged:0,cpu-staged:1 (two-column split)" in f.read(),
+              "the log names the devices")
+    cmd = [A.imgret, "serve", "--model", os.path.join(A.work, "model.imgret"), "--store",
+           os.path.join(A.work, "store_dev_gpu"), "--port", "0", "--device", "gpu:0"]
+    probe = subprocess.run([A.imgret, "forward", "--net", "alexnet-small", "--device", "gpu:0"],
+                           capture_output=True, text=True, timeout=120)
+    has_gpu = probe.returncode == 0
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    check(("listening on" in line) == has_gpu,
+          "serve --device gpu:0 %s where imgret forward on gpu:0 %s" %
+          ("started" if "listening on" in line else "did not start",
+           "works" if has_gpu else "fails"))
+    if "listening on" in line:  # a machine with a GPU
+        srv = Server.__new__(Server)
+        srv.proc, srv.log, srv.log_path = p, open(os.devnull, "w"), os.devnull
+        srv.port = int(line.strip().rstrip("/").rsplit(":", 1)[1])
+        srv.url = "http://127.0.0.1:%d" % srv.port
+        same_answers(net_answers(srv), want, "gpu:0")
+        check(srv.stop() == 0, "gpu server exit status")
+    else:
+        err = p.stderr.read()
+        rc = p.wait(30)
+        check(rc != 0 and "gpu:0" in err and "asked for" in err,
+              "serve --device gpu:0 without a GPU: exit %d, %r" % (rc, err))
+    bad = subprocess.run(cmd[:-2] + ["--devices", "cpu:0,cpu:0"], capture_output=True, text=True,
+                         timeout=30)
+    check(bad.returncode == 2 and "appears twice" in bad.stderr,
+          "serve --devices cpu:0,cpu:0: %d %r" % (bad.returncode, bad.stderr))
 
 
 def test_rpc_json(srv, ids, vecs, img_id):
