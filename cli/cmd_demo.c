@@ -49,6 +49,7 @@ typedef struct demo {
     int epochs;     /* quick recipe epochs */
     int ae_epochs;
     int threads;
+    const char *device; /* --device for training, extraction and serving (NULL: cpu) */
 } demo_t;
 
 static int file_exists(const char *path) {
@@ -147,6 +148,10 @@ static int stage_train(demo_t *d) {
         argv[n++] = "--resume";
         argv[n++] = d->ckpt;
     }
+    if (d->device) {
+        argv[n++] = "--device";
+        argv[n++] = (char *)d->device;
+    }
     int rc = run_child(d, argv);
     if (rc != 0 || !file_exists(d->model)) return stop_here(1, rc);
     return 0;
@@ -175,7 +180,11 @@ static int stage_extract(demo_t *d) {
     snprintf(threads, sizeof threads, "%d", d->threads);
     char *argv[] = {NULL,      "extract", "--model", d->model, "--data",    "fashion-mnist",
                     "--limit", limit,     "-o",      d->feat,  "--threads", threads,
-                    NULL};
+                    NULL,      NULL,      NULL};
+    if (d->device) {
+        argv[12] = "--device";
+        argv[13] = (char *)d->device;
+    }
     int rc = run_child(d, argv);
     if (rc != 0 || feature_rows(d->feat) != want) return stop_here(2, rc);
     return 0;
@@ -384,7 +393,9 @@ static int usage(FILE *f) {
                "  --limit N        train and index only the first N training images (for tests)\n"
                "  --val-limit N    validate training on the first N test images only (for tests)\n"
                "  --ae-epochs N    autoencoder epochs (default 8)\n"
-               "  --threads N      decode threads (default 2)\n");
+               "  --threads N      decode threads (default 2)\n"
+               "  --device D       train, extract and serve on D (default cpu; gpu:0 in a CUDA "
+               "build)\n");
     return f == stdout ? 0 : 2;
 }
 
@@ -420,6 +431,8 @@ int cmd_demo(int argc, char **argv) {
             d.ae_epochs = (int)num;
         else if (!strcmp(a, "--threads") && is_num && num >= 1)
             d.threads = (int)num;
+        else if (!strcmp(a, "--device"))
+            d.device = v;
         else {
             fprintf(stderr, "imgret demo: bad option %s %s\n", a, v);
             return usage(stderr);
@@ -461,7 +474,12 @@ int cmd_demo(int argc, char **argv) {
             url, url, d.examples, url, url);
     if (!serve) return 0;
     char *sargv[] = {"imgret", "serve",  "--model",    d.model,  "--autoencoder", d.ae, "--store",
-                     d.store,  "--host", (char *)host, "--port", (char *)port,    NULL};
+                     d.store,  "--host", (char *)host, "--port", (char *)port,    NULL,
+                     NULL,     NULL};
+    if (d.device) {
+        sargv[12] = "--device";
+        sargv[13] = (char *)d.device;
+    }
     execv(d.self, sargv);
     fprintf(stderr, "imgret demo: cannot start the server: %s\n", strerror(errno));
     return 1;
