@@ -369,6 +369,46 @@ static void test_two_gpus_columns_and_data_match_one(void) {
     }
 }
 
+/* NCCL itself: an all-reduce over every GPU there is (one rank on a
+ * one-GPU machine, where the net never uses NCCL) sums the ranks' buffers. */
+static void test_nccl_allreduce_sums(void) {
+    int n = model_gpu_count(NULL);
+    if (n > MODEL_MAX_DEVICES) n = MODEL_MAX_DEVICES;
+    model_backend_t *be[MODEL_MAX_DEVICES] = {0};
+    float *buf[MODEL_MAX_DEVICES] = {0};
+    enum { COUNT = 1000 };
+    float h[COUNT], got[COUNT];
+    util_err_t err = {{0}};
+    int ok = 1;
+    for (int d = 0; d < n && ok; d++) {
+        be[d] = model_backend_cuda_create(d, &err);
+        buf[d] = be[d] ? be[d]->ops->alloc(be[d], COUNT) : NULL;
+        ok = buf[d] != NULL;
+        for (int i = 0; i < COUNT && ok; i++) h[i] = (float)(i % 17) + 100.0f * (float)d;
+        ok = ok && be[d]->ops->upload(be[d], buf[d], h, COUNT) == 0;
+    }
+    CHECK_MSG(ok, "GPU buffers: %s", err.msg);
+    model_cuda_group_t *g = ok ? model_cuda_group_create(be, n, &err) : NULL;
+    CHECK_MSG(!ok || g, "ncclCommInitAll over %d GPU(s): %s", n, err.msg);
+    if (g) {
+        CHECK_MSG(model_cuda_group_allreduce(g, buf, COUNT, &err) == 0, "%s", err.msg);
+        for (int d = 0; d < n; d++) {
+            CHECK(be[d]->ops->download(be[d], got, buf[d], COUNT) == 0);
+            int bad = 0;
+            for (int i = 0; i < COUNT; i++)
+                bad += got[i] != (float)n * (float)(i % 17) + 100.0f * (float)(n * (n - 1) / 2);
+            CHECK_MSG(bad == 0, "rank %d: %d of %d sums wrong", d, bad, COUNT);
+        }
+        printf("(NCCL all-reduce over %d rank%s)\n", n, n == 1 ? "" : "s");
+    }
+    model_cuda_group_free(g);
+    for (int d = 0; d < n; d++)
+        if (be[d]) {
+            be[d]->ops->release(be[d], buf[d]);
+            be[d]->ops->destroy(be[d]);
+        }
+}
+
 int main(int argc, char **argv) {
     util_err_t why = {{0}};
     int gpus = model_gpu_count(&why);
@@ -400,6 +440,7 @@ int main(int argc, char **argv) {
         {"paper_net_training_step_matches_cpu", test_paper_net_training_step_matches_cpu},
         {"loss_curve_follows_cpu", test_loss_curve_follows_cpu},
         {"two_gpus_columns_and_data_match_one", test_two_gpus_columns_and_data_match_one},
+        {"nccl_allreduce_sums", test_nccl_allreduce_sums},
     };
     int rc = test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
     gpu->ops->destroy(gpu);
