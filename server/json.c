@@ -1051,11 +1051,12 @@ static void puts_(jout_t *o, const char *s) {
     put(o, s, strlen(s));
 }
 
-static void put_string(jout_t *o, const char *s) {
+void srv_json_string(const char *s, void (*sink)(void *ctx, const char *p, size_t n),
+                     void *ctx) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     const size_t n = strlen(s);
-    put(o, "\"", 1);
+    sink(ctx, "\"", 1);
     size_t run = 0; /* bytes copied as they are, written in one go */
     for (size_t i = 0; i < n;) {
         unsigned c = u[i];
@@ -1065,7 +1066,7 @@ static void put_string(jout_t *o, const char *s) {
             i += l;
             continue;
         }
-        put(o, s + i - run, run);
+        if (run) sink(ctx, s + i - run, run);
         run = 0;
         char esc[8] = {'\\', 0};
         switch (c) {
@@ -1079,17 +1080,25 @@ static void put_string(jout_t *o, const char *s) {
         default: break;
         }
         if (esc[1]) {
-            put(o, esc, 2);
+            sink(ctx, esc, 2);
         } else if (!l) {
-            put(o, "\\ufffd", 6); /* not UTF-8: the replacement character */
+            sink(ctx, "\\ufffd", 6); /* not UTF-8: the replacement character */
         } else {
             char cc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            put(o, cc, 6);
+            sink(ctx, cc, 6);
         }
         i++;
     }
-    put(o, s + n - run, run);
-    put(o, "\"", 1);
+    if (run) sink(ctx, s + n - run, run);
+    sink(ctx, "\"", 1);
+}
+
+static void put_sink(void *ctx, const char *p, size_t n) {
+    put(ctx, p, n);
+}
+
+static void put_string(jout_t *o, const char *s) {
+    srv_json_string(s, put_sink, o);
 }
 
 static void put_json_name(jout_t *o, const char *name) {

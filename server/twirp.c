@@ -1,5 +1,6 @@
 /* Twirp v7: error codes, their HTTP statuses and JSON bodies; routing,
  * content type and bearer-token checks. */
+#include "server/json.h"
 #include "server/server_internal.h"
 
 #include <stdarg.h>
@@ -91,28 +92,12 @@ static void jput(jbuf_t *b, const char *s, size_t n) {
     b->p[b->len] = 0;
 }
 
+static void jput_sink(void *ctx, const char *p, size_t n) {
+    jput(ctx, p, n);
+}
+
 static void jstr(jbuf_t *b, const char *s) {
-    jput(b, "\"", 1);
-    const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s);
-    for (size_t i = 0; i < n;) {
-        char esc[8];
-        unsigned c = u[i];
-        if (c == '"' || c == '\\') {
-            esc[0] = '\\', esc[1] = (char)c;
-            jput(b, esc, 2);
-            i++;
-        } else if (c < 0x20) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            jput(b, esc, 6);
-            i++;
-        } else {
-            size_t l = srv_utf8_len(u + i, n - i);
-            if (l) jput(b, s + i, l), i += l;
-            else jput(b, "\\ufffd", 6), i++;
-        }
-    }
-    jput(b, "\"", 1);
+    srv_json_string(s, jput_sink, b);
 }
 
 size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap) {

@@ -60,7 +60,7 @@ static void test_error_json_escapes_and_keeps_utf8_valid(void) {
     char buf[4096];
     size_t n = srv_error_json(&e, buf, sizeof buf);
     CHECK(n == strlen(buf));
-    CHECK_MSG(!strcmp(buf, "{\"code\":\"not_found\",\"msg\":\"no item \\\"7\\\"\\\\ \\u000a\\u0001 "
+    CHECK_MSG(!strcmp(buf, "{\"code\":\"not_found\",\"msg\":\"no item \\\"7\\\"\\\\ \\n\\u0001 "
                            "caf\xc3\xa9 bad\\ufffd\",\"meta\":{\"id\":\"7\"}}"),
               "%s", buf);
     srv_fail(&e, SRV_INTERNAL, "x");
