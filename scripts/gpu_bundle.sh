@@ -28,6 +28,9 @@ JOBS=${JOBS:-2}
 # What travels (tree + .gpu) must stay under the device tool's 64 MiB.
 LIMIT_MIB=${LIMIT_MIB:-48}
 
+# A fresh machine: the build's Debian packages first (quick when present).
+bash scripts/deps.sh --runtime
+
 # shellcheck disable=SC2016 # $ORIGIN is for the dynamic loader, not the shell
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DIMGRET_WERROR=ON -DIMGRET_CUDA=ON \
   -DIMGRET_NATIVE=OFF -DCMAKE_BUILD_WITH_INSTALL_RPATH=ON '-DCMAKE_INSTALL_RPATH=$ORIGIN/../lib' \
