@@ -43,6 +43,9 @@ typedef struct conv_plan {
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
     int have_fwd, have_data, have_filter;
+    /* The math type each direction runs with (TF32 allowed: the chosen
+     * entry's; strict fp32: always CUDNN_FMA_MATH). */
+    cudnnMathType_t fwd_math, data_math, filter_math;
     cudnnConvolutionFwdAlgo_t fwd;
     cudnnConvolutionBwdDataAlgo_t data;
     cudnnConvolutionBwdFilterAlgo_t filter;
@@ -392,7 +395,7 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
      (B->tf32 || (e).mathType == CUDNN_DEFAULT_MATH || (e).mathType == CUDNN_FMA_MATH))
 
 /* The first usable entry of perf[0..got) (cuDNN lists them fastest first). */
-#define PICK_ALGO(perf, got, chosen, bytes, ms)                                                    \
+#define PICK_ALGO(perf, got, chosen, bytes, ms, math)                                              \
     do {                                                                                           \
         int found_ = 0;                                                                            \
         for (int k_ = 0; k_ < (got) && !found_; k_++) {                                            \
@@ -400,6 +403,7 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
             (chosen) = (perf)[k_].algo;                                                            \
             (bytes) = (perf)[k_].memory;                                                           \
             (ms) = (perf)[k_].time;                                                                \
+            (math) = (perf)[k_].mathType;                                                          \
             found_ = 1;                                                                            \
         }                                                                                          \
         if (!found_) {                                                                             \
@@ -437,6 +441,9 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
     int algo = 0, searched = 0;
     size_t bytes = 0;
     float ms = -1.0f;
+    /* Search from the base math type (another direction's choice may have
+     * set the descriptor to its own). */
+    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, CUDNN_DEFAULT_MATH));
     switch (dir) {
     case CONV_FWD:
         call = "cudnnGetConvolutionForwardAlgorithm_v7";
@@ -496,23 +503,56 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
         util_fail(err, "gpu:%d: %s: %s", B->device, call, cudnnGetErrorString(s));
         goto fail;
     }
+    /* The chosen entry, then the workspace its algorithm needs with the
+     * math type it will run with (an entry's memory is for its own math
+     * type; cuDNN runs with the descriptor's). */
+    cudnnMathType_t math = CUDNN_FMA_MATH;
     switch (dir) {
     case CONV_FWD:
-        PICK_ALGO(fwd, got, d->fwd, d->fwd_bytes, ms);
-        algo = (int)d->fwd;
-        bytes = d->fwd_bytes;
+        PICK_ALGO(fwd, got, algo, bytes, ms, math);
+        break;
+    case CONV_DATA:
+        PICK_ALGO(data, got, algo, bytes, ms, math);
+        break;
+    default:
+        PICK_ALGO(filter, got, algo, bytes, ms, math);
+        break;
+    }
+    if (!B->tf32) math = CUDNN_FMA_MATH;
+    DNN(cudnnSetConvolutionMathType(d->conv, math));
+    size_t need = 0;
+    switch (dir) {
+    case CONV_FWD:
+        DNN(cudnnGetConvolutionForwardWorkspaceSize(B->dnn, d->x, d->w, d->conv, d->y,
+                                                    (cudnnConvolutionFwdAlgo_t)algo, &need));
+        break;
+    case CONV_DATA:
+        DNN(cudnnGetConvolutionBackwardDataWorkspaceSize(
+            B->dnn, d->w, d->y, d->conv, d->x, (cudnnConvolutionBwdDataAlgo_t)algo, &need));
+        break;
+    default:
+        DNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(
+            B->dnn, d->x, d->y, d->conv, d->w, (cudnnConvolutionBwdFilterAlgo_t)algo, &need));
+        break;
+    }
+    if (need > bytes) bytes = need;
+    switch (dir) {
+    case CONV_FWD:
+        d->fwd = (cudnnConvolutionFwdAlgo_t)algo;
+        d->fwd_bytes = bytes;
+        d->fwd_math = math;
         d->have_fwd = 1;
         break;
     case CONV_DATA:
-        PICK_ALGO(data, got, d->data, d->data_bytes, ms);
-        algo = (int)d->data;
-        bytes = d->data_bytes;
+        d->data = (cudnnConvolutionBwdDataAlgo_t)algo;
+        d->data_bytes = bytes;
+        d->data_math = math;
         d->have_data = 1;
         break;
     default:
-        PICK_ALGO(filter, got, d->filter, d->filter_bytes, ms);
-        algo = (int)d->filter;
-        bytes = d->filter_bytes;
+        d->filter = (cudnnConvolutionBwdFilterAlgo_t)algo;
+        d->filter_bytes = bytes;
+        d->filter_math = math;
         d->have_filter = 1;
         break;
     }
@@ -542,6 +582,7 @@ static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, m
     if (!(d = conv_plan(B, p, in, err))) goto fail;
     if (!d->have_fwd && conv_choose(B, d, CONV_FWD, x, w, y, err)) goto fail;
     if (grow(B, &B->work, &B->work_bytes, d->fwd_bytes, err)) goto fail;
+    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->fwd_math));
     DNN(cudnnConvolutionForward(B->dnn, &ONE, d->x, x, d->w, w, d->conv, d->fwd, B->work,
                                 d->fwd_bytes, &ZERO, d->y, y));
     DNN(cudnnAddTensor(B->dnn, &ONE, d->b, b, &ONE, d->y, y));
@@ -560,11 +601,13 @@ static int cuda_conv_backward(model_backend_t *be, const model_conv_param_t *p, 
     if (dx) {
         if (!d->have_data && conv_choose(B, d, CONV_DATA, w, dy, dx, err)) goto fail;
         if (grow(B, &B->work, &B->work_bytes, d->data_bytes, err)) goto fail;
+        if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->data_math));
         DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d->w, w, d->y, dy, d->conv, d->data, B->work,
                                          d->data_bytes, &ZERO, d->x, dx));
     }
     if (!d->have_filter && conv_choose(B, d, CONV_FILTER, x, dy, dw, err)) goto fail;
     if (grow(B, &B->work, &B->work_bytes, d->filter_bytes, err)) goto fail;
+    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->filter_math));
     DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d->x, x, d->y, dy, d->conv, d->filter, B->work,
                                        d->filter_bytes, &ZERO, d->w, dw));
     DNN(cudnnConvolutionBackwardBias(B->dnn, &ONE, d->y, dy, &ZERO, d->b, db));
