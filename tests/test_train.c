@@ -42,7 +42,8 @@ static model_train_opts_t opts_for(data_stats_t *stats) {
     return o;
 }
 
-static model_net_t *make_net(void) {
+/* devices: a placement ("cpu-staged:0,cpu-staged:1"), NULL: one CPU. */
+static model_net_t *make_net_on(const char *devices) {
     model_spec_t s;
     if (model_spec_alexnet_small(&s, 1, CROP, CLASSES, NULL)) return NULL;
     /* Narrow fc6/fc7 (the spec is data) keep the test fast under ASan; wider
@@ -54,9 +55,15 @@ static model_net_t *make_net(void) {
         if (s.layer[i].kind == MODEL_FC) s.layer[i].weight_std = 0.02f;
         s.layer[i].bias_init = 0.0f;
     }
-    model_net_t *net = model_net_create(&s, 16, NULL);
+    model_placement_t pl = model_placement_cpu();
+    if (devices && model_placement_parse(devices, NULL, &pl, NULL)) return NULL;
+    model_net_t *net = model_net_create_on(&s, 16, &pl, NULL);
     model_net_init(net, 3);
     return net;
+}
+
+static model_net_t *make_net(void) {
+    return make_net_on(NULL);
 }
 
 typedef struct {
@@ -101,7 +108,8 @@ static int same_params(model_net_t *a, model_net_t *b) {
 
 /* Trains 2 epochs with a checkpoint file, stopping after stop_after steps,
  * then resumes from the file; compares with a straight run. */
-static void resume_case(int stop_after, model_lr_schedule_t schedule, float warmup) {
+static void resume_case_on(const char *devices, int stop_after, model_lr_schedule_t schedule,
+                           float warmup) {
     data_dataset_t *ds = make_data();
     data_prep_t prep = {1, 0, 0};
     data_stats_t *stats = data_stats_compute(ds, &prep, 1, 0, NULL, NULL);
@@ -114,12 +122,12 @@ static void resume_case(int stop_after, model_lr_schedule_t schedule, float warm
     CHECK(fd >= 0);
     close(fd);
 
-    model_net_t *straight = make_net();
+    model_net_t *straight = make_net_on(devices);
     model_train_state_t *st = malloc(sizeof *st);
     model_train_state_init(st, &o);
     CHECK_MSG(model_train(straight, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
 
-    model_net_t *first = make_net();
+    model_net_t *first = make_net_on(devices);
     ck_ctx c = {path, stop_after, 0, 0};
     model_train_hooks_t hooks = {&c, count_step, NULL, save_ck, NULL, &c.stop};
     model_train_state_init(st, &o);
@@ -129,7 +137,9 @@ static void resume_case(int stop_after, model_lr_schedule_t schedule, float warm
     model_file_t *mf = model_file_load(path, &err);
     CHECK_MSG(mf && mf->checkpoint, "%s", err.msg);
     if (mf && mf->checkpoint) {
-        model_net_t *resumed = model_net_create_from_file(mf, 16, &err);
+        model_placement_t pl = model_placement_cpu();
+        if (devices) CHECK(model_placement_parse(devices, NULL, &pl, NULL) == 0);
+        model_net_t *resumed = model_net_create_from_file_on(mf, 16, &pl, &err);
         CHECK_MSG(resumed != NULL, "%s", err.msg);
         CHECK(model_train_state_from_checkpoint(st, &o, mf->checkpoint, &err) == 0);
         CHECK(st->epoch * 3 + (int)st->step == stop_after); /* 48 / 16 = 3 steps an epoch */
@@ -144,6 +154,19 @@ static void resume_case(int stop_after, model_lr_schedule_t schedule, float warm
     model_net_free(straight);
     data_stats_free(stats);
     data_dataset_free(ds);
+}
+
+static void resume_case(int stop_after, model_lr_schedule_t schedule, float warmup) {
+    resume_case_on(NULL, stop_after, schedule, warmup);
+}
+
+/* The same on devices with memory of their own (the paths a GPU run takes:
+ * parameters mirrored on the host for the checkpoint, the loss through the
+ * backend) and on two such devices in columns: the resumed run repeats the
+ * straight one bit for bit there too. */
+static void test_resume_on_staged_devices_is_exact(void) {
+    resume_case_on("cpu-staged", 4, MODEL_LR_COSINE, 1.0f);
+    resume_case_on("cpu-staged:0,cpu-staged:1", 4, MODEL_LR_PLATEAU, 0);
 }
 
 static void test_resume_after_one_epoch_is_exact(void) {
@@ -304,7 +327,7 @@ static void test_bad_images_are_skipped_by_name_during_training(void) {
     free(dir);
 }
 
-TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training), T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
+TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training), T(test_resume_on_staged_devices_is_exact), T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
           T(test_resume_with_warmup_and_per_step_decay_is_exact), T(test_step_learning_rates),
           T(test_nan_loss_stops_training_with_a_message),
           T(test_training_learns_and_ten_crop_evaluates))
