@@ -13,6 +13,11 @@
  * math: no TF32). IMGRET_CUDA_TF32=1 in the environment allows TF32 tensor
  * cores in both (named as such wherever a figure is reported).
  *
+ * Convolution algorithms: IMGRET_CUDNN_ALGO=find (default: cuDNN Find times
+ * each on first use of a shape) or heuristic; IMGRET_CUDNN_DETERMINISTIC=1
+ * keeps to algorithms that give the same bits run after run (then training
+ * resumes bit for bit, as on the CPU); IMGRET_CUDNN_LOG=1 prints each choice.
+ *
  * Every CUDA, cuDNN, cuBLAS and NCCL status is checked; an error names the
  * device, the call and the library's message. */
 #include "model/backend.h"
@@ -65,8 +70,9 @@ typedef struct cuda_backend {
     model_backend_t base;
     int device;
     int tf32;
-    int search; /* choose convolution algorithms by timing them (cuDNN Find) */
-    int log;    /* IMGRET_CUDNN_LOG=1: each choice on stderr */
+    int search;        /* choose convolution algorithms by timing them (cuDNN Find) */
+    int log;           /* IMGRET_CUDNN_LOG=1: each choice on stderr */
+    int deterministic; /* IMGRET_CUDNN_DETERMINISTIC=1: only run-to-run reproducible algorithms */
     cudnnHandle_t dnn;
     cublasHandle_t blas;
     /* Descriptors of the ops other than convolution, set on each call. */
@@ -392,7 +398,8 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
  * limit, and uses tensor cores only when TF32 is allowed. */
 #define ALGO_OK(e)                                                                                 \
     ((e).status == CUDNN_STATUS_SUCCESS && (e).memory <= WORKSPACE_LIMIT &&                        \
-     (B->tf32 || (e).mathType == CUDNN_DEFAULT_MATH || (e).mathType == CUDNN_FMA_MATH))
+     (B->tf32 || (e).mathType == CUDNN_DEFAULT_MATH || (e).mathType == CUDNN_FMA_MATH) &&          \
+     (!B->deterministic || (e).determinism == CUDNN_DETERMINISTIC))
 
 /* The first usable entry of perf[0..got) (cuDNN lists them fastest first). */
 #define PICK_ALGO(perf, got, chosen, bytes, ms, math)                                              \
@@ -994,6 +1001,8 @@ model_backend_t *model_backend_cuda_create(int index, util_err_t *err) {
     B->search = !algo || !strcmp(algo, "find");
     const char *log = getenv("IMGRET_CUDNN_LOG");
     B->log = log && !strcmp(log, "1");
+    const char *det = getenv("IMGRET_CUDNN_DETERMINISTIC");
+    B->deterministic = det && !strcmp(det, "1");
     CU(cudaSetDevice(index));
     DNN(cudnnCreate(&B->dnn));
     DNN(cudnnCreateTensorDescriptor(&B->t1));

@@ -325,6 +325,45 @@ done:
     model_net_free(g);
 }
 
+/* IMGRET_CUDNN_DETERMINISTIC=1: two nets from the same weights, stepped on
+ * the same batches, hold the same bits (what a bit-exact resume needs). */
+static void test_deterministic_training_repeats_bit_for_bit(void) {
+    model_spec_t s;
+    CHECK(tiny_net_spec(&s) == 0);
+    no_dropout(&s);
+    setenv("IMGRET_CUDNN_DETERMINISTIC", "1", 1);
+    util_err_t err = {{0}};
+    model_placement_t pl = one_gpu();
+    model_net_t *a = model_net_create_on(&s, TINY_BATCH, &pl, &err),
+                *b = model_net_create_on(&s, TINY_BATCH, &pl, &err);
+    unsetenv("IMGRET_CUDNN_DETERMINISTIC");
+    CHECK_MSG(a && b, "%s", err.msg);
+    if (a && b) {
+        float x[TINY_BATCH * TINY_SIDE * TINY_SIDE];
+        int labels[TINY_BATCH];
+        tiny_net_batch(x, labels);
+        model_sgd_t sgd = {0.01f, 0.9f, 0.0005f};
+        model_net_t *nets[2] = {a, b};
+        for (int k = 0; k < 2; k++) {
+            model_net_init(nets[k], 5);
+            for (int step = 0; step < 5; step++) {
+                float loss;
+                CHECK_MSG(model_net_forward(nets[k], x, TINY_BATCH, 1, &err) == 0 &&
+                              model_net_backward(nets[k], labels, &loss, NULL, &err) == 0,
+                          "%s", err.msg);
+                model_net_sgd_step(nets[k], &sgd);
+            }
+        }
+        for (int i = 0; i < model_net_n_params(a); i++) {
+            model_param_t *pa = model_net_param(a, i), *pb = model_net_param(b, i);
+            CHECK_MSG(pa && pb && !memcmp(pa->data, pb->data, pa->count * sizeof(float)),
+                      "%s differs between two deterministic runs", pa ? pa->name : "?");
+        }
+    }
+    model_net_free(a);
+    model_net_free(b);
+}
+
 /* Two GPUs when there are two; with one, two devices sharing gpu:0 (each its
  * own handles, buffers and thread; the exchanges and, for data parallelism,
  * the gradient sum go through the host instead of NCCL). */
@@ -445,6 +484,8 @@ int main(int argc, char **argv) {
         {"loss_curve_follows_cpu", test_loss_curve_follows_cpu},
         {"two_gpus_columns_and_data_match_one", test_two_gpus_columns_and_data_match_one},
         {"nccl_allreduce_sums", test_nccl_allreduce_sums},
+        {"deterministic_training_repeats_bit_for_bit",
+         test_deterministic_training_repeats_bit_for_bit},
     };
     int rc = test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
     gpu->ops->destroy(gpu);
