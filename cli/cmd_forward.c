@@ -125,6 +125,10 @@ int cmd_forward(int argc, char **argv) {
             return usage(stderr);
     }
     if (iters < 0 || iters > 100000 || warmup < 0 || warmup > 1000) return usage(stderr);
+    if ((resident || layers) && iters == 0) {
+        fprintf(stderr, "imgret forward: --resident and --layers time passes: give --iters N\n");
+        return 2;
+    }
     model_spec_t spec;
     util_err_t err = {{0}};
     if (!strcmp(net_name, "alexnet")) {
