@@ -36,25 +36,25 @@
 #define WORKSPACE_LIMIT ((size_t)1 << 30) /* cuDNN scratch an algorithm may use */
 #define CONV_PLANS 64                     /* convolution shapes kept */
 
-/* What one convolution shape needs, made once and kept: its descriptors and
- * the algorithm chosen for each direction (0 in have_*: not chosen yet). The
- * net calls with a handful of shapes (five layers times the batch sizes in
- * use), so the backend keeps a small table and reuses its oldest slot when
- * full. */
+/* The three computations of a convolution, each with its own algorithm. */
+typedef enum { CONV_FWD, CONV_DATA, CONV_FILTER, CONV_DIRS } conv_dir_t;
+
+/* What one convolution shape needs, made once and kept: its descriptors and,
+ * per direction, the algorithm chosen (have 0: not chosen yet), its
+ * workspace bytes and the math type it runs with (TF32 allowed: the chosen
+ * entry's; strict fp32: always CUDNN_FMA_MATH). algo holds the direction's
+ * cudnnConvolution{Fwd,BwdData,BwdFilter}Algo_t. The net calls with a
+ * handful of shapes (five layers times the batch sizes in use), so the
+ * backend keeps a small table and reuses its oldest slot when full. */
 typedef struct conv_plan {
     model_conv_param_t p;
     model_shape_t in;
     cudnnTensorDescriptor_t x, y, b;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
-    int have_fwd, have_data, have_filter;
-    /* The math type each direction runs with (TF32 allowed: the chosen
-     * entry's; strict fp32: always CUDNN_FMA_MATH). */
-    cudnnMathType_t fwd_math, data_math, filter_math;
-    cudnnConvolutionFwdAlgo_t fwd;
-    cudnnConvolutionBwdDataAlgo_t data;
-    cudnnConvolutionBwdFilterAlgo_t filter;
-    size_t fwd_bytes, data_bytes, filter_bytes;
+    int have[CONV_DIRS], algo[CONV_DIRS];
+    size_t bytes[CONV_DIRS];
+    cudnnMathType_t math[CONV_DIRS];
 } conv_plan_t;
 
 static void conv_plan_free(conv_plan_t *d) {
@@ -420,8 +420,6 @@ static conv_plan_t *conv_plan(cuda_backend_t *B, const model_conv_param_t *p, mo
         }                                                                                          \
     } while (0)
 
-typedef enum { CONV_FWD, CONV_DATA, CONV_FILTER } conv_dir_t;
-
 /* The largest workspace any usable algorithm of perf[0..got) asks for. */
 #define MOST_MEMORY(perf, got, most)                                                               \
     do {                                                                                           \
@@ -543,26 +541,10 @@ static int conv_choose(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const 
         break;
     }
     if (need > bytes) bytes = need;
-    switch (dir) {
-    case CONV_FWD:
-        d->fwd = (cudnnConvolutionFwdAlgo_t)algo;
-        d->fwd_bytes = bytes;
-        d->fwd_math = math;
-        d->have_fwd = 1;
-        break;
-    case CONV_DATA:
-        d->data = (cudnnConvolutionBwdDataAlgo_t)algo;
-        d->data_bytes = bytes;
-        d->data_math = math;
-        d->have_data = 1;
-        break;
-    default:
-        d->filter = (cudnnConvolutionBwdFilterAlgo_t)algo;
-        d->filter_bytes = bytes;
-        d->filter_math = math;
-        d->have_filter = 1;
-        break;
-    }
+    d->algo[dir] = algo;
+    d->bytes[dir] = bytes;
+    d->math[dir] = math;
+    d->have[dir] = 1;
     if (B->log) {
         static const char *const dirs[3] = {"forward", "backward data", "backward filter"};
         const model_conv_param_t *p = &d->p;
@@ -580,6 +562,19 @@ fail:
     return -1;
 }
 
+/* Direction dir of plan d ready to run: its algorithm chosen (on first
+ * use; in1, in2, out as for conv_choose), the workspace grown to it, and
+ * with TF32 its math type on the descriptor. */
+static int conv_ready(cuda_backend_t *B, conv_plan_t *d, conv_dir_t dir, const float *in1,
+                      const float *in2, float *out, util_err_t *err) {
+    if (!d->have[dir] && conv_choose(B, d, dir, in1, in2, out, err)) goto fail;
+    if (grow(B, &B->work, &B->work_bytes, d->bytes[dir], err)) goto fail;
+    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->math[dir]));
+    return 0;
+fail:
+    return -1;
+}
+
 static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
                              const float *x, const float *w, const float *b, float *y,
                              util_err_t *err) {
@@ -587,11 +582,10 @@ static int cuda_conv_forward(model_backend_t *be, const model_conv_param_t *p, m
     conv_plan_t *d;
     ENTER();
     if (!(d = conv_plan(B, p, in, err))) goto fail;
-    if (!d->have_fwd && conv_choose(B, d, CONV_FWD, x, w, y, err)) goto fail;
-    if (grow(B, &B->work, &B->work_bytes, d->fwd_bytes, err)) goto fail;
-    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->fwd_math));
-    DNN(cudnnConvolutionForward(B->dnn, &ONE, d->x, x, d->w, w, d->conv, d->fwd, B->work,
-                                d->fwd_bytes, &ZERO, d->y, y));
+    if (conv_ready(B, d, CONV_FWD, x, w, y, err)) goto fail;
+    DNN(cudnnConvolutionForward(B->dnn, &ONE, d->x, x, d->w, w, d->conv,
+                                (cudnnConvolutionFwdAlgo_t)d->algo[CONV_FWD], B->work,
+                                d->bytes[CONV_FWD], &ZERO, d->y, y));
     DNN(cudnnAddTensor(B->dnn, &ONE, d->b, b, &ONE, d->y, y));
     return 0;
 fail:
@@ -606,17 +600,15 @@ static int cuda_conv_backward(model_backend_t *be, const model_conv_param_t *p, 
     ENTER();
     if (!(d = conv_plan(B, p, in, err))) goto fail;
     if (dx) {
-        if (!d->have_data && conv_choose(B, d, CONV_DATA, w, dy, dx, err)) goto fail;
-        if (grow(B, &B->work, &B->work_bytes, d->data_bytes, err)) goto fail;
-        if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->data_math));
-        DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d->w, w, d->y, dy, d->conv, d->data, B->work,
-                                         d->data_bytes, &ZERO, d->x, dx));
+        if (conv_ready(B, d, CONV_DATA, w, dy, dx, err)) goto fail;
+        DNN(cudnnConvolutionBackwardData(B->dnn, &ONE, d->w, w, d->y, dy, d->conv,
+                                         (cudnnConvolutionBwdDataAlgo_t)d->algo[CONV_DATA], B->work,
+                                         d->bytes[CONV_DATA], &ZERO, d->x, dx));
     }
-    if (!d->have_filter && conv_choose(B, d, CONV_FILTER, x, dy, dw, err)) goto fail;
-    if (grow(B, &B->work, &B->work_bytes, d->filter_bytes, err)) goto fail;
-    if (B->tf32) DNN(cudnnSetConvolutionMathType(d->conv, d->filter_math));
-    DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d->x, x, d->y, dy, d->conv, d->filter, B->work,
-                                       d->filter_bytes, &ZERO, d->w, dw));
+    if (conv_ready(B, d, CONV_FILTER, x, dy, dw, err)) goto fail;
+    DNN(cudnnConvolutionBackwardFilter(B->dnn, &ONE, d->x, x, d->y, dy, d->conv,
+                                       (cudnnConvolutionBwdFilterAlgo_t)d->algo[CONV_FILTER],
+                                       B->work, d->bytes[CONV_FILTER], &ZERO, d->w, dw));
     DNN(cudnnConvolutionBackwardBias(B->dnn, &ONE, d->y, dy, &ZERO, d->b, db));
     return 0;
 fail:
