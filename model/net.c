@@ -233,10 +233,6 @@ static int xfer(model_net_t *net, int to, float *dst, int from, const float *src
         a->be->ops->copy(a->be, dst, src, count);
         return 0;
     }
-    if (a->be->ops->host_memory && b->be->ops->host_memory) {
-        memcpy(dst, src, count * sizeof(float));
-        return 0;
-    }
     if (a->be->ops->copy_between(a->be, dst, b->be, src, count))
         return util_fail(err, "cannot copy %zu floats from device %d to device %d", count, from,
                          to);
