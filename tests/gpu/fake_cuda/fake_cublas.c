@@ -68,11 +68,7 @@ static cublasStatus_t enter(const char *call, cublasHandle_t h) {
         fake_cuda_report(call, "NULL handle");
         return CUBLAS_STATUS_NOT_INITIALIZED;
     }
-    if (h->device != fake_cuda_current_device()) {
-        fake_cuda_report(call, "handle created on device %d used while device %d is current",
-                         h->device, fake_cuda_current_device());
-        return CUBLAS_STATUS_EXECUTION_FAILED;
-    }
+    if (fake_cuda_on_current(call, "handle", h->device)) return CUBLAS_STATUS_EXECUTION_FAILED;
     return CUBLAS_STATUS_SUCCESS;
 }
 

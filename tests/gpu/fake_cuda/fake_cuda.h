@@ -21,6 +21,10 @@
 
 /* The calling thread's current device (cudaSetDevice), 0 at first. */
 int fake_cuda_current_device(void);
+/* 0 when `device` (where a handle or stream was made) is the current one;
+ * else reports "<what> of device D used while device C is current" under
+ * `call` and returns -1. */
+int fake_cuda_on_current(const char *call, const char *what, int device);
 /* IMGRET_FAKE_CUDA_DEVICES from the environment, default 2, at least 1. */
 int fake_cuda_device_count(void);
 

@@ -119,11 +119,7 @@ static cudnnStatus_t enter(const char *call, cudnnHandle_t h) {
         fake_cuda_report(call, "NULL handle");
         return CUDNN_STATUS_BAD_PARAM_NULL_POINTER;
     }
-    if (h->device != fake_cuda_current_device()) {
-        fake_cuda_report(call, "handle created on device %d used while device %d is current",
-                         h->device, fake_cuda_current_device());
-        return CUDNN_STATUS_EXECUTION_FAILED;
-    }
+    if (fake_cuda_on_current(call, "handle", h->device)) return CUDNN_STATUS_EXECUTION_FAILED;
     return CUDNN_STATUS_SUCCESS;
 }
 
@@ -1059,6 +1055,39 @@ static cudnnStatus_t run_backward_filter(const conv_geom_t *g, cudnnTensorDescri
     return s;
 }
 
+/* The operands of each direction, shared by the computation and its Find:
+ * the geometry, then every buffer inside an allocation of the handle's
+ * device. */
+static cudnnStatus_t fwd_operands(const char *call, cudnnHandle_t h, cudnnTensorDescriptor_t xd,
+                                  const void *x, cudnnFilterDescriptor_t wd, const void *w,
+                                  cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t yd,
+                                  const void *y, conv_geom_t *g) {
+    TRY(conv_geom(call, xd, wd, conv, yd, "yDesc", g));
+    TRY(tensor_mem(call, h, "x", xd, x));
+    TRY(filter_mem(call, h, "w", wd, w));
+    return tensor_mem(call, h, "y", yd, y);
+}
+
+static cudnnStatus_t data_operands(const char *call, cudnnHandle_t h, cudnnFilterDescriptor_t wd,
+                                   const void *w, cudnnTensorDescriptor_t dyd, const void *dy,
+                                   cudnnConvolutionDescriptor_t conv, cudnnTensorDescriptor_t dxd,
+                                   const void *dx, conv_geom_t *g) {
+    TRY(conv_geom(call, dxd, wd, conv, dyd, "dyDesc", g));
+    TRY(filter_mem(call, h, "w", wd, w));
+    TRY(tensor_mem(call, h, "dy", dyd, dy));
+    return tensor_mem(call, h, "dx", dxd, dx);
+}
+
+static cudnnStatus_t filter_operands(const char *call, cudnnHandle_t h, cudnnTensorDescriptor_t xd,
+                                     const void *x, cudnnTensorDescriptor_t dyd, const void *dy,
+                                     cudnnConvolutionDescriptor_t conv, cudnnFilterDescriptor_t dwd,
+                                     const void *dw, conv_geom_t *g) {
+    TRY(conv_geom(call, xd, dwd, conv, dyd, "dyDesc", g));
+    TRY(tensor_mem(call, h, "x", xd, x));
+    TRY(tensor_mem(call, h, "dy", dyd, dy));
+    return filter_mem(call, h, "dw", dwd, dw);
+}
+
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
                                       const cudnnTensorDescriptor_t xDesc, const void *x,
                                       const cudnnFilterDescriptor_t wDesc, const void *w,
@@ -1071,10 +1100,7 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void *alpha,
     float al, be;
     TRY(enter(call, handle));
     TRY(scalars(call, alpha, beta, &al, &be));
-    TRY(conv_geom(call, xDesc, wDesc, convDesc, yDesc, "yDesc", &g));
-    TRY(tensor_mem(call, handle, "x", xDesc, x));
-    TRY(filter_mem(call, handle, "w", wDesc, w));
-    TRY(tensor_mem(call, handle, "y", yDesc, y));
+    TRY(fwd_operands(call, handle, xDesc, x, wDesc, w, convDesc, yDesc, y, &g));
     TRY(use_workspace(call, handle, 0, &g, (int)algo, workSpace, workSpaceSizeInBytes));
     return run_forward(&g, xDesc, x, wDesc, w, yDesc, y, al, be);
 }
@@ -1091,10 +1117,7 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void *alp
     float al, be;
     TRY(enter(call, handle));
     TRY(scalars(call, alpha, beta, &al, &be));
-    TRY(conv_geom(call, dxDesc, wDesc, convDesc, dyDesc, "dyDesc", &g));
-    TRY(filter_mem(call, handle, "w", wDesc, w));
-    TRY(tensor_mem(call, handle, "dy", dyDesc, dy));
-    TRY(tensor_mem(call, handle, "dx", dxDesc, dx));
+    TRY(data_operands(call, handle, wDesc, w, dyDesc, dy, convDesc, dxDesc, dx, &g));
     TRY(use_workspace(call, handle, 1, &g, (int)algo, workSpace, workSpaceSizeInBytes));
     return run_backward_data(&g, wDesc, w, dyDesc, dy, dxDesc, dx, al, be);
 }
@@ -1111,10 +1134,7 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void *a
     float al, be;
     TRY(enter(call, handle));
     TRY(scalars(call, alpha, beta, &al, &be));
-    TRY(conv_geom(call, xDesc, dwDesc, convDesc, dyDesc, "dyDesc", &g));
-    TRY(tensor_mem(call, handle, "x", xDesc, x));
-    TRY(tensor_mem(call, handle, "dy", dyDesc, dy));
-    TRY(filter_mem(call, handle, "dw", dwDesc, dw));
+    TRY(filter_operands(call, handle, xDesc, x, dyDesc, dy, convDesc, dwDesc, dw, &g));
     TRY(use_workspace(call, handle, 2, &g, (int)algo, workSpace, workSpaceSizeInBytes));
     return run_backward_filter(&g, xDesc, x, dyDesc, dy, dwDesc, dw, al, be);
 }
@@ -1197,10 +1217,7 @@ cudnnStatus_t cudnnFindConvolutionForwardAlgorithmEx(
     algo_entry_t t[MAX_ENTRIES];
     TRY(enter(call, handle));
     TRY(query_args(call, requestedAlgoCount, returnedAlgoCount, perfResults));
-    TRY(conv_geom(call, xDesc, wDesc, convDesc, yDesc, "yDesc", &g));
-    TRY(tensor_mem(call, handle, "x", xDesc, x));
-    TRY(filter_mem(call, handle, "w", wDesc, w));
-    TRY(tensor_mem(call, handle, "y", yDesc, y));
+    TRY(fwd_operands(call, handle, xDesc, x, wDesc, w, convDesc, yDesc, y, &g));
     TRY(find_workspace(call, handle, workSpace, workSpaceSizeInBytes));
     TRY(run_forward(&g, xDesc, x, wDesc, w, yDesc, y, 1.0f, 0.0f));
     fake_cuda_scribble(y, tensor_extent(yDesc) * sizeof(float));
@@ -1221,10 +1238,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(
     algo_entry_t t[MAX_ENTRIES];
     TRY(enter(call, handle));
     TRY(query_args(call, requestedAlgoCount, returnedAlgoCount, perfResults));
-    TRY(conv_geom(call, dxDesc, wDesc, convDesc, dyDesc, "dyDesc", &g));
-    TRY(filter_mem(call, handle, "w", wDesc, w));
-    TRY(tensor_mem(call, handle, "dy", dyDesc, dy));
-    TRY(tensor_mem(call, handle, "dx", dxDesc, dx));
+    TRY(data_operands(call, handle, wDesc, w, dyDesc, dy, convDesc, dxDesc, dx, &g));
     TRY(find_workspace(call, handle, workSpace, workSpaceSizeInBytes));
     TRY(run_backward_data(&g, wDesc, w, dyDesc, dy, dxDesc, dx, 1.0f, 0.0f));
     fake_cuda_scribble(dx, tensor_extent(dxDesc) * sizeof(float));
@@ -1246,10 +1260,7 @@ cudnnStatus_t cudnnFindConvolutionBackwardFilterAlgorithmEx(
     algo_entry_t t[MAX_ENTRIES];
     TRY(enter(call, handle));
     TRY(query_args(call, requestedAlgoCount, returnedAlgoCount, perfResults));
-    TRY(conv_geom(call, xDesc, dwDesc, convDesc, dyDesc, "dyDesc", &g));
-    TRY(tensor_mem(call, handle, "x", xDesc, x));
-    TRY(tensor_mem(call, handle, "dy", dyDesc, y));
-    TRY(filter_mem(call, handle, "dw", dwDesc, dw));
+    TRY(filter_operands(call, handle, xDesc, x, dyDesc, y, convDesc, dwDesc, dw, &g));
     TRY(find_workspace(call, handle, workSpace, workSpaceSizeInBytes));
     TRY(run_backward_filter(&g, xDesc, x, dyDesc, y, dwDesc, dw, 1.0f, 0.0f));
     fake_cuda_scribble(dw, filter_count(dwDesc) * sizeof(float));

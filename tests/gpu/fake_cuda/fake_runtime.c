@@ -39,6 +39,13 @@ int fake_cuda_current_device(void) {
     return current_device;
 }
 
+int fake_cuda_on_current(const char *call, const char *what, int device) {
+    if (device == current_device) return 0;
+    fake_cuda_report(call, "%s of device %d used while device %d is current", what, device,
+                     current_device);
+    return -1;
+}
+
 int fake_cuda_device_count(void) {
     const char *s = getenv("IMGRET_FAKE_CUDA_DEVICES");
     if (!s || !*s) return 2;
@@ -368,12 +375,7 @@ static pthread_mutex_t clock_lock = PTHREAD_MUTEX_INITIALIZER;
 /* A stream argument: the legacy default stream (0) or one created on the
  * current device. */
 static int stream_ok(const char *call, cudaStream_t stream) {
-    if (stream && stream->device != current_device) {
-        fake_cuda_report(call, "stream of device %d used while device %d is current",
-                         stream->device, current_device);
-        return 0;
-    }
-    return 1;
+    return !stream || fake_cuda_on_current(call, "stream", stream->device) == 0;
 }
 
 cudaError_t cudaMemcpyAsync(void *dst, const void *src, size_t count, enum cudaMemcpyKind kind,
