@@ -8,20 +8,6 @@ cli_data_args_t cli_data_args_defaults(void) {
     return a;
 }
 
-int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value) {
-    if (!strcmp(opt, "--data"))
-        a->data = value;
-    else if (!strcmp(opt, "--val"))
-        a->val = value;
-    else if (!strcmp(opt, "--limit"))
-        a->limit = atol(value);
-    else if (!strcmp(opt, "--val-limit"))
-        a->val_limit = atol(value);
-    else
-        return 0;
-    return 1;
-}
-
 data_dataset_t *cli_open_dataset(const char *spec, util_err_t *err) {
     if (!strcmp(spec, "fashion-mnist")) return data_dataset_open_fashion_mnist(NULL, "train", err);
     if (!strcmp(spec, "fashion-mnist-test"))
@@ -91,18 +77,6 @@ int cli_default_spec(const cli_dataset_t *d, const char *name, model_spec_t *spe
         return model_spec_shapes(spec, 1, NULL, err);
     }
     return util_fail(err, "unknown net '%s' (alexnet or alexnet-small)", name);
-}
-
-int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value) {
-    if (!strcmp(opt, "--device"))
-        a->device = value;
-    else if (!strcmp(opt, "--devices"))
-        a->devices = value;
-    else if (!strcmp(opt, "--parallel"))
-        a->parallel = value;
-    else
-        return 0;
-    return 1;
 }
 
 int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err) {

@@ -19,9 +19,6 @@ typedef struct cli_data_args {
 } cli_data_args_t;
 
 cli_data_args_t cli_data_args_defaults(void);
-/* Consumes "--data", "--val", "--limit", "--val-limit" with their value;
- * returns 1 when the option was one of those. */
-int cli_data_arg(cli_data_args_t *a, const char *opt, const char *value);
 
 typedef struct cli_dataset {
     data_dataset_t *train_all, *train, *val_all, *val; /* train/val may be subsets */
@@ -47,13 +44,7 @@ typedef struct cli_device_args {
     const char *device, *devices, *parallel;
 } cli_device_args_t;
 
-#define CLI_DEVICE_USAGE                                                                           \
-    "  --device D         cpu (default), gpu:N (CUDA builds)\n"                                    \
-    "  --devices LIST     several devices, e.g. cpu:0,cpu:1 or gpu:0,gpu:1\n"                      \
-    "  --parallel P       columns (the paper's two-column split; default) | data\n"
-
-/* Consumes --device, --devices, --parallel with their value; 1 when it did. */
-int cli_device_arg(cli_device_args_t *a, const char *opt, const char *value);
+/* CLI_OPTS_DEVICE (cli_args.h) puts the three options in a table. */
 /* The placement the options name (one CPU device when none is given). */
 int cli_placement(const cli_device_args_t *a, model_placement_t *pl, util_err_t *err);
 

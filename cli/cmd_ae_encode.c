@@ -1,5 +1,6 @@
 /* imgret ae-encode: the binary codes of a feature file's rows. */
 #include "autoencoder/autoencoder.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "features/features.h"
 
@@ -7,31 +8,38 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret ae-encode --ae AE --features F -o CODES\n"
-            "  Writes a code file: \"IMGRCODE\", u32 version (1), u32 bits, u64 count\n"
-            "  (little-endian), then count codes of ceil(bits/8) bytes (LSB-first;\n"
-            "  unused high bits zero), count i64 ids and count i32 labels from F.\n");
-    return f == stdout ? 0 : 2;
-}
-
 int cmd_ae_encode(int argc, char **argv) {
     const char *aep = NULL, *feat = NULL, *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--ae")) aep = v;
-        else if (!strcmp(a, "--features")) feat = v;
-        else if (!strcmp(a, "-o")) out = v;
-        else {
-            fprintf(stderr, "ae-encode: unknown option %s\n", a);
-            return usage(stderr);
-        }
-    }
-    if (!aep || !feat || !out) return usage(stderr);
+    const cli_opt_t opts[] = {
+        {.name = "--ae",
+         .kind = CLI_STRING,
+         .dst = &aep,
+         .meta = "AE",
+         .help = "the autoencoder (imgret ae-train)",
+         .required = 1},
+        {.name = "--features",
+         .kind = CLI_STRING,
+         .dst = &feat,
+         .meta = "F",
+         .help = "the feature file whose rows are encoded",
+         .required = 1},
+        {.name = "-o",
+         .kind = CLI_STRING,
+         .dst = &out,
+         .meta = "CODES",
+         .help = "the code file to write",
+         .required = 1},
+    };
+    const cli_spec_t cli = {
+        .command = "ae-encode",
+        .synopsis = "--ae AE --features F -o CODES",
+        .notes = "Writes a code file: \"IMGRCODE\", u32 version (1), u32 bits, u64 count\n"
+                 "(little-endian), then count codes of ceil(bits/8) bytes (LSB-first;\n"
+                 "unused high bits zero), count i64 ids and count i32 labels from F.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
     util_err_t err;
     ae_t *ae = ae_load(aep, &err);
     feat_file_t *f = ae ? feat_file_open(feat, &err) : NULL;

@@ -1,8 +1,10 @@
 /* imgret ae-train: the binary autoencoder on the rows of a feature file. */
 #include "autoencoder/autoencoder.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "features/features.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +121,8 @@ static void trainer_free(trainer_t *t) {
  * held-out rows best, because the ranking of the whole database gets worse
  * as the reconstruction keeps improving, after a number of steps that
  * depends on the features. */
+#define XSTR(x) STR(x)
+#define STR(x) #x
 #define DEF_HIDDEN "512,128"
 #define DEF_EPOCHS 8
 #define DEF_RAMP 6
@@ -127,100 +131,82 @@ static void trainer_free(trainer_t *t) {
 #define DEF_LIMIT 10000
 #define DEF_VAL 2000
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret ae-train --features F -o AE [options]\n"
-            "  --features F    feature file (FC7 rows) to train on\n"
-            "  -o AE           output: the autoencoder as an imgret model file\n"
-            "  --bits B        code bits (default 64; 28, 32, 64, 128, 256, ...)\n"
-            "  --hidden LIST   encoder hidden widths, comma-separated (default " DEF_HIDDEN ")\n"
-            "  --epochs N      (default %d)   --batch N (default 100)\n"
-            "  --lr X          (default %g) --momentum X (default 0.9)\n"
-            "  --noise X       std of the noise on the code units' inputs (default 4)\n"
-            "  --noise-ramp N  epochs over which the noise ramps up from 0 (default %d)\n"
-            "  --standardise S global (default: centre, one common scale) | per-dim\n"
-            "  --normalise N   l2 (default): each row to unit length first, in training\n"
-            "                  and when encoding (recorded in the file) | none\n"
-            "  --balance X     weight of the code balance term (default %g; 0: off): X\n"
-            "                  times the sum of the squared batch means of the code units'\n"
-            "                  inputs\n"
-            "  --limit N       train on the first N rows only (default %d; 0: all)\n"
-            "  --val-rows N    hold out the last N rows of the file (default %d, at most\n"
-            "                  a tenth of the rows; 0: off)\n"
-            "                  and keep the epoch whose codes rank them best against\n"
-            "                  the training rows (mAP, relevant = same label; needs\n"
-            "                  labels, else every epoch is kept)\n"
-            "  --seed N        (default 1)\n"
-            "The defaults are the recipe of docs/retrieval.md (few rows, the best epoch\n"
-            "on held-out rows: longer training lowers the mAP of the codes).\n",
-            DEF_EPOCHS, (double)DEF_LR, DEF_RAMP, (double)DEF_BALANCE, DEF_LIMIT, DEF_VAL);
-    return f == stdout ? 0 : 2;
-}
+static const char *const standardisations[] = {"global", "per-dim", NULL};
+static const char *const normalisations[] = {"l2", "none", NULL};
 
 int cmd_ae_train(int argc, char **argv) {
     const char *feat = NULL, *out = NULL, *hidden_s = DEF_HIDDEN;
     int bits = 64;
     long limit = DEF_LIMIT, val_rows = -1; /* -1: the default */
-    int per_dim = 0, l2 = 1;
+    int per_dim = 0, no_l2 = 0;
     float balance = DEF_BALANCE;
     uint64_t seed = 1;
     ae_train_opts_t o = ae_train_defaults();
     o.epochs = DEF_EPOCHS;
     o.noise_ramp = DEF_RAMP;
     o.lr = DEF_LR;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (i + 1 >= argc) {
-            fprintf(stderr, "ae-train: %s needs a value (or is unknown)\n", a);
-            return usage(stderr);
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--features"))
-            feat = v;
-        else if (!strcmp(a, "-o"))
-            out = v;
-        else if (!strcmp(a, "--bits"))
-            bits = atoi(v);
-        else if (!strcmp(a, "--hidden"))
-            hidden_s = v;
-        else if (!strcmp(a, "--epochs"))
-            o.epochs = atoi(v);
-        else if (!strcmp(a, "--batch"))
-            o.batch = atoi(v);
-        else if (!strcmp(a, "--lr"))
-            o.lr = strtof(v, NULL);
-        else if (!strcmp(a, "--momentum"))
-            o.momentum = strtof(v, NULL);
-        else if (!strcmp(a, "--noise"))
-            o.noise_std = strtof(v, NULL);
-        else if (!strcmp(a, "--noise-ramp"))
-            o.noise_ramp = atoi(v);
-        else if (!strcmp(a, "--limit"))
-            limit = atol(v);
-        else if (!strcmp(a, "--val-rows"))
-            val_rows = atol(v);
-        else if (!strcmp(a, "--standardise") && (!strcmp(v, "per-dim") || !strcmp(v, "global")))
-            per_dim = !strcmp(v, "per-dim");
-        else if (!strcmp(a, "--normalise") && (!strcmp(v, "l2") || !strcmp(v, "none")))
-            l2 = !strcmp(v, "l2");
-        else if (!strcmp(a, "--balance"))
-            balance = strtof(v, NULL);
-        else if (!strcmp(a, "--seed"))
-            seed = strtoull(v, NULL, 10);
-        else {
-            fprintf(stderr, "ae-train: unknown option %s\n", a);
-            return usage(stderr);
-        }
-    }
-    if (!feat || !out) return usage(stderr);
-    int hidden[AE_MAX_HIDDEN], nh = 0;
-    for (const char *p = hidden_s; *p && nh < AE_MAX_HIDDEN;) {
-        hidden[nh++] = atoi(p);
-        const char *c = strchr(p, ',');
-        if (!c) break;
-        p = c + 1;
-    }
+    const cli_opt_t opts[] = {
+        {.name = "--features",
+         .kind = CLI_STRING,
+         .dst = &feat,
+         .meta = "F",
+         .help = "feature file (FC7 rows) to train on",
+         .required = 1},
+        {.name = "-o",
+         .kind = CLI_STRING,
+         .dst = &out,
+         .meta = "AE",
+         .help = "output: the autoencoder as an imgret model file",
+         .required = 1},
+        CLI_OPT_INT("--bits", &bits, 1, AE_MAX_BITS, "B",
+                    "code bits (default 64; 28, 32, 64, 128, 256, ...)"),
+        CLI_OPT_STRING("--hidden", &hidden_s, "LIST",
+                       "encoder hidden widths, comma-separated (default " DEF_HIDDEN ")"),
+        CLI_OPT_INT("--epochs", &o.epochs, 1, 1000000, "N", "(default " XSTR(DEF_EPOCHS) ")"),
+        CLI_OPT_INT("--batch", &o.batch, 1, 1 << 20, "N", "(default 100)"),
+        CLI_OPT_FLOAT("--lr", &o.lr, 0, 1000, "X", "(default 0.0001)"),
+        CLI_OPT_FLOAT("--momentum", &o.momentum, 0, 1, "X", "(default 0.9)"),
+        CLI_OPT_FLOAT("--noise", &o.noise_std, 0, 1e6, "X",
+                      "std of the noise on the code units' inputs (default 4)"),
+        CLI_OPT_INT("--noise-ramp", &o.noise_ramp, 0, 1000000, "N",
+                    "epochs over which the noise ramps up from 0 (default " XSTR(DEF_RAMP) ")"),
+        CLI_OPT_CHOICE("--standardise", &per_dim, standardisations,
+                       "global (default: centre, one common scale) | per-dim"),
+        CLI_OPT_CHOICE("--normalise", &no_l2, normalisations,
+                       "l2 (default): each row to unit length first, in training\n"
+                       "and when encoding (recorded in the file) | none"),
+        CLI_OPT_FLOAT("--balance", &balance, 0, 1e6, "X",
+                      "weight of the code balance term (default 0.03; 0: off): X\n"
+                      "times the sum of the squared batch means of the code units'\n"
+                      "inputs"),
+        CLI_OPT_LONG("--limit", &limit, 0, LONG_MAX, "N",
+                     "train on the first N rows only (default " XSTR(DEF_LIMIT) "; 0: all)"),
+        /* clang-format off */
+        CLI_OPT_LONG("--val-rows", &val_rows, 0, LONG_MAX, "N",
+                     "hold out the last N rows of the file (default " XSTR(DEF_VAL) ", at most\n"
+                     "a tenth of the rows; 0: off)\n"
+                     "and keep the epoch whose codes rank them best against\n"
+                     "the training rows (mAP, relevant = same label; needs\n"
+                     "labels, else every epoch is kept)"),
+        /* clang-format on */
+        CLI_OPT_U64("--seed", &seed, "N", "(default 1)"),
+    };
+    const cli_spec_t cli = {
+        .command = "ae-train",
+        .synopsis = "--features F -o AE [options]",
+        .notes = "The defaults are the recipe of docs/retrieval.md (few rows, the best epoch\n"
+                 "on held-out rows: longer training lowers the mAP of the codes).",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    const int l2 = !no_l2;
+    int hidden[AE_MAX_HIDDEN];
+    cli_int_list_t hl = {hidden, AE_MAX_HIDDEN, 0, 1, 1 << 20};
+    char msg[256];
+    if (cli_parse_int_list(hidden_s, &hl, msg, sizeof msg))
+        return cli_usage_error(&cli, "--hidden: %s", msg);
+    const int nh = hl.n;
     util_err_t err;
     feat_file_t *f = feat_file_open(feat, &err);
     if (!f) {
@@ -236,10 +222,9 @@ int cmd_ae_train(int argc, char **argv) {
             val_rows = 0;
         }
     if (val_rows < 0 || (val_rows > 0 && (size_t)val_rows >= count)) {
-        fprintf(stderr, "ae-train: --val-rows %ld: want 0 to %zu (the file has %zu rows)\n",
-                val_rows, count ? count - 1 : 0, count);
         feat_file_close(f);
-        return 2;
+        return cli_usage_error(&cli, "--val-rows %ld: want 0 to %zu (the file has %zu rows)",
+                               val_rows, count ? count - 1 : 0, count);
     }
     /* Training rows: the first ones, never the held-out ones at the end. */
     size_t n = count - (size_t)val_rows;

@@ -1,5 +1,6 @@
 /* imgret classify IMAGE...: the top-5 classes of each image with their
  * probabilities (ten crops, softmax averaged, as the paper tests). */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 
@@ -7,32 +8,31 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(
-        f,
-        "usage: imgret classify --model FILE [--center] [--device D] IMAGE...\n" CLI_DEVICE_USAGE);
-    return f == stdout ? 0 : 2;
-}
-
 int cmd_classify(int argc, char **argv) {
     const char *model = NULL;
-    int ten = 1, first_image = 0;
+    int center = 0, n_images = 0;
     cli_device_args_t dev = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return usage(stdout);
-        if (!strcmp(argv[i], "--center")) {
-            ten = 0;
-        } else if (!strcmp(argv[i], "--model")) {
-            if (++i >= argc) return usage(stderr);
-            model = argv[i];
-        } else if (i + 1 < argc && cli_device_arg(&dev, argv[i], argv[i + 1])) {
-            i++;
-        } else {
-            first_image = i;
-            break;
-        }
-    }
-    if (!model || !first_image) return usage(stderr);
+    const cli_opt_t opts[] = {
+        {.name = "--model",
+         .kind = CLI_STRING,
+         .dst = &model,
+         .meta = "FILE",
+         .help = "model file",
+         .required = 1},
+        CLI_OPT_FLAG("--center", &center, "the centre crop only (default: ten crops averaged)"),
+        CLI_OPTS_DEVICE(&dev),
+    };
+    const cli_spec_t cli = {.command = "classify",
+                            .synopsis = "--model FILE [options] IMAGE...",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0]),
+                            .args = "IMAGE...",
+                            .min_args = 1,
+                            .max_args = -1};
+    int go = cli_parse(&cli, argc, argv, &n_images);
+    if (go != CLI_GO) return go;
+    const int ten = !center, first_image = 1;
+    argc = 1 + n_images; /* the images are argv[1..n_images] now */
     util_err_t err = {{0}};
     model_placement_t pl;
     model_file_t *mf = cli_placement(&dev, &pl, &err) ? NULL : model_file_load(model, &err);

@@ -12,6 +12,7 @@
  * resumes after the last one. No stage leaves a half-written file: every
  * output is written to a temporary name and renamed. */
 #include "autoencoder/autoencoder.h"
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "data/data.h"
@@ -379,65 +380,47 @@ static int write_examples(demo_t *d) {
     return rc;
 }
 
-static int usage(FILE *f) {
-    fprintf(f, "usage: imgret demo [options]\n"
-               "  Trains the small AlexNet on Fashion-MNIST (quick recipe), extracts FC7 of the\n"
-               "  training images, trains the 64-bit autoencoder, fills the item store and its\n"
-               "  Euclidean and Hamming indexes, then serves search on 127.0.0.1 with a web page.\n"
-               "  Finished stages are reused; after Ctrl-C, run it again to resume.\n"
-               "  --dir DIR        where everything goes (default imgret-demo)\n"
-               "  --port P         server port (default 8080)\n"
-               "  --host H         address to bind (default 127.0.0.1)\n"
-               "  --no-serve       stop after building everything\n"
-               "  --epochs N       quick-recipe epochs (default 4)\n"
-               "  --limit N        train and index only the first N training images (for tests)\n"
-               "  --val-limit N    validate training on the first N test images only (for tests)\n"
-               "  --ae-epochs N    autoencoder epochs (default 8)\n"
-               "  --threads N      decode threads (default 2)\n"
-               "  --device D       train, extract and serve on D (default cpu; gpu:0 in a CUDA "
-               "build)\n");
-    return f == stdout ? 0 : 2;
+/* Writes DIR/NAME into buf; -1 after a message when it does not fit. */
+static int demo_path(char *buf, size_t cap, const char *dir, const char *name) {
+    int n = snprintf(buf, cap, "%s/%s", dir, name);
+    if (n >= 0 && (size_t)n < cap) return 0;
+    fprintf(stderr, "imgret demo: %s/%s: the path is longer than %zu bytes\n", dir, name, cap - 1);
+    return -1;
 }
 
 int cmd_demo(int argc, char **argv) {
     demo_t d = {.dir = "imgret-demo", .epochs = 4, .ae_epochs = 8, .threads = 2};
-    const char *port = "8080", *host = "127.0.0.1";
-    int serve = 1;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--no-serve")) {
-            serve = 0;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        char *end = NULL;
-        long num = strtol(v, &end, 10);
-        int is_num = end && *end == 0 && end != v && num >= 0 && num <= 100000000;
-        if (!strcmp(a, "--dir"))
-            d.dir = v;
-        else if (!strcmp(a, "--port"))
-            port = v;
-        else if (!strcmp(a, "--host"))
-            host = v;
-        else if (!strcmp(a, "--epochs") && is_num && num >= 1)
-            d.epochs = (int)num;
-        else if (!strcmp(a, "--limit") && is_num)
-            d.limit = num;
-        else if (!strcmp(a, "--val-limit") && is_num)
-            d.val_limit = num;
-        else if (!strcmp(a, "--ae-epochs") && is_num && num >= 1)
-            d.ae_epochs = (int)num;
-        else if (!strcmp(a, "--threads") && is_num && num >= 1)
-            d.threads = (int)num;
-        else if (!strcmp(a, "--device"))
-            d.device = v;
-        else {
-            fprintf(stderr, "imgret demo: bad option %s %s\n", a, v);
-            return usage(stderr);
-        }
-    }
+    const char *host = "127.0.0.1";
+    int serve = 1, port_number = 8080;
+    const cli_opt_t opts[] = {
+        CLI_OPT_STRING("--dir", &d.dir, "DIR", "where everything goes (default imgret-demo)"),
+        CLI_OPT_INT("--port", &port_number, 0, 65535, "P", "server port (default 8080)"),
+        CLI_OPT_STRING("--host", &host, "H", "address to bind (default 127.0.0.1)"),
+        CLI_OPT_UNFLAG("--no-serve", &serve, "stop after building everything"),
+        CLI_OPT_INT("--epochs", &d.epochs, 1, 100000000, "N", "quick-recipe epochs (default 4)"),
+        CLI_OPT_LONG("--limit", &d.limit, 0, 100000000, "N",
+                     "train and index only the first N training images (for tests)"),
+        CLI_OPT_LONG("--val-limit", &d.val_limit, 0, 100000000, "N",
+                     "validate training on the first N test images only (for tests)"),
+        CLI_OPT_INT("--ae-epochs", &d.ae_epochs, 1, 100000000, "N",
+                    "autoencoder epochs (default 8)"),
+        CLI_OPT_INT("--threads", &d.threads, 1, 1024, "N", "decode threads (default 2)"),
+        CLI_OPT_STRING("--device", &d.device, "D",
+                       "train, extract and serve on D (default cpu; gpu:0 in a CUDA build)"),
+    };
+    const cli_spec_t cli = {
+        .command = "demo",
+        .synopsis = "[options]",
+        .about = "Trains the small AlexNet on Fashion-MNIST (quick recipe), extracts FC7 of the\n"
+                 "training images, trains the 64-bit autoencoder, fills the item store and its\n"
+                 "Euclidean and Hamming indexes, then serves search on 127.0.0.1 with a web page.\n"
+                 "Finished stages are reused; after Ctrl-C, run it again to resume.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    char port[16];
+    snprintf(port, sizeof port, "%d", port_number);
     ssize_t len = readlink("/proc/self/exe", d.self, sizeof d.self - 1);
     if (len <= 0) {
         fprintf(stderr, "imgret demo: cannot find its own executable: %s\n", strerror(errno));
@@ -448,12 +431,13 @@ int cmd_demo(int argc, char **argv) {
         fprintf(stderr, "imgret demo: cannot create %s: %s\n", d.dir, strerror(errno));
         return 1;
     }
-    snprintf(d.model, sizeof d.model, "%s/model.imgret", d.dir);
-    snprintf(d.ckpt, sizeof d.ckpt, "%s/model.imgret.ckpt", d.dir);
-    snprintf(d.feat, sizeof d.feat, "%s/train.feat", d.dir);
-    snprintf(d.ae, sizeof d.ae, "%s/ae64.imgret", d.dir);
-    snprintf(d.store, sizeof d.store, "%s/index", d.dir);
-    snprintf(d.examples, sizeof d.examples, "%s/examples", d.dir);
+    if (demo_path(d.model, sizeof d.model, d.dir, "model.imgret") ||
+        demo_path(d.ckpt, sizeof d.ckpt, d.dir, "model.imgret.ckpt") ||
+        demo_path(d.feat, sizeof d.feat, d.dir, "train.feat") ||
+        demo_path(d.ae, sizeof d.ae, d.dir, "ae64.imgret") ||
+        demo_path(d.store, sizeof d.store, d.dir, "index") ||
+        demo_path(d.examples, sizeof d.examples, d.dir, "examples"))
+        return 1;
     double t0 = util_now();
     int rc;
     if ((rc = stage_train(&d)) || (rc = stage_extract(&d)) || (rc = stage_ae(&d)) ||
@@ -463,7 +447,9 @@ int cmd_demo(int argc, char **argv) {
     stage(5, "serve");
     fprintf(stderr, "   everything ready in %s after %.0f s\n", d.dir, util_now() - t0);
     char url[512];
-    snprintf(url, sizeof url, "http://%s:%s/", host, port);
+    if (snprintf(url, sizeof url, "http://%s:%s/", host, port) >= (int)sizeof url)
+        return cli_usage_error(&cli, "--host: expected an address, got %zu characters",
+                               strlen(host));
     fprintf(stderr,
             "\n   web page:  %s\n"
             "   search:    imgret search --server %s --k 10 %s/sneaker.png\n"

@@ -1,41 +1,38 @@
 /* imgret eval: top-1 and top-5 error of a model on a dataset, with the
  * centre crop and with the paper's ten crops. */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int usage(FILE *f) {
-    fprintf(f, "usage: imgret eval --model FILE [--data SPEC] [--limit N] [--batch N]\n"
-               "  SPEC: fashion-mnist-test (default), fashion-mnist, folder:DIR, "
-               "list:FILE\n" CLI_DEVICE_USAGE);
-    return f == stdout ? 0 : 2;
-}
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = "fashion-mnist-test";
     long limit = 0;
     int batch = 100;
     cli_device_args_t dev = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return usage(stdout);
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        if (cli_device_arg(&dev, argv[i - 1], v)) continue;
-        if (!strcmp(argv[i - 1], "--model"))
-            model = v;
-        else if (!strcmp(argv[i - 1], "--data"))
-            data = v;
-        else if (!strcmp(argv[i - 1], "--limit"))
-            limit = atol(v);
-        else if (!strcmp(argv[i - 1], "--batch"))
-            batch = atoi(v);
-        else
-            return usage(stderr);
-    }
-    if (!model || batch < 10) return usage(stderr);
+    const cli_opt_t opts[] = {
+        {.name = "--model",
+         .kind = CLI_STRING,
+         .dst = &model,
+         .meta = "FILE",
+         .help = "model file",
+         .required = 1},
+        CLI_OPT_STRING("--data", &data, "SPEC",
+                       "fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE"),
+        CLI_OPT_LONG("--limit", &limit, 0, LONG_MAX, "N", "the first N images only (0: all)"),
+        CLI_OPT_INT("--batch", &batch, 10, 65536, "N", "images per pass (default 100)"),
+        CLI_OPTS_DEVICE(&dev),
+    };
+    const cli_spec_t cli = {.command = "eval",
+                            .synopsis = "--model FILE [options]",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
     util_err_t err = {{0}};
     model_file_t *mf = NULL;
     model_net_t *net = NULL;

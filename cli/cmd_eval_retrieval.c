@@ -2,9 +2,11 @@
  * autoencoder codes, ITQ and LSH, and the two-stage search, as a markdown
  * table (and a precision-recall CSV). */
 #include "autoencoder/autoencoder.h"
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "features/features.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,81 +107,95 @@ static float *pixels_of(const char *split, const feat_file_t *f, size_t n, int *
     return out;
 }
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret eval-retrieval --db F --queries F [options]\n"
-            "  --db F            database feature file (e.g. the 60,000 training images' FC7)\n"
-            "  --queries F       query feature file (e.g. the 10,000 test images' FC7)\n"
-            "  --ae BITS=AE      a trained autoencoder for BITS-bit codes (repeatable)\n"
-            "  --bits LIST       code lengths for the ITQ/LSH rows (default 32,64,256)\n"
-            "  --pixels          add the raw-pixel row (Fashion-MNIST by id; default on)\n"
-            "  --no-pixels\n"
-            "  --no-fc7          leave out the FC7 (L2) row (the slowest; it does not depend\n"
-            "                    on the codes)\n"
-            "  --query-limit N   the first N queries only\n"
-            "  --db-limit N      the first N database rows only\n"
-            "  --train-limit N   rows ITQ/LSH are fitted on (default 20000, evenly the first)\n"
-            "  --itq-iters N     (default 50)\n"
-            "  --short B --long B  two-stage code lengths (default 32 and 256; AE codes)\n"
-            "  --radii LIST      two-stage Hamming radii (default 0-6; 5 is the search's default)\n"
-            "  --csv FILE        precision-recall points (11 recall levels) per row\n"
-            "  -o FILE           the markdown table (default: stdout)\n");
-    return f == stdout ? 0 : 2;
+/* --ae BITS=FILE: the file for that code length, into ae_path[BITS]. */
+static int parse_ae(const char *v, void *dst, char *msg, size_t cap) {
+    const char **ae_path = dst;
+    const char *eq = strchr(v, '=');
+    char num[16];
+    long long b;
+    size_t len = eq ? (size_t)(eq - v) : 0;
+    if (!eq || len >= sizeof num || !eq[1]) {
+        snprintf(msg, cap, "expected BITS=FILE, got '%s'", v);
+        return -1;
+    }
+    memcpy(num, v, len);
+    num[len] = 0;
+    if (cli_parse_ll(num, 1, AE_MAX_BITS, &b)) {
+        snprintf(msg, cap, "expected BITS=FILE with BITS an integer 1..%d, got '%s'", AE_MAX_BITS,
+                 v);
+        return -1;
+    }
+    ae_path[b] = eq + 1;
+    return 0;
 }
 
-static int parse_list(const char *s, int *out, int max) {
-    int n = 0;
-    while (s && *s && n < max) {
-        out[n++] = atoi(s);
-        s = strchr(s, ',');
-        if (s) s++;
+/* --bits LIST or none. */
+static int parse_bits(const char *v, void *dst, char *msg, size_t cap) {
+    if (!strcmp(v, "none")) {
+        ((cli_int_list_t *)dst)->n = 0;
+        return 0;
     }
-    return n;
+    return cli_parse_int_list(v, dst, msg, cap);
 }
 
 int cmd_eval_retrieval(int argc, char **argv) {
     const char *dbp = NULL, *qp = NULL, *csvp = NULL, *outp = NULL;
     const char *ae_path[AE_MAX_BITS + 1] = {0};
-    int bits[MAX_BITS_ROWS] = {32, 64, 256}, nbits = 3, pixels = 1, fc7 = 1, itq_iters = 50;
-    int radii[16] = {0, 1, 2, 3, 4, 5, 6}, nradii = 7, short_bits = 32, long_bits = 256;
+    int bits[MAX_BITS_ROWS] = {32, 64, 256}, pixels = 1, fc7 = 1, itq_iters = 50;
+    int radii[16] = {0, 1, 2, 3, 4, 5, 6}, short_bits = 32, long_bits = 256;
     long qlimit = 0, dblimit = 0, train_limit = 20000;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--pixels")) { pixels = 1; continue; }
-        if (!strcmp(a, "--no-pixels")) { pixels = 0; continue; }
-        if (!strcmp(a, "--no-fc7")) { fc7 = 0; continue; }
-        if (i + 1 >= argc) {
-            fprintf(stderr, "eval-retrieval: %s needs a value (or is unknown)\n", a);
-            return usage(stderr);
-        }
-        const char *v = argv[++i];
-        if (!strcmp(a, "--db")) dbp = v;
-        else if (!strcmp(a, "--queries")) qp = v;
-        else if (!strcmp(a, "--ae")) {
-            int b = atoi(v);
-            const char *eq = strchr(v, '=');
-            if (b < 1 || b > AE_MAX_BITS || !eq) {
-                fprintf(stderr, "eval-retrieval: --ae wants BITS=FILE, got %s\n", v);
-                return 2;
-            }
-            ae_path[b] = eq + 1;
-        } else if (!strcmp(a, "--bits")) nbits = strcmp(v, "none") ? parse_list(v, bits, MAX_BITS_ROWS) : 0;
-        else if (!strcmp(a, "--query-limit")) qlimit = atol(v);
-        else if (!strcmp(a, "--db-limit")) dblimit = atol(v);
-        else if (!strcmp(a, "--train-limit")) train_limit = atol(v);
-        else if (!strcmp(a, "--itq-iters")) itq_iters = atoi(v);
-        else if (!strcmp(a, "--short")) short_bits = atoi(v);
-        else if (!strcmp(a, "--long")) long_bits = atoi(v);
-        else if (!strcmp(a, "--radii")) nradii = parse_list(v, radii, 16);
-        else if (!strcmp(a, "--csv")) csvp = v;
-        else if (!strcmp(a, "-o")) outp = v;
-        else {
-            fprintf(stderr, "eval-retrieval: unknown option %s\n", a);
-            return usage(stderr);
-        }
-    }
-    if (!dbp || !qp) return usage(stderr);
+    cli_int_list_t bits_list = {bits, MAX_BITS_ROWS, 3, 1, AE_MAX_BITS};
+    cli_int_list_t radii_list = {radii, 16, 7, 0, AE_MAX_BITS};
+    const cli_opt_t opts[] = {
+        {.name = "--db",
+         .kind = CLI_STRING,
+         .dst = &dbp,
+         .meta = "F",
+         .help = "database feature file (e.g. the 60,000 training images' FC7)",
+         .required = 1},
+        {.name = "--queries",
+         .kind = CLI_STRING,
+         .dst = &qp,
+         .meta = "F",
+         .help = "query feature file (e.g. the 10,000 test images' FC7)",
+         .required = 1},
+        {.name = "--ae",
+         .kind = CLI_CUSTOM,
+         .dst = ae_path,
+         .parse = parse_ae,
+         .meta = "BITS=AE",
+         .help = "a trained autoencoder for BITS-bit codes (repeatable)",
+         .repeat = 1},
+        CLI_OPT_CUSTOM("--bits", &bits_list, parse_bits, "LIST",
+                       "code lengths for the ITQ/LSH rows (default 32,64,256; none: no rows)"),
+        CLI_OPT_FLAG("--pixels", &pixels,
+                     "add the raw-pixel row (Fashion-MNIST by id; default on)"),
+        CLI_OPT_UNFLAG("--no-pixels", &pixels, "leave out the raw-pixel row"),
+        CLI_OPT_UNFLAG("--no-fc7", &fc7,
+                       "leave out the FC7 (L2) row (the slowest; it does not depend\n"
+                       "on the codes)"),
+        CLI_OPT_LONG("--query-limit", &qlimit, 0, LONG_MAX, "N", "the first N queries only"),
+        CLI_OPT_LONG("--db-limit", &dblimit, 0, LONG_MAX, "N", "the first N database rows only"),
+        CLI_OPT_LONG("--train-limit", &train_limit, 0, LONG_MAX, "N",
+                     "rows ITQ/LSH are fitted on (default 20000, evenly the first)"),
+        CLI_OPT_INT("--itq-iters", &itq_iters, 0, 1000000, "N", "(default 50)"),
+        CLI_OPT_INT("--short", &short_bits, 1, AE_MAX_BITS, "B",
+                    "two-stage short code length (default 32; AE codes)"),
+        CLI_OPT_INT("--long", &long_bits, 1, AE_MAX_BITS, "B",
+                    "two-stage long code length (default 256; AE codes)"),
+        CLI_OPT_CUSTOM("--radii", &radii_list, cli_parse_int_list, "LIST",
+                       "two-stage Hamming radii (default 0-6; 5 is the search's default)"),
+        CLI_OPT_STRING("--csv", &csvp, "FILE",
+                       "precision-recall points (11 recall levels) per row"),
+        CLI_OPT_STRING("-o", &outp, "FILE", "the markdown table (default: stdout)"),
+    };
+    const cli_spec_t cli = {.command = "eval-retrieval",
+                            .synopsis = "--db F --queries F [options]",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    const int nbits = bits_list.n, nradii = radii_list.n;
     util_err_t err;
     feat_file_t *fdb = feat_file_open(dbp, &err), *fq = fdb ? feat_file_open(qp, &err) : NULL;
     if (!fq) {

@@ -1,8 +1,10 @@
 /* imgret extract: FC7 features of a dataset into a feature file, resumable. */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "features/features.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,56 +49,12 @@ static void on_skip(void *p, size_t item, const char *message) {
     fprintf(stderr, "%sskipped item %zu: %s\n", c->progress.tty ? "\n" : "", item, message);
 }
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret extract --model M (--data SPEC | --images LIST) -o FILE [options]\n"
-            "  --model M       model file (.imgret, or a training checkpoint)\n"
-            "  --data SPEC     fashion-mnist (training split), fashion-mnist-test, folder:DIR,\n"
-            "                  list:FILE\n"
-            "  --images LIST   a list file: one 'path label' per line (same as list:LIST)\n"
-            "  --limit N       the first N items only\n"
-            "  -o FILE         feature file; an existing one is continued after its last row\n"
-            "  --batch N       images per forward pass (default 128)\n"
-            "  --threads N     decode threads (default 2)\n"
-            "  --layer NAME    layer whose output is stored (default relu7: FC7 after ReLU)\n"
-            CLI_DEVICE_USAGE);
-    return f == stdout ? 0 : 2;
-}
-
-int cmd_extract(int argc, char **argv) {
-    const char *model = NULL, *data = NULL, *out = NULL, *layer = NULL;
-    long limit = 0;
-    int batch = 128, threads = 2;
-    char list_spec[4200];
-    cli_device_args_t dev = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (i + 1 >= argc) {
-            fprintf(stderr, "extract: %s needs a value (or is unknown)\n", a);
-            return usage(stderr);
-        }
-        const char *v = argv[++i];
-        if (cli_device_arg(&dev, a, v)) continue;
-        if (!strcmp(a, "--model")) model = v;
-        else if (!strcmp(a, "--data")) data = v;
-        else if (!strcmp(a, "--images")) {
-            snprintf(list_spec, sizeof list_spec, "list:%s", v);
-            data = list_spec;
-        } else if (!strcmp(a, "--limit")) limit = atol(v);
-        else if (!strcmp(a, "-o") || !strcmp(a, "--output")) out = v;
-        else if (!strcmp(a, "--batch")) batch = atoi(v);
-        else if (!strcmp(a, "--threads")) threads = atoi(v);
-        else if (!strcmp(a, "--layer")) layer = v;
-        else {
-            fprintf(stderr, "extract: unknown option %s\n", a);
-            return usage(stderr);
-        }
-    }
-    if (!model || !data || !out) return usage(stderr);
+/* The extraction itself: 0 when every item was processed, 1 otherwise. */
+static int extract(const char *model, const char *data, const char *out, const char *layer,
+                   long limit, int batch, int threads, const cli_device_args_t *dev) {
     util_err_t err;
     model_placement_t pl;
-    model_file_t *mf = cli_placement(&dev, &pl, &err) ? NULL : model_file_load(model, &err);
+    model_file_t *mf = cli_placement(dev, &pl, &err) ? NULL : model_file_load(model, &err);
     if (!mf) {
         fprintf(stderr, "extract: %s\n", err.msg);
         return 1;
@@ -135,4 +93,53 @@ int cmd_extract(int argc, char **argv) {
     if (ds != all) data_dataset_free(ds);
     data_dataset_free(all);
     return rc == 0 ? 0 : 1;
+}
+
+int cmd_extract(int argc, char **argv) {
+    const char *model = NULL, *data = NULL, *images = NULL, *out = NULL, *layer = NULL;
+    long limit = 0;
+    int batch = 128, threads = 2;
+    cli_device_args_t dev = {0};
+    const cli_opt_t opts[] = {
+        {.name = "--model",
+         .kind = CLI_STRING,
+         .dst = &model,
+         .meta = "M",
+         .help = "model file (.imgret, or a training checkpoint)",
+         .required = 1},
+        CLI_OPT_STRING("--data", &data, "SPEC",
+                       "fashion-mnist (training split), fashion-mnist-test, folder:DIR,\n"
+                       "list:FILE"),
+        CLI_OPT_STRING("--images", &images, "LIST",
+                       "a list file: one 'path label' per line (same as list:LIST)"),
+        CLI_OPT_LONG("--limit", &limit, 0, LONG_MAX, "N", "the first N items only (0: all)"),
+        {.name = "-o",
+         .alias = "--output",
+         .kind = CLI_STRING,
+         .dst = &out,
+         .meta = "FILE",
+         .help = "feature file; an existing one is continued after its last row",
+         .required = 1},
+        CLI_OPT_INT("--batch", &batch, 1, 65536, "N", "images per forward pass (default 128)"),
+        CLI_OPT_INT("--threads", &threads, 1, 1024, "N", "decode threads (default 2)"),
+        CLI_OPT_STRING("--layer", &layer, "NAME",
+                       "layer whose output is stored (default relu7: FC7 after ReLU)"),
+        CLI_OPTS_DEVICE(&dev),
+    };
+    const cli_spec_t cli = {.command = "extract",
+                            .synopsis = "--model M (--data SPEC | --images LIST) -o FILE [options]",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    if (!data == !images) return cli_usage_error(&cli, "give one of --data SPEC and --images LIST");
+    char *list_spec = images ? cli_strdupf("list:%s", images) : NULL;
+    if (images && !list_spec) {
+        fprintf(stderr, "extract: out of memory\n");
+        return 1;
+    }
+    if (list_spec) data = list_spec;
+    int status = extract(model, data, out, layer, limit, batch, threads, &dev);
+    free(list_spec);
+    return status;
 }

@@ -17,13 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f, "usage: imgret forward [--net alexnet|alexnet-small] [--batch N] [--seed S]\n"
-               "                      [--iters N [--warmup N] [--train] [--resident] "
-               "[--layers]]\n" CLI_DEVICE_USAGE);
-    return f == stdout ? 0 : 2;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
@@ -89,55 +82,42 @@ static int layer_table(model_net_t *net, const model_spec_t *spec, const float *
     return 0;
 }
 
+static const char *const net_names[] = {"alexnet", "alexnet-small", NULL};
+
 int cmd_forward(int argc, char **argv) {
-    const char *net_name = "alexnet";
-    int batch = 1, iters = 0, warmup = 3, train = 0, resident = 0, layers = 0;
-    unsigned long long seed = 1;
+    int net_kind = 0, batch = 1, iters = 0, warmup = 3, train = 0, resident = 0, layers = 0;
+    uint64_t seed = 1;
     cli_device_args_t dev = {0};
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return usage(stdout);
-        if (!strcmp(argv[i], "--train")) {
-            train = 1;
-            continue;
-        }
-        if (!strcmp(argv[i], "--resident")) {
-            resident = 1;
-            continue;
-        }
-        if (!strcmp(argv[i], "--layers")) {
-            layers = 1;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        if (cli_device_arg(&dev, argv[i], argv[i + 1]))
-            i++;
-        else if (!strcmp(argv[i], "--net"))
-            net_name = argv[++i];
-        else if (!strcmp(argv[i], "--batch"))
-            batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--seed"))
-            seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(argv[i], "--iters"))
-            iters = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--warmup"))
-            warmup = atoi(argv[++i]);
-        else
-            return usage(stderr);
-    }
-    if (iters < 0 || iters > 100000 || warmup < 0 || warmup > 1000) return usage(stderr);
-    if ((resident || layers) && iters == 0) {
-        fprintf(stderr, "imgret forward: --resident and --layers time passes: give --iters N\n");
-        return 2;
-    }
+    const cli_opt_t opts[] = {
+        CLI_OPT_CHOICE("--net", &net_kind, net_names,
+                       "the paper's (default) or the small variant (28x28x1, 10 classes)"),
+        CLI_OPT_INT("--batch", &batch, 1, 65536, "N", "images per pass (default 1)"),
+        CLI_OPT_U64("--seed", &seed, "S", "initialisation and input (default 1)"),
+        CLI_OPT_INT("--iters", &iters, 0, 100000, "N",
+                    "time N passes and print the median (default 0: one pass, top-5)"),
+        CLI_OPT_INT("--warmup", &warmup, 0, 1000, "N", "untimed passes first (default 3)"),
+        CLI_OPT_FLAG("--train", &train, "time a whole SGD step, not inference"),
+        CLI_OPT_FLAG("--resident", &resident,
+                     "copy the batch to the devices once, before the warm-up"),
+        CLI_OPT_FLAG("--layers", &layers, "then the mean time of each layer"),
+        CLI_OPTS_DEVICE(&dev),
+    };
+    const cli_spec_t spec_cli = {.command = "forward",
+                                 .synopsis = "[options]",
+                                 .about = "The forward pass with the paper's initialisation on a "
+                                          "deterministic input.",
+                                 .opts = opts,
+                                 .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&spec_cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    if ((resident || layers) && iters == 0)
+        return cli_usage_error(&spec_cli, "--resident and --layers time passes: give --iters N");
     model_spec_t spec;
     util_err_t err = {{0}};
-    if (!strcmp(net_name, "alexnet")) {
+    if (net_kind == 0) {
         model_spec_alexnet(&spec);
-    } else if (!strcmp(net_name, "alexnet-small")) {
-        if (model_spec_alexnet_small(&spec, 1, 28, 10, &err)) goto fail;
-    } else {
-        fprintf(stderr, "imgret forward: unknown net '%s'\n", net_name);
-        return 2;
+    } else if (model_spec_alexnet_small(&spec, 1, 28, 10, &err)) {
+        goto fail;
     }
     model_placement_t pl;
     if (cli_placement(&dev, &pl, &err)) goto fail;

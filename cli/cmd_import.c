@@ -1,6 +1,7 @@
 /* imgret import caffe|onnx: converts public trained AlexNet weights (Caffe's
  * bvlc_alexnet, the ONNX zoo's bvlcalexnet, or any paper-shaped AlexNet in
  * those formats) into an imgret model file. */
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "model/model.h"
 
@@ -8,81 +9,27 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret import caffe MODEL.caffemodel [--mean imagenet_mean.binaryproto]\n"
-            "                     [--labels synset_words.txt] [--input-size N] -o OUT.imgret\n"
-            "       imgret import onnx MODEL.onnx [--bgr] [--mean-pixel R,G,B]\n"
-            "                     [--labels FILE] [--input-size N] -o OUT.imgret\n"
-            "\n"
-            "caffe: both the 2014 (V1) and current .caffemodel formats; conv1 and the mean\n"
-            "  image are converted from Caffe's BGR to RGB; LRN keeps Caffe's alpha/size\n"
-            "  convention and k; pooling rounds up as in Caffe. Input size: the file's, else 227.\n"
-            "onnx: a single chain of standard ops (Conv, Relu, LRN, MaxPool, Flatten/Reshape,\n"
-            "  Gemm, Dropout, Softmax). --bgr: the graph takes BGR (the zoo's bvlcalexnet,\n"
-            "  converted from Caffe, does), conv1 is reordered to RGB. --mean-pixel: the\n"
-            "  per-channel mean (RGB, 0..255) the graph expects subtracted.\n");
-    return f == stdout ? 0 : 2;
+typedef struct mean_pixel {
+    int given;
+    float rgb[3];
+} mean_pixel_t;
+
+/* --mean-pixel R,G,B into a mean_pixel_t. */
+static int parse_pixel(const char *v, void *dst, char *msg, size_t cap) {
+    mean_pixel_t *p = dst;
+    char tail;
+    if (sscanf(v, "%f,%f,%f%c", &p->rgb[0], &p->rgb[1], &p->rgb[2], &tail) != 3) {
+        snprintf(msg, cap, "expected R,G,B (three numbers), got '%s'", v);
+        return -1;
+    }
+    p->given = 1;
+    return 0;
 }
 
-int cmd_import(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return usage(argc < 2 ? stderr : stdout);
-    const char *format = argv[1], *in = NULL, *out = NULL, *mean = NULL, *labels = NULL;
-    int bgr = 0, has_pixel = 0, size = 0;
-    float pixel[3] = {0, 0, 0};
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help")) return usage(stdout);
-        if (!strcmp(a, "--bgr")) {
-            bgr = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (in) return usage(stderr);
-            in = a;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        if (!strcmp(a, "-o")) out = v;
-        else if (!strcmp(a, "--mean")) mean = v;
-        else if (!strcmp(a, "--labels")) labels = v;
-        else if (!strcmp(a, "--input-size")) size = atoi(v);
-        else if (!strcmp(a, "--mean-pixel")) {
-            if (sscanf(v, "%f,%f,%f", &pixel[0], &pixel[1], &pixel[2]) != 3) {
-                fprintf(stderr, "imgret import: --mean-pixel wants R,G,B (got '%s')\n", v);
-                return 2;
-            }
-            has_pixel = 1;
-        } else return usage(stderr);
-    }
-    if (!in || !out) return usage(stderr);
-    util_err_t err = {{0}};
-    model_file_t *mf = NULL;
-    double t0 = util_now();
-    if (!strcmp(format, "caffe")) {
-        if (bgr || has_pixel) {
-            fprintf(stderr, "imgret import caffe: --bgr and --mean-pixel are for onnx (Caffe "
-                            "files are always BGR; use --mean)\n");
-            return 2;
-        }
-        model_caffe_opts_t o = {mean, labels, size};
-        mf = model_import_caffe(in, &o, &err);
-    } else if (!strcmp(format, "onnx")) {
-        if (mean) {
-            fprintf(stderr, "imgret import onnx: --mean is for caffe; use --mean-pixel\n");
-            return 2;
-        }
-        model_onnx_import_opts_t o = {bgr, has_pixel, {pixel[0], pixel[1], pixel[2]}, labels,
-                                      size};
-        mf = model_import_onnx(in, &o, &err);
-    } else {
-        fprintf(stderr, "imgret import: unknown format '%s' (caffe or onnx)\n", format);
-        return 2;
-    }
-    if (!mf || model_file_save(mf, out, &err)) {
-        fprintf(stderr, "imgret import: %s\n", err.msg);
+/* Saves the imported model and says what it holds. */
+static int finish(model_file_t *mf, const char *in, const char *out, double t0, util_err_t *err) {
+    if (!mf || model_file_save(mf, out, err)) {
+        fprintf(stderr, "imgret import: %s\n", err->msg);
         model_file_free(mf);
         return 1;
     }
@@ -97,4 +44,83 @@ int cmd_import(int argc, char **argv) {
            out, dt, hex);
     model_file_free(mf);
     return 0;
+}
+
+/* clang-format off */
+#define OPT_OUT(DST)                                                                               \
+    {.name = "-o", .kind = CLI_STRING, .dst = (DST), .meta = "OUT.imgret",                         \
+     .help = "the imgret model file to write", .required = 1}
+/* clang-format on */
+#define OPT_SIZE(DST, HELP) CLI_OPT_INT("--input-size", (DST), 0, 4096, "N", (HELP))
+
+static int import_caffe(int argc, char **argv) {
+    const char *out = NULL;
+    model_caffe_opts_t o = {NULL, NULL, 0};
+    int n = 0;
+    const cli_opt_t opts[] = {
+        CLI_OPT_STRING("--mean", &o.mean_path, "FILE",
+                       "the mean image (imagenet_mean.binaryproto)"),
+        CLI_OPT_STRING("--labels", &o.labels_path, "FILE",
+                       "class names, one a line (synset_words.txt)"),
+        OPT_SIZE(&o.input_size, "input side (default: the file's, else 227)"),
+        OPT_OUT(&out),
+    };
+    const cli_spec_t cli = {
+        .command = "import caffe",
+        .synopsis = "MODEL.caffemodel [options] -o OUT.imgret",
+        .about = "Both the 2014 (V1) and current .caffemodel formats; conv1 and the mean\n"
+                 "image are converted from Caffe's BGR to RGB; LRN keeps Caffe's alpha/size\n"
+                 "convention and k; pooling rounds up as in Caffe.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+        .args = "MODEL.caffemodel",
+        .min_args = 1,
+        .max_args = 1};
+    int go = cli_parse(&cli, argc, argv, &n);
+    if (go != CLI_GO) return go;
+    util_err_t err = {{0}};
+    double t0 = util_now();
+    return finish(model_import_caffe(argv[1], &o, &err), argv[1], out, t0, &err);
+}
+
+static int import_onnx(int argc, char **argv) {
+    const char *out = NULL, *labels = NULL;
+    int bgr = 0, size = 0, n = 0;
+    mean_pixel_t pixel = {0, {0, 0, 0}};
+    const cli_opt_t opts[] = {
+        CLI_OPT_FLAG("--bgr", &bgr,
+                     "the graph takes BGR (the zoo's bvlcalexnet, converted from\n"
+                     "Caffe, does); conv1 is reordered to RGB"),
+        CLI_OPT_CUSTOM("--mean-pixel", &pixel, parse_pixel, "R,G,B",
+                       "the per-channel mean (RGB, 0..255) the graph expects subtracted"),
+        CLI_OPT_STRING("--labels", &labels, "FILE", "class names, one a line"),
+        OPT_SIZE(&size, "input side (default: the graph input's, else 224)"),
+        OPT_OUT(&out),
+    };
+    const cli_spec_t cli = {
+        .command = "import onnx",
+        .synopsis = "MODEL.onnx [options] -o OUT.imgret",
+        .about = "A single chain of standard ops (Conv, Relu, LRN, MaxPool, Flatten/Reshape,\n"
+                 "Gemm, Dropout, Softmax).",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0]),
+        .args = "MODEL.onnx",
+        .min_args = 1,
+        .max_args = 1};
+    int go = cli_parse(&cli, argc, argv, &n);
+    if (go != CLI_GO) return go;
+    model_onnx_import_opts_t o = {
+        bgr, pixel.given, {pixel.rgb[0], pixel.rgb[1], pixel.rgb[2]}, labels, size};
+    util_err_t err = {{0}};
+    double t0 = util_now();
+    return finish(model_import_onnx(argv[1], &o, &err), argv[1], out, t0, &err);
+}
+
+static const cli_command_t formats[] = {
+    {"caffe", "a .caffemodel (bvlc_alexnet, V1 or current format)", import_caffe},
+    {"onnx", "an ONNX file (the zoo's bvlcalexnet, or any paper-shaped AlexNet)", import_onnx},
+};
+
+int cmd_import(int argc, char **argv) {
+    return cli_dispatch("import", NULL, formats, sizeof formats / sizeof formats[0], argc, argv);
 }

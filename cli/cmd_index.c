@@ -1,41 +1,20 @@
 /* imgret index build|add|remove|search|stats: the item store and its FAISS
  * indexes from the command line. Items come from a feature file (imgret
  * extract): its ids, labels, uris and FC7 rows. */
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "features/features.h"
 #include "index/index.h"
 
-#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret index COMMAND --dir DIR [options]\n"
-            "  build  --features F [--fc7 FACTORY] [--code FACTORY]  new index from a feature file\n"
-            "  add    --features F        add a feature file's items (ids must be new)\n"
-            "  remove ID...               remove items by id\n"
-            "  search (--id ID | --features F --row N) [--k K]   top-k by FC7 (squared L2)\n"
-            "  stats                      items, sequence numbers, indexes\n"
-            "  FACTORY: Flat (default), IVF<n>,Flat, HNSW<M>; codes: BFlat, BHash<b>\n");
-    return f == stdout ? 0 : 2;
-}
-
 static void log_line(void *ctx, const char *line) {
     (void)ctx;
     fprintf(stderr, "index: %s\n", line);
-}
-
-/* Parses a whole decimal integer in [lo, hi]; 0 on success. */
-static int parse_ll(const char *s, long long lo, long long hi, long long *out) {
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
 }
 
 /* Adds every row of a feature file, in batches (each one durable transaction). */
@@ -70,8 +49,7 @@ static int add_features(index_t *ix, const char *path, util_err_t *err) {
     return rc;
 }
 
-static int search(index_t *ix, long long id, const char *features, long row, int k,
-                  util_err_t *err) {
+static int search(index_t *ix, long id, const char *features, long row, int k, util_err_t *err) {
     index_hit_t *hits = calloc((size_t)k, sizeof *hits);
     if (!hits) return util_fail(err, "index: out of memory");
     int rc;
@@ -103,43 +81,45 @@ static int search(index_t *ix, long long id, const char *features, long row, int
     return rc;
 }
 
-int cmd_index(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help")) return usage(argc < 2 ? stderr : stdout);
-    const char *cmd = argv[1], *dir = NULL, *features = NULL, *fc7 = NULL, *code = NULL;
-    long long id = -1, row = -1, k = 10;
-    int first_id = 0;
-    for (int i = 2; i < argc; i++) {
-        const char *a = argv[i];
-        if (a[0] != '-') {
-            if (!first_id) first_id = i;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        if (!strcmp(a, "--dir")) dir = v;
-        else if (!strcmp(a, "--features")) features = v;
-        else if (!strcmp(a, "--fc7")) fc7 = v;
-        else if (!strcmp(a, "--code")) code = v;
-        else if (!strcmp(a, "--id") || !strcmp(a, "--row") || !strcmp(a, "--k")) {
-            long long *dst = a[2] == 'i' ? &id : a[2] == 'r' ? &row : &k;
-            long long lo = a[2] == 'k' ? INT32_MIN : 0;
-            if (parse_ll(v, lo, a[2] == 'k' ? INT32_MAX : INT64_MAX, dst)) {
-                fprintf(stderr, "imgret index: %s '%s' is not %s\n", a, v,
-                        a[2] == 'k' ? "a number" : "a non-negative integer");
-                return 2;
-            }
-        } else return usage(stderr);
-    }
-    if (!dir) return usage(stderr);
-    if (strcmp(cmd, "build") && strcmp(cmd, "add") && strcmp(cmd, "remove") &&
-        strcmp(cmd, "search") && strcmp(cmd, "stats"))
-        return usage(stderr);
+/* What the subcommands' options fill in. */
+typedef struct index_args {
+    const char *dir, *features, *fc7, *code;
+    long id, row;
+    int k;
+} index_args_t;
+
+/* clang-format off */
+#define OPT_DIR(A)                                                                                 \
+    {.name = "--dir", .kind = CLI_STRING, .dst = &(A)->dir, .meta = "DIR",                         \
+     .help = "the index folder (items.db and the FAISS snapshots)", .required = 1}
+#define OPT_FEATURES(A, HELP, REQUIRED)                                                            \
+    {.name = "--features", .kind = CLI_STRING, .dst = &(A)->features, .meta = "F",                 \
+     .help = (HELP), .required = (REQUIRED)}
+/* clang-format on */
+/* Elsewhere than build, a factory rebuilds that index with it; without one
+ * the index keeps what it was built with. */
+#define OPT_FACTORIES(A)                                                                           \
+    CLI_OPT_STRING("--fc7", &(A)->fc7, "FACTORY",                                                  \
+                   "FAISS factory of the FC7 index: Flat (build's default),\n"                     \
+                   "IVF<n>,Flat, HNSW<M> (default: what the index was built with)"),               \
+        CLI_OPT_STRING("--code", &(A)->code, "FACTORY",                                            \
+                       "of the code index: BFlat, BHash<b> (build's default: none)")
+
+/* The work of every subcommand once its options are read: opens the index
+ * in a->dir (only build creates one) and runs cmd. ids: remove's. */
+static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **ids) {
+    const char *dir = a->dir, *features = a->features;
     /* Only build creates an index: elsewhere a mistyped --dir must not become
      * a new empty store. */
-    char db[4200];
+    char *db = cli_strdupf("%s/items.db", dir);
     struct stat st;
-    snprintf(db, sizeof db, "%s/items.db", dir);
-    if (strcmp(cmd, "build") && stat(db, &st)) {
+    if (!db) {
+        fprintf(stderr, "imgret index: out of memory\n");
+        return 1;
+    }
+    int missing = strcmp(cmd, "build") && stat(db, &st);
+    free(db);
+    if (missing) {
         fprintf(stderr, "imgret index: %s: no index there (no items.db); create one with "
                         "'imgret index build --dir %s --features FILE'\n",
                 dir, dir);
@@ -151,11 +131,10 @@ int cmd_index(int argc, char **argv) {
     /* Elsewhere than build, NULL keeps what the index was built with. A new
      * index gets no code index unless asked (the features may have codes
      * that are only looked up). */
-    opt.fc7_factory = fc7;
-    opt.code_factory = code ? code : !strcmp(cmd, "build") ? "" : NULL;
+    opt.fc7_factory = a->fc7;
+    opt.code_factory = a->code ? a->code : !strcmp(cmd, "build") ? "" : NULL;
     util_err_t err = {{0}};
     if (!strcmp(cmd, "build")) {
-        if (!features) return usage(stderr);
         feat_file_t *ff = feat_file_open(features, &err);
         if (!ff) {
             fprintf(stderr, "imgret index: %s\n", err.msg);
@@ -171,27 +150,25 @@ int cmd_index(int argc, char **argv) {
     }
     int rc = 0;
     if (!strcmp(cmd, "build") || !strcmp(cmd, "add")) {
-        rc = features ? add_features(ix, features, &err) : util_fail(&err, "--features is needed");
+        rc = add_features(ix, features, &err);
         if (rc == 0) rc = index_snapshot(ix, &err);
     } else if (!strcmp(cmd, "remove")) {
         /* Every id in one transaction: all are removed or none. */
-        int64_t *ids = calloc((size_t)argc, sizeof *ids);
+        int64_t *idv = calloc((size_t)n_ids + 1, sizeof *idv);
         size_t n = 0;
-        if (!ids) rc = util_fail(&err, "remove: out of memory");
-        else if (!first_id) rc = util_fail(&err, "remove: give the ids to remove");
-        for (int i = first_id; rc == 0 && i > 0 && i < argc && argv[i][0] != '-'; i++) {
+        if (!idv) rc = util_fail(&err, "remove: out of memory");
+        for (int i = 0; rc == 0 && i < n_ids; i++) {
             long long rid;
-            if (parse_ll(argv[i], 0, INT64_MAX, &rid))
-                rc = util_fail(&err, "remove: '%s' is not an item id", argv[i]);
-            else ids[n++] = rid;
+            if (cli_parse_ll(ids[i], 0, INT64_MAX, &rid))
+                rc = util_fail(&err, "remove: '%s' is not an item id", ids[i]);
+            else
+                idv[n++] = rid;
         }
-        if (rc == 0) rc = index_remove(ix, ids, n, &err);
+        if (rc == 0) rc = index_remove(ix, idv, n, &err);
         if (rc == 0) printf("removed %zu items\n", n);
-        free(ids);
+        free(idv);
     } else if (!strcmp(cmd, "search")) {
-        if (k < 1 || k > INDEX_MAX_K) rc = util_fail(&err, "search: k %lld is not in [1, %d]", k, INDEX_MAX_K);
-        else if (id < 0 && (!features || row < 0)) rc = util_fail(&err, "search: give --id or --features and --row");
-        else rc = search(ix, id, features, (long)row, (int)k, &err);
+        rc = search(ix, a->id, features, a->row, a->k, &err);
     } else if (!strcmp(cmd, "stats")) {
         index_stats_t s;
         rc = index_stats(ix, &s, &err);
@@ -205,4 +182,88 @@ int cmd_index(int argc, char **argv) {
     if (rc) fprintf(stderr, "imgret index: %s\n", err.msg);
     index_free(ix);
     return rc ? 1 : 0;
+}
+
+/* clang-format off */
+#define SPEC(CMD, SYNOPSIS, ABOUT, OPTS)                                                           \
+    {.command = "index " CMD, .synopsis = (SYNOPSIS), .about = (ABOUT), .opts = (OPTS),            \
+     .n_opts = (int)(sizeof(OPTS) / sizeof(OPTS)[0])}
+/* clang-format on */
+
+static int sub_build(int argc, char **argv) {
+    index_args_t a = {0};
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FEATURES(&a, "the feature file (imgret extract)", 1),
+                              OPT_FACTORIES(&a)};
+    const cli_spec_t cli =
+        SPEC("build", "--dir DIR --features F [--fc7 FACTORY] [--code FACTORY]",
+             "A new index from a feature file's ids, labels, uris and rows.", opts);
+    int go = cli_parse(&cli, argc, argv, NULL);
+    return go != CLI_GO ? go : index_run("build", &a, 0, NULL);
+}
+
+static int sub_add(int argc, char **argv) {
+    index_args_t a = {0};
+    const cli_opt_t opts[] = {
+        OPT_DIR(&a), OPT_FEATURES(&a, "the feature file (ids must be new)", 1), OPT_FACTORIES(&a)};
+    const cli_spec_t cli = SPEC("add", "--dir DIR --features F",
+                                "Adds a feature file's items, in durable batches.", opts);
+    int go = cli_parse(&cli, argc, argv, NULL);
+    return go != CLI_GO ? go : index_run("add", &a, 0, NULL);
+}
+
+static int sub_remove(int argc, char **argv) {
+    index_args_t a = {0};
+    int n = 0;
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FACTORIES(&a)};
+    cli_spec_t cli = SPEC("remove", "--dir DIR ID...",
+                          "Removes items by id, all in one transaction (all or none).", opts);
+    cli.args = "ID...";
+    cli.min_args = 1;
+    cli.max_args = -1;
+    int go = cli_parse(&cli, argc, argv, &n);
+    return go != CLI_GO ? go : index_run("remove", &a, n, argv + 1);
+}
+
+static int sub_search(int argc, char **argv) {
+    index_args_t a = {.id = -1, .row = -1, .k = 10};
+    const cli_opt_t opts[] = {
+        OPT_DIR(&a),
+        CLI_OPT_LONG("--id", &a.id, 0, LONG_MAX, "ID", "search with a stored item's FC7"),
+        OPT_FEATURES(&a, "with --row: search with a row of this feature file", 0),
+        CLI_OPT_LONG("--row", &a.row, 0, LONG_MAX, "N", "the row of --features (0 first)"),
+        CLI_OPT_INT("--k", &a.k, 1, INDEX_MAX_K, "K", "results (default 10)"),
+        OPT_FACTORIES(&a),
+    };
+    const cli_spec_t cli = SPEC("search", "--dir DIR (--id ID | --features F --row N) [--k K]",
+                                "The top-k items by FC7 (squared L2 distance).", opts);
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    const int by_id = a.id >= 0, by_row = a.features || a.row >= 0;
+    if (by_id == by_row || (by_row && (!a.features || a.row < 0)))
+        return cli_usage_error(&cli, "give --id or --features and --row");
+    return index_run("search", &a, 0, NULL);
+}
+
+static int sub_stats(int argc, char **argv) {
+    index_args_t a = {0};
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FACTORIES(&a)};
+    const cli_spec_t cli =
+        SPEC("stats", "--dir DIR", "Items, sequence numbers and the indexes.", opts);
+    int go = cli_parse(&cli, argc, argv, NULL);
+    return go != CLI_GO ? go : index_run("stats", &a, 0, NULL);
+}
+
+static const cli_command_t subcommands[] = {
+    {"build", "a new index from a feature file", sub_build},
+    {"add", "add a feature file's items (ids must be new)", sub_add},
+    {"remove", "remove items by id", sub_remove},
+    {"search", "top-k by FC7 (squared L2) of a stored item or a feature row", sub_search},
+    {"stats", "items, sequence numbers, indexes", sub_stats},
+};
+
+int cmd_index(int argc, char **argv) {
+    return cli_dispatch("index",
+                        "The item store and its FAISS indexes. Items come from a feature file\n"
+                        "(imgret extract): its ids, labels, uris and FC7 rows.",
+                        subcommands, sizeof subcommands / sizeof subcommands[0], argc, argv);
 }

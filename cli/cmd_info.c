@@ -1,5 +1,6 @@
 /* imgret info: what a model file holds — spec, parameter count,
  * normalisation, class names, content hash, checkpoint state. */
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "model/model.h"
 
@@ -12,11 +13,16 @@ static const char *kind_name(model_layer_kind_t k) {
 }
 
 int cmd_info(int argc, char **argv) {
-    if (argc != 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        FILE *f = argc == 2 ? stdout : stderr;
-        fprintf(f, "usage: imgret info MODEL.imgret\n");
-        return argc == 2 ? 0 : 2;
-    }
+    int nargs = 0;
+    const cli_spec_t cli = {.command = "info",
+                            .synopsis = "MODEL.imgret",
+                            .about = "What a model file holds: spec, parameters, normalisation, "
+                                     "class names,\ncontent hash, checkpoint state.",
+                            .args = "MODEL.imgret",
+                            .min_args = 1,
+                            .max_args = 1};
+    int go = cli_parse(&cli, argc, argv, &nargs);
+    if (go != CLI_GO) return go;
     util_err_t err = {{0}};
     model_file_t *mf = model_file_load(argv[1], &err);
     if (!mf) {

@@ -1,63 +1,57 @@
 /* imgret search --server URL: a Search call to a running imgret serve. */
+#include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "data/data.h"
 #include "server/server.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret search --server URL [options] (IMAGE | --id ID)\n"
-            "  --server URL     e.g. http://127.0.0.1:8080\n"
-            "  --k K            results (default 10)\n"
-            "  --metric M       euclidean (default; FC7) or hamming (codes)\n"
-            "  --rerank         hamming: re-order the candidates by FC7 distance\n"
-            "  --token T        bearer token\n"
-            "  --timeout S      seconds (default 60)\n");
-    return f == stdout ? 0 : 2;
-}
+static const char *const metrics[] = {"euclidean", "hamming", NULL};
 
 int cmd_search(int argc, char **argv) {
     const char *url = NULL, *token = NULL, *image = NULL;
     srv_client_search_t q;
     memset(&q, 0, sizeof q);
-    q.item_id = -1;
     q.k = 10;
+    long id = -1;
     double timeout = 60;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (!strcmp(a, "--rerank")) {
-            q.rerank = 1;
-            continue;
-        }
-        if (a[0] != '-') {
-            if (image) return usage(stderr);
-            image = a;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        char *end;
-        if (!strcmp(a, "--server")) url = v;
-        else if (!strcmp(a, "--token")) token = v;
-        else if (!strcmp(a, "--k")) {
-            q.k = (int)strtol(v, &end, 10);
-            if (*end || q.k < 1 || q.k > 4096) return usage(stderr);
-        } else if (!strcmp(a, "--id")) {
-            q.item_id = strtoll(v, &end, 10);
-            if (*end || q.item_id < 0) return usage(stderr);
-        } else if (!strcmp(a, "--metric")) {
-            if (!strcmp(v, "hamming")) q.hamming = 1;
-            else if (strcmp(v, "euclidean")) return usage(stderr);
-        } else if (!strcmp(a, "--timeout")) {
-            timeout = strtod(v, &end);
-            if (*end || timeout <= 0) return usage(stderr);
-        } else return usage(stderr);
-    }
-    if (!url || (!image) == (q.item_id < 0)) return usage(stderr);
+    int n_args = 0;
+    const cli_opt_t opts[] = {
+        {.name = "--server",
+         .kind = CLI_STRING,
+         .dst = &url,
+         .meta = "URL",
+         .help = "e.g. http://127.0.0.1:8080",
+         .required = 1},
+        CLI_OPT_INT("--k", &q.k, 1, 4096, "K", "results (default 10)"),
+        CLI_OPT_CHOICE("--metric", &q.hamming, metrics,
+                       "euclidean (default; FC7) or hamming (codes)"),
+        CLI_OPT_FLAG("--rerank", &q.rerank, "hamming: re-order the candidates by FC7 distance"),
+        CLI_OPT_LONG("--id", &id, 0, LONG_MAX, "ID", "search with a stored item's vector"),
+        CLI_OPT_STRING("--token", &token, "T", "bearer token"),
+        {.name = "--timeout",
+         .kind = CLI_DOUBLE,
+         .dst = &timeout,
+         .fmin = 0,
+         .fmin_open = 1,
+         .fmax = 86400,
+         .meta = "S",
+         .help = "seconds (default 60)"},
+    };
+    const cli_spec_t cli = {.command = "search",
+                            .synopsis = "--server URL [options] (IMAGE | --id ID)",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0]),
+                            .args = "IMAGE",
+                            .max_args = 1};
+    int go = cli_parse(&cli, argc, argv, &n_args);
+    if (go != CLI_GO) return go;
+    if (n_args) image = argv[1];
+    if (!image == (id < 0)) return cli_usage_error(&cli, "give one of IMAGE and --id ID");
+    q.item_id = id;
     util_err_t err = {{0}};
     uint8_t *bytes = NULL;
     size_t len = 0;

@@ -1,5 +1,6 @@
 /* imgret serve: the Twirp RPC server (server/server.h) on a model, an
  * optional autoencoder and an item store. */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "model/model.h"
@@ -9,30 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret serve --model M --store DIR [options]\n"
-            "  --model M          model file (FC7 = relu7; classes from its last layer)\n"
-            "  --autoencoder AE   binary-code autoencoder (imgret ae-train): HAMMING search\n"
-            "  --store DIR        item store and indexes (created when missing)\n"
-            "  --host H           address to bind (default 127.0.0.1)\n"
-            "  --port P           port (default 8080; 0: any free port, printed)\n"
-            "  --threads N        worker threads (default 2)\n"
-            "  --max-batch N      network inputs per batched forward pass (default 32)\n"
-            "  --batch-wait-ms T  how long a batch waits for more requests (default 5)\n"
-            "  --queue N          requests waiting at most; more get resource_exhausted (default 64)\n"
-            "  --max-body BYTES   largest request body; larger get HTTP 413 (default 32 MiB)\n"
-            "  --max-pixels N     largest image (pixels, from its header) (default 40000000)\n"
-            "  --timeout S        per request (default 30)\n"
-            "  --token T          bearer token required (see --token-scope)\n"
-            "  --token-scope S    write (Add, Remove; default) or all (every RPC, /thumb, /metrics)\n"
-            "  --fc7-index F      FAISS factory for FC7 (default: the store's, else Flat)\n"
-            "  --code-index F     FAISS factory for codes (default: the store's, else BFlat)\n"
-            CLI_DEVICE_USAGE
-            "SIGTERM or SIGINT: stop accepting, finish what is running, snapshot, exit 0.\n");
-    return f == stdout ? 0 : 2;
-}
 
 static void log_line(void *ctx, const char *line) {
     (void)ctx;
@@ -52,13 +29,7 @@ static void on_ready(void *ctx, const char *url) {
     fflush(stdout);
 }
 
-static int parse_long(const char *v, long lo, long hi, long *out) {
-    char *end;
-    long x = strtol(v, &end, 10);
-    if (!*v || *end || x < lo || x > hi) return -1;
-    *out = x;
-    return 0;
-}
+static const char *const token_scopes[] = {"write", "all", NULL};
 
 int cmd_serve(int argc, char **argv) {
     srv_options_t o;
@@ -67,56 +38,68 @@ int cmd_serve(int argc, char **argv) {
     o.log = log_line;
     o.on_ready = on_ready;
     cli_device_args_t dev = {0};
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) return usage(stdout);
-        if (i + 1 >= argc) {
-            fprintf(stderr, "serve: %s needs a value (or is unknown)\n", a);
-            return usage(stderr);
-        }
-        if (cli_device_arg(&dev, a, argv[i + 1])) {
-            i++;
-            continue;
-        }
-        const char *v = argv[++i];
-        long x = 0;
-        int bad = 0;
-        if (!strcmp(a, "--model")) o.model_path = v;
-        else if (!strcmp(a, "--autoencoder")) o.ae_path = v;
-        else if (!strcmp(a, "--store")) o.store_dir = v;
-        else if (!strcmp(a, "--host")) o.host = v;
-        else if (!strcmp(a, "--port")) bad = parse_long(v, 0, 65535, &x), o.port = (int)x;
-        else if (!strcmp(a, "--threads")) bad = parse_long(v, 1, 256, &x), o.threads = (int)x;
-        else if (!strcmp(a, "--max-batch")) bad = parse_long(v, 1, 1024, &x), o.max_batch = (int)x;
-        else if (!strcmp(a, "--batch-wait-ms")) {
-            char *end;
-            o.batch_wait_ms = strtod(v, &end);
-            bad = *end || o.batch_wait_ms < 0 || o.batch_wait_ms > 1000;
-            if (o.batch_wait_ms == 0) o.batch_wait_ms = -1; /* 0 means: no waiting */
-        } else if (!strcmp(a, "--queue")) bad = parse_long(v, 1, 1000000, &x), o.queue = (int)x;
-        else if (!strcmp(a, "--max-body")) bad = parse_long(v, 1024, 1L << 31, &x), o.max_body = (size_t)x;
-        else if (!strcmp(a, "--max-pixels")) bad = parse_long(v, 1, 100000000, &x), o.max_pixels = (size_t)x;
-        else if (!strcmp(a, "--timeout")) {
-            char *end;
-            o.timeout_s = strtod(v, &end);
-            bad = *end || !(o.timeout_s > 0 && o.timeout_s <= 3600);
-        } else if (!strcmp(a, "--token")) o.token = v;
-        else if (!strcmp(a, "--token-scope")) {
-            if (!strcmp(v, "all")) o.token_all = 1;
-            else if (!strcmp(v, "write")) o.token_all = 0;
-            else bad = 1;
-        } else if (!strcmp(a, "--fc7-index")) o.fc7_factory = v;
-        else if (!strcmp(a, "--code-index")) o.code_factory = v;
-        else {
-            fprintf(stderr, "serve: unknown option %s\n", a);
-            return usage(stderr);
-        }
-        if (bad) {
-            fprintf(stderr, "serve: bad value '%s' for %s\n", v, a);
-            return usage(stderr);
-        }
-    }
-    if (!o.model_path || !o.store_dir) return usage(stderr);
+    long max_body = (long)o.max_body, max_pixels = (long)o.max_pixels;
+    double batch_wait_ms = -2; /* not given */
+    const cli_opt_t opts[] = {
+        {.name = "--model",
+         .kind = CLI_STRING,
+         .dst = &o.model_path,
+         .meta = "M",
+         .help = "model file (FC7 = relu7; classes from its last layer)",
+         .required = 1},
+        CLI_OPT_STRING("--autoencoder", &o.ae_path, "AE",
+                       "binary-code autoencoder (imgret ae-train): HAMMING search"),
+        {.name = "--store",
+         .kind = CLI_STRING,
+         .dst = &o.store_dir,
+         .meta = "DIR",
+         .help = "item store and indexes (created when missing)",
+         .required = 1},
+        CLI_OPT_STRING("--host", &o.host, "H", "address to bind (default 127.0.0.1)"),
+        CLI_OPT_INT("--port", &o.port, 0, 65535, "P",
+                    "port (default 8080; 0: any free port, printed)"),
+        CLI_OPT_INT("--threads", &o.threads, 1, 256, "N", "worker threads (default 2)"),
+        CLI_OPT_INT("--max-batch", &o.max_batch, 1, 1024, "N",
+                    "network inputs per batched forward pass (default 32)"),
+        CLI_OPT_DOUBLE("--batch-wait-ms", &batch_wait_ms, 0, 1000, "T",
+                       "how long a batch waits for more requests (default 5; 0: no wait)"),
+        CLI_OPT_INT("--queue", &o.queue, 1, 1000000, "N",
+                    "requests waiting at most; more get resource_exhausted (default 64)"),
+        CLI_OPT_LONG("--max-body", &max_body, 1024, 1L << 31, "BYTES",
+                     "largest request body; larger get HTTP 413 (default 32 MiB)"),
+        CLI_OPT_LONG("--max-pixels", &max_pixels, 1, 100000000, "N",
+                     "largest image (pixels, from its header) (default 40000000)"),
+        {.name = "--timeout",
+         .kind = CLI_DOUBLE,
+         .dst = &o.timeout_s,
+         .fmin = 0,
+         .fmin_open = 1,
+         .fmax = 3600,
+         .meta = "S",
+         .help = "per request, seconds (default 30)"},
+        CLI_OPT_STRING("--token", &o.token, "T", "bearer token required (see --token-scope)"),
+        CLI_OPT_CHOICE("--token-scope", &o.token_all, token_scopes,
+                       "write (Add, Remove; default) or all (every RPC, /thumb, /metrics)"),
+        CLI_OPT_STRING("--fc7-index", &o.fc7_factory, "F",
+                       "FAISS factory for FC7 (default: the store's, else Flat)"),
+        CLI_OPT_STRING("--code-index", &o.code_factory, "F",
+                       "FAISS factory for codes (default: the store's, else BFlat)"),
+        CLI_OPTS_DEVICE(&dev),
+    };
+    const cli_spec_t cli = {
+        .command = "serve",
+        .synopsis = "--model M --store DIR [options]",
+        .notes = "SIGTERM or SIGINT: stop accepting, finish what is running, snapshot, exit 0.",
+        .opts = opts,
+        .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    o.max_body = (size_t)max_body;
+    o.max_pixels = (size_t)max_pixels;
+    if (batch_wait_ms == 0)
+        o.batch_wait_ms = -1; /* 0 means: no waiting */
+    else if (batch_wait_ms > 0)
+        o.batch_wait_ms = batch_wait_ms;
     util_err_t err = {{0}};
     model_placement_t pl;
     if (cli_placement(&dev, &pl, &err)) {

@@ -2,30 +2,30 @@
  * RGB (or grey) covariance with its eigenvectors and eigenvalues (the data
  * of the paper's PCA lighting); with --model, stores them in that model
  * file's normalisation. imgret train computes and stores them itself. */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int usage(FILE *f) {
-    fprintf(f, "usage: imgret stats [--data SPEC] [--limit N] [--model FILE]\n"
-               "  SPEC: fashion-mnist (default), folder:DIR, list:FILE\n");
-    return f == stdout ? 0 : 2;
-}
-
 int cmd_stats(int argc, char **argv) {
     cli_data_args_t da = cli_data_args_defaults();
     const char *model = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--help")) return usage(stdout);
-        if (i + 1 >= argc) return usage(stderr);
-        const char *o = argv[i], *v = argv[++i];
-        if (cli_data_arg(&da, o, v)) continue;
-        if (!strcmp(o, "--model")) model = v;
-        else return usage(stderr);
-    }
+    const cli_opt_t opts[] = {
+        CLI_OPT_STRING("--data", &da.data, "SPEC",
+                       "fashion-mnist (default), folder:DIR, list:FILE"),
+        CLI_OPT_LONG("--limit", &da.limit, 0, LONG_MAX, "N", "the first N images only (0: all)"),
+        CLI_OPT_STRING("--model", &model, "FILE", "store the statistics in this model file"),
+    };
+    const cli_spec_t cli = {.command = "stats",
+                            .synopsis = "[options]",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
     da.no_val = 1;
     util_err_t err = {{0}};
     cli_dataset_t d;

@@ -1,11 +1,13 @@
 /* imgret train: the paper's recipe on a dataset (default: Fashion-MNIST from
  * Debian's dataset-fashion-mnist), with a progress bar, a per-epoch CSV and
  * checkpoints. */
+#include "cli/cli_args.h"
 #include "cli/cli_util.h"
 #include "cli/commands.h"
 #include "cli/plot.h"
 #include "model/model.h"
 
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -123,44 +125,16 @@ static void on_skip(void *p, size_t item, const char *message) {
     fprintf(stderr, "\nskipped item %zu: %s\n", item, message);
 }
 
-static int usage(FILE *f) {
-    fprintf(f,
-            "usage: imgret train [options]\n"
-            "  --data SPEC        fashion-mnist (default), folder:DIR, list:FILE\n"
-            "  --val SPEC         validation set (default: the test split of fashion-mnist)\n"
-            "  --net NAME         alexnet | alexnet-small (default for small images)\n"
-            "  --epochs N         (default 30)\n"
-            "  --batch N          (default 128, the paper's)\n"
-            "  --lr X             initial learning rate (default 0.01, the paper's)\n"
-            "  --schedule S       plateau (default: /10 when val error stops improving) | step |\n"
-            "                     linear (to 0 at the last step) | cosine (to 0, half a cosine)\n"
-            "  --warmup X         ramp the lr up linearly over the first X epochs (default 0)\n"
-            "  --patience N       plateau epochs before a drop (default 2)\n"
-            "  --step-epochs N    step schedule: epochs between drops (default 10)\n"
-            "  --bias-init B      paper (1 in conv2,4,5,fc6,7; default) | caffe (0.1) | zero\n"
-            "  --init I           paper (N(0, --weight-std); default) | he (N(0, sqrt(2/fan_in)))\n"
-            "  --weight-std X     N(0, X) weights (default 0.01, the paper's)\n"
-            "  --last-std X       N(0, X) for the classifier (last) layer only (default: as the\n"
-            "                     others; small values keep the first logits near uniform)\n"
-            "  --input-scale X    multiply the mean-subtracted 0..255 input by X (default 1, the paper's)\n"
-"  --dropout X        dropout probability of fc6 and fc7 (default 0.5, the paper's)\n"
-            "  --lighting X       PCA lighting alpha std (default 0.1, the paper's; 0 off)\n"
-            "  --no-mirror        no horizontal mirrors\n"
-            "  --limit N          use the first N training images (for quick runs)\n"
-            CLI_DEVICE_USAGE
-            "  --seed N           data order and augmentation (default 1)\n"
-            "  --threads N        loader threads (default 2)\n"
-            "  --csv FILE         per-epoch metrics (default OUT.csv); OUT.curves.png and\n"
-            "                     OUT.conv1.png (the learned conv1 kernels) after every epoch\n"
-            "  --resume CKPT      continue from OUT.ckpt (repeat the same options)\n"
-            "  -o, --out FILE     model file (default model.imgret)\n");
-    return f == stdout ? 0 : 2;
-}
+static const char *const schedules[] = {"plateau", "step", "linear", "cosine", NULL};
+static const model_lr_schedule_t schedule_of[] = {MODEL_LR_PLATEAU, MODEL_LR_STEP, MODEL_LR_LINEAR,
+                                                  MODEL_LR_COSINE};
+static const char *const bias_inits[] = {"paper", "caffe", "zero", NULL};
+static const char *const inits[] = {"paper", "he", NULL};
 
 int cmd_train(int argc, char **argv) {
     cli_data_args_t da = cli_data_args_defaults();
     cli_device_args_t dev = {0};
-    const char *net_name = NULL, *out = "model.imgret", *csv_path = NULL, *bias = "paper";
+    const char *net_name = NULL, *out = "model.imgret", *csv_path = NULL;
     const char *resume = NULL;
     model_train_opts_t o = model_train_defaults();
     o.epochs = 30;
@@ -168,49 +142,74 @@ int cmd_train(int argc, char **argv) {
     o.step_epochs = 10;
     o.seed = 1;
     float weight_std = 0.01f;
-    int he = 0;
+    int schedule = 0, bias = 0, he = 0, no_mirror = 0;
     float last_std = 0.0f;
     float input_scale = 0.0f;
     float dropout = -1.0f;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "--help")) return usage(stdout);
-        if (!strcmp(a, "--no-mirror")) {
-            o.mirror = 0;
-            continue;
-        }
-        if (i + 1 >= argc) return usage(stderr);
-        const char *v = argv[++i];
-        if (cli_data_arg(&da, a, v) || cli_device_arg(&dev, a, v)) continue;
-        if (!strcmp(a, "--net")) net_name = v;
-        else if (!strcmp(a, "--epochs")) o.epochs = atoi(v);
-        else if (!strcmp(a, "--batch")) o.batch = atoi(v);
-        else if (!strcmp(a, "--lr")) o.sgd.lr = (float)atof(v);
-        else if (!strcmp(a, "--schedule")) {
-            if (!strcmp(v, "plateau")) o.schedule = MODEL_LR_PLATEAU;
-            else if (!strcmp(v, "step")) o.schedule = MODEL_LR_STEP;
-            else if (!strcmp(v, "linear")) o.schedule = MODEL_LR_LINEAR;
-            else if (!strcmp(v, "cosine")) o.schedule = MODEL_LR_COSINE;
-            else return usage(stderr);
-        }
-        else if (!strcmp(a, "--warmup")) o.warmup_epochs = (float)atof(v);
-        else if (!strcmp(a, "--dropout")) dropout = (float)atof(v);
-        else if (!strcmp(a, "--patience")) o.patience = atoi(v);
-        else if (!strcmp(a, "--step-epochs")) o.step_epochs = atoi(v);
-        else if (!strcmp(a, "--bias-init")) bias = v;
-        else if (!strcmp(a, "--weight-std")) weight_std = (float)atof(v);
-        else if (!strcmp(a, "--init")) he = !strcmp(v, "he");
-        else if (!strcmp(a, "--last-std")) last_std = (float)atof(v);
-        else if (!strcmp(a, "--input-scale")) input_scale = (float)atof(v);
-        else if (!strcmp(a, "--lighting")) o.lighting_std = (float)atof(v);
-        else if (!strcmp(a, "--seed")) o.seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--threads")) o.threads = atoi(v);
-        else if (!strcmp(a, "--csv")) csv_path = v;
-        else if (!strcmp(a, "--resume")) resume = v;
-        else if (!strcmp(a, "-o") || !strcmp(a, "--out")) out = v;
-        else return usage(stderr);
-    }
-    if (strcmp(bias, "paper") && strcmp(bias, "caffe") && strcmp(bias, "zero")) return usage(stderr);
+    const cli_opt_t opts[] = {
+        CLI_OPT_STRING("--data", &da.data, "SPEC",
+                       "fashion-mnist (default), folder:DIR, list:FILE"),
+        CLI_OPT_STRING("--val", &da.val, "SPEC",
+                       "validation set (default: the test split of fashion-mnist)"),
+        CLI_OPT_STRING("--net", &net_name, "NAME",
+                       "alexnet | alexnet-small (default for small images)"),
+        CLI_OPT_INT("--epochs", &o.epochs, 1, 100000, "N", "(default 30)"),
+        CLI_OPT_INT("--batch", &o.batch, 1, 65536, "N", "(default 128, the paper's)"),
+        CLI_OPT_FLOAT("--lr", &o.sgd.lr, 0, 1000, "X",
+                      "initial learning rate (default 0.01, the paper's)"),
+        CLI_OPT_CHOICE("--schedule", &schedule, schedules,
+                       "plateau (default: /10 when val error stops improving) | step |\n"
+                       "linear (to 0 at the last step) | cosine (to 0, half a cosine)"),
+        CLI_OPT_FLOAT("--warmup", &o.warmup_epochs, 0, 100000, "X",
+                      "ramp the lr up linearly over the first X epochs (default 0)"),
+        CLI_OPT_INT("--patience", &o.patience, 0, 100000, "N",
+                    "plateau epochs before a drop (default 2)"),
+        CLI_OPT_INT("--step-epochs", &o.step_epochs, 1, 100000, "N",
+                    "step schedule: epochs between drops (default 10)"),
+        CLI_OPT_CHOICE("--bias-init", &bias, bias_inits,
+                       "paper (1 in conv2,4,5,fc6,7; default) | caffe (0.1) | zero"),
+        CLI_OPT_CHOICE("--init", &he, inits,
+                       "paper (N(0, --weight-std); default) | he (N(0, sqrt(2/fan_in)))"),
+        CLI_OPT_FLOAT("--weight-std", &weight_std, 0, 100, "X",
+                      "N(0, X) weights (default 0.01, the paper's)"),
+        CLI_OPT_FLOAT("--last-std", &last_std, 0, 100, "X",
+                      "N(0, X) for the classifier (last) layer only (default: as the\n"
+                      "others; small values keep the first logits near uniform)"),
+        CLI_OPT_FLOAT("--input-scale", &input_scale, 0, 1e6, "X",
+                      "multiply the mean-subtracted 0..255 input by X (default 1, the paper's)"),
+        CLI_OPT_FLOAT("--dropout", &dropout, 0, 1, "X",
+                      "dropout probability of fc6 and fc7, below 1 (default 0.5, the paper's)"),
+        CLI_OPT_FLOAT("--lighting", &o.lighting_std, 0, 100, "X",
+                      "PCA lighting alpha std (default 0.1, the paper's; 0 off)"),
+        CLI_OPT_FLAG("--no-mirror", &no_mirror, "no horizontal mirrors"),
+        CLI_OPT_LONG("--limit", &da.limit, 0, LONG_MAX, "N",
+                     "use the first N training images (for quick runs; 0: all)"),
+        CLI_OPT_LONG("--val-limit", &da.val_limit, 0, LONG_MAX, "N",
+                     "validate on the first N validation images (0: all)"),
+        CLI_OPTS_DEVICE(&dev),
+        CLI_OPT_U64("--seed", &o.seed, "N", "data order and augmentation (default 1)"),
+        CLI_OPT_INT("--threads", &o.threads, 1, 1024, "N", "loader threads (default 2)"),
+        CLI_OPT_STRING("--csv", &csv_path, "FILE",
+                       "per-epoch metrics (default OUT.csv); OUT.curves.png and\n"
+                       "OUT.conv1.png (the learned conv1 kernels) after every epoch"),
+        CLI_OPT_STRING("--resume", &resume, "CKPT",
+                       "continue from OUT.ckpt (repeat the same options)"),
+        {.name = "-o",
+         .alias = "--out",
+         .kind = CLI_STRING,
+         .dst = &out,
+         .meta = "FILE",
+         .help = "model file (default model.imgret)"},
+    };
+    const cli_spec_t cli = {.command = "train",
+                            .synopsis = "[options]",
+                            .opts = opts,
+                            .n_opts = (int)(sizeof opts / sizeof opts[0])};
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    o.schedule = schedule_of[schedule];
+    if (no_mirror) o.mirror = 0;
+    if (dropout >= 1) return cli_usage_error(&cli, "--dropout: expected a probability below 1, got 1");
 
     util_err_t err = {{0}};
     model_placement_t pl;
@@ -229,12 +228,9 @@ int cmd_train(int argc, char **argv) {
     if (model_spec_shapes(&spec, 1, shapes, &err)) goto fail;
     int last_param_layer = -1;
     for (int i = 0; i < spec.n_layers; i++)
-        if (spec.layer[i].kind == MODEL_CONV || spec.layer[i].kind == MODEL_FC) last_param_layer = i;
+        if (spec.layer[i].kind == MODEL_CONV || spec.layer[i].kind == MODEL_FC)
+            last_param_layer = i;
     if (dropout >= 0) {
-        if (!(dropout < 1)) {
-            util_fail(&err, "--dropout %g: a probability below 1 is needed", (double)dropout);
-            goto fail;
-        }
         for (int i = 0; i < spec.n_layers; i++)
             if (spec.layer[i].kind == MODEL_DROPOUT) spec.layer[i].dropout = dropout;
     }
@@ -250,8 +246,8 @@ int cmd_train(int argc, char **argv) {
             l->weight_std = (float)sqrt(2.0 / fan_in);
         }
         if (last_std > 0 && i == last_param_layer) l->weight_std = last_std;
-        if (!strcmp(bias, "caffe") && l->bias_init > 0) l->bias_init = 0.1f;
-        if (!strcmp(bias, "zero")) l->bias_init = 0.0f;
+        if (bias == 1 && l->bias_init > 0) l->bias_init = 0.1f;
+        if (bias == 2) l->bias_init = 0.0f;
     }
     o.prep = data.prep;
     o.crop = data.crop;

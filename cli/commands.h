@@ -1,14 +1,11 @@
 /* The imgret subcommands. Each lives in its own cli/cmd_<name>.c and is
  * listed once in the table of imgret.c. A command returns the process exit
- * status (0 ok, 1 failure, 2 usage error) and prints its own messages. */
+ * status (0 ok, 1 failure, 2 usage error) and prints its own messages;
+ * its options are a cli_args.h table. */
 #ifndef IMGRET_CLI_COMMANDS_H
 #define IMGRET_CLI_COMMANDS_H
 
-typedef struct cli_command {
-    const char *name;
-    const char *summary;
-    int (*run)(int argc, char **argv); /* argv[0] is the command name */
-} cli_command_t;
+#include "cli/cli_args.h" /* cli_command_t */
 
 int cmd_forward(int argc, char **argv);
 int cmd_import(int argc, char **argv);

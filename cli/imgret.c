@@ -1,9 +1,6 @@
 /* imgret: one binary, git-style subcommands. */
 #include "cli/commands.h"
 
-#include <stdio.h>
-#include <string.h>
-
 static const cli_command_t commands[] = {
     {"forward", "run the AlexNet forward pass on CPU and print the top-5 classes", cmd_forward},
     {"import", "import AlexNet weights from Caffe (.caffemodel) or ONNX", cmd_import},
@@ -23,20 +20,6 @@ static const cli_command_t commands[] = {
     {"search", "search a running imgret serve by image or item id", cmd_search},
 };
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: imgret <command> [options]   (imgret <command> --help for details)\n\n");
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
-}
-
 int main(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-        usage(argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
-    }
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "imgret: unknown command '%s'\n\n", argv[1]);
-    usage(stderr);
-    return 2;
+    return cli_dispatch(NULL, NULL, commands, sizeof commands / sizeof commands[0], argc, argv);
 }

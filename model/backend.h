@@ -8,6 +8,7 @@
 #include "model/model.h"
 
 typedef struct model_backend model_backend_t;
+typedef struct model_allreduce model_allreduce_t;
 
 typedef struct model_backend_ops {
     const char *name;
@@ -47,8 +48,10 @@ typedef struct model_backend_ops {
                        util_err_t *err);
     int (*dropout_forward)(model_backend_t *be, float p, size_t count, const float *x, float *y,
                            float *mask, util_rng_t *rng, util_err_t *err);
-    void (*dropout_backward)(model_backend_t *be, size_t count, const float *mask,
-                             const float *dy, float *dx);
+    /* y = x * mask, elementwise: dropout's backward (x the output gradient)
+     * and its forward with a mask drawn by the net (several devices). */
+    void (*mask_multiply)(model_backend_t *be, size_t count, const float *mask, const float *x,
+                          float *y);
     /* Within this backend's memory. */
     void (*copy)(model_backend_t *be, float *dst, const float *src, size_t count);
     /* count floats from src_be's memory to dst_be's, both backends of these
@@ -72,11 +75,32 @@ typedef struct model_backend_ops {
     /* Optional (NULL: every op has finished when it returns): waits until
      * the work given so far has finished; per-layer timing uses it. */
     int (*sync)(model_backend_t *be);
+    /* Data parallelism: a sum over the devices be[0..n) (backends of these
+     * ops, a device possibly named twice) of buffers of up to max_count
+     * floats, made once per net; the caller frees it with its destroy. */
+    model_allreduce_t *(*allreduce_create)(model_backend_t *const *be, int n, size_t max_count,
+                                           util_err_t *err);
 } model_backend_ops_t;
 
 struct model_backend {
     const model_backend_ops_t *ops;
 };
+
+struct model_allreduce {
+    /* Each buf[d] (count floats, at most max_count, in device d's memory)
+     * becomes the sum over the devices of them all. Ordered after the work
+     * each device has been given. */
+    int (*sum)(model_allreduce_t *r, float *const *buf, size_t count, util_err_t *err);
+    void (*destroy)(model_allreduce_t *r);
+};
+
+/* model/allreduce.c: the sum on the host, for backends without a collective
+ * library (and a GPU named twice, which NCCL does not take). Host-memory
+ * devices are summed in place into device 0's buffer; others through host
+ * buffers. Either way in device order, so every placement adds the same
+ * numbers in the same order. */
+model_allreduce_t *model_allreduce_host_create(model_backend_t *const *be, int n, size_t max_count,
+                                               util_err_t *err);
 
 model_backend_t *model_backend_cpu_create(void);
 /* The CPU kernels behind a "cpu-staged" device: treated by the net as a
@@ -91,13 +115,6 @@ model_backend_t *model_backend_create(const model_device_t *dev, util_err_t *err
 /* model/backend_cuda.c: cuDNN + cuBLAS on CUDA device `index`. */
 model_backend_t *model_backend_cuda_create(int index, util_err_t *err);
 int model_cuda_device_count(util_err_t *why);
-/* Data parallelism: an NCCL communicator over the GPU backends be[0..n). */
-typedef struct model_cuda_group model_cuda_group_t;
-model_cuda_group_t *model_cuda_group_create(model_backend_t *const *be, int n, util_err_t *err);
-/* Sums buf[d] (count floats on device d) over the devices, in place. */
-int model_cuda_group_allreduce(model_cuda_group_t *g, float *const *buf, size_t count,
-                               util_err_t *err);
-void model_cuda_group_free(model_cuda_group_t *g); /* accepts NULL */
 #endif
 
 /* Private helper of the dropout layer (activation.c): draws the keep mask

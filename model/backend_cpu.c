@@ -128,10 +128,11 @@ static int cpu_dropout_forward(model_backend_t *be, float p, size_t count, const
     return model_dropout_forward(p, count, x, y, mask, rng, err);
 }
 
-static void cpu_dropout_backward(model_backend_t *be, size_t count, const float *mask,
-                                 const float *dy, float *dx) {
+static void cpu_mask_multiply(model_backend_t *be, size_t count, const float *mask, const float *x,
+                              float *y) {
     (void)be;
-    model_dropout_backward(count, mask, dy, dx);
+    for (size_t j = 0; j < count; j++)
+        y[j] = x[j] * mask[j];
 }
 
 static void cpu_copy(model_backend_t *be, float *dst, const float *src, size_t count) {
@@ -179,8 +180,9 @@ static int cpu_copy_between(model_backend_t *dst_be, float *dst, model_backend_t
     .lrn_backward = cpu_lrn_backward, .pool_forward = cpu_pool_forward,                            \
     .pool_backward = cpu_pool_backward, .fc_forward = cpu_fc_forward,                              \
     .fc_backward = cpu_fc_backward, .dropout_forward = cpu_dropout_forward,                        \
-    .dropout_backward = cpu_dropout_backward, .copy = cpu_copy, .copy_between = cpu_copy_between, .accumulate = cpu_accumulate,      \
-    .sgd_update = cpu_sgd_update
+    .mask_multiply = cpu_mask_multiply, .copy = cpu_copy, .copy_between = cpu_copy_between,        \
+    .accumulate = cpu_accumulate, .sgd_update = cpu_sgd_update,                                    \
+    .allreduce_create = model_allreduce_host_create
 
 static const model_backend_ops_t cpu_ops = {.name = "cpu", .host_memory = 1, CPU_OPS};
 

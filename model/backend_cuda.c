@@ -868,12 +868,12 @@ fail:
     return -1;
 }
 
-static void cuda_dropout_backward(model_backend_t *be, size_t count, const float *mask,
-                                  const float *dy, float *dx) {
+static void cuda_mask_multiply(model_backend_t *be, size_t count, const float *mask, const float *x,
+                               float *y) {
     cuda_backend_t *B = cb(be);
     util_err_t e = {{0}}, *err = &e;
     ENTER();
-    KERNEL(imgret_cuda_mul(count, mask, dy, dx));
+    KERNEL(imgret_cuda_mask_multiply(count, mask, x, y));
     return;
 fail:
     stick(B, err);
@@ -933,6 +933,9 @@ fail:
     return -1;
 }
 
+static model_allreduce_t *cuda_allreduce_create(model_backend_t *const *be, int n, size_t max_count,
+                                                util_err_t *err);
+
 static const model_backend_ops_t cuda_ops = {
     .name = "cuda",
     .host_memory = 0,
@@ -952,13 +955,14 @@ static const model_backend_ops_t cuda_ops = {
     .fc_forward = cuda_fc_forward,
     .fc_backward = cuda_fc_backward,
     .dropout_forward = cuda_dropout_forward,
-    .dropout_backward = cuda_dropout_backward,
+    .mask_multiply = cuda_mask_multiply,
     .copy = cuda_copy,
     .copy_between = cuda_copy_between,
     .accumulate = cuda_accumulate,
     .softmax_xent = cuda_softmax_xent,
     .sgd_update = cuda_sgd_update,
     .sync = cuda_sync,
+    .allreduce_create = cuda_allreduce_create,
 };
 
 int model_cuda_device_count(util_err_t *why) {
@@ -1013,11 +1017,13 @@ fail:
 
 /* ------------------------------------------------------ data parallelism */
 
-struct model_cuda_group {
+/* NCCL over distinct GPUs: one communicator per device, made once. */
+typedef struct nccl_allreduce {
+    model_allreduce_t base;
     int n;
     int device[MODEL_MAX_DEVICES];
     ncclComm_t comm[MODEL_MAX_DEVICES];
-};
+} nccl_allreduce_t;
 
 #define NCCL(call)                                                                                 \
     do {                                                                                           \
@@ -1028,33 +1034,8 @@ struct model_cuda_group {
         }                                                                                          \
     } while (0)
 
-model_cuda_group_t *model_cuda_group_create(model_backend_t *const *be, int n, util_err_t *err) {
-    model_cuda_group_t *g = calloc(1, sizeof *g);
-    if (!g) {
-        util_fail(err, "nccl: out of host memory");
-        return NULL;
-    }
-    if (n < 1 || n > MODEL_MAX_DEVICES) {
-        util_fail(err, "nccl: %d devices", n);
-        goto fail;
-    }
-    for (int d = 0; d < n; d++) {
-        if (be[d]->ops != &cuda_ops) {
-            util_fail(err, "nccl: device %d is not a GPU", d);
-            goto fail;
-        }
-        g->device[d] = cb(be[d])->device;
-    }
-    NCCL(ncclCommInitAll(g->comm, n, g->device));
-    g->n = n;
-    return g;
-fail:
-    free(g);
-    return NULL;
-}
-
-int model_cuda_group_allreduce(model_cuda_group_t *g, float *const *buf, size_t count,
-                               util_err_t *err) {
+static int nccl_sum(model_allreduce_t *r, float *const *buf, size_t count, util_err_t *err) {
+    nccl_allreduce_t *g = (nccl_allreduce_t *)r;
     int started = 0;
     NCCL(ncclGroupStart());
     started = 1;
@@ -1074,9 +1055,43 @@ fail:
     return -1;
 }
 
-void model_cuda_group_free(model_cuda_group_t *g) {
+static void nccl_destroy(model_allreduce_t *r) {
+    nccl_allreduce_t *g = (nccl_allreduce_t *)r;
     if (!g) return;
     for (int d = 0; d < g->n; d++)
         ncclCommDestroy(g->comm[d]);
     free(g);
+}
+
+/* NCCL takes each GPU once: a GPU named twice sums through the host. */
+static model_allreduce_t *cuda_allreduce_create(model_backend_t *const *be, int n, size_t max_count,
+                                                util_err_t *err) {
+    if (n < 1 || n > MODEL_MAX_DEVICES) {
+        util_fail(err, "nccl: %d devices, expected 1 to %d", n, MODEL_MAX_DEVICES);
+        return NULL;
+    }
+    for (int d = 0; d < n; d++) {
+        if (be[d]->ops != &cuda_ops) {
+            util_fail(err, "nccl: device %d is not a GPU", d);
+            return NULL;
+        }
+        for (int s = 0; s < d; s++)
+            if (cb(be[s])->device == cb(be[d])->device)
+                return model_allreduce_host_create(be, n, max_count, err);
+    }
+    nccl_allreduce_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        util_fail(err, "nccl: out of host memory");
+        return NULL;
+    }
+    g->base.sum = nccl_sum;
+    g->base.destroy = nccl_destroy;
+    for (int d = 0; d < n; d++)
+        g->device[d] = cb(be[d])->device;
+    NCCL(ncclCommInitAll(g->comm, n, g->device));
+    g->n = n;
+    return &g->base;
+fail:
+    free(g);
+    return NULL;
 }

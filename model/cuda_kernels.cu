@@ -34,7 +34,7 @@ __global__ void dropout_forward_kernel(float p, float keep, size_t count, const 
     }
 }
 
-__global__ void mul_kernel(size_t count, const float *mask, const float *x, float *y) {
+__global__ void mask_multiply_kernel(size_t count, const float *mask, const float *x, float *y) {
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < count;
          j += (size_t)gridDim.x * blockDim.x)
         y[j] = x[j] * mask[j];
@@ -102,9 +102,10 @@ extern "C" int imgret_cuda_dropout_forward(float p, size_t count, const float *x
     return launched();
 }
 
-extern "C" int imgret_cuda_mul(size_t count, const float *mask, const float *x, float *y) {
+extern "C" int imgret_cuda_mask_multiply(size_t count, const float *mask, const float *x,
+                                         float *y) {
     if (count == 0) return 0;
-    mul_kernel<<<blocks_for(count), kThreads>>>(count, mask, x, y);
+    mask_multiply_kernel<<<blocks_for(count), kThreads>>>(count, mask, x, y);
     return launched();
 }
 

@@ -17,7 +17,7 @@ extern "C" {
 int imgret_cuda_dropout_forward(float p, size_t count, const float *x, float *y, float *mask,
                                 uint64_t seed);
 /* y = x * mask (dropout backward, and forward with a given mask). */
-int imgret_cuda_mul(size_t count, const float *mask, const float *x, float *y);
+int imgret_cuda_mask_multiply(size_t count, const float *mask, const float *x, float *y);
 /* v <- momentum v - decay lr w - lr g; w <- w + v */
 int imgret_cuda_sgd(size_t count, float *w, const float *g, float *v, float lr, float momentum,
                     float weight_decay);

@@ -111,13 +111,10 @@ struct model_net {
     float *logits_h, *dlogits_h; /* host copies for the loss (mirrored nets) */
     float *mask_h;              /* dropout mask of a whole layer (several devices) */
     float *zeros_h;             /* for clearing a device's gradients */
-    float *sum_h, *part_h;      /* data parallelism summed on the host (see allreduce_grads) */
     float *out_h[MODEL_MAX_LAYERS];
     int broken;            /* an SGD step could not reach the devices */
     util_err_t broken_err;
-#ifdef IMGRET_HAVE_CUDA
-    model_cuda_group_t *group;
-#endif
+    model_allreduce_t *allreduce;                    /* data parallelism: the gradient sum */
     int timing;                                      /* per-layer timing on */
     double fwd_s[MODEL_MAX_LAYERS], bwd_s[MODEL_MAX_LAYERS]; /* its totals */
     util_rng_t rng;
@@ -539,19 +536,16 @@ model_net_t *model_net_create_on(const model_spec_t *spec, int max_batch,
             if (net->param[i].count > zeros) zeros = net->param[i].count;
         if (net->nd > 1 && mask && !(net->mask_h = malloc(mask * sizeof(float)))) goto oom;
         if (net->data && !(net->zeros_h = calloc(zeros, sizeof(float)))) goto oom;
-        if (net->data && !net->dev[0].be->ops->host_memory &&
-            (!(net->sum_h = malloc(zeros * sizeof(float))) ||
-             !(net->part_h = malloc(zeros * sizeof(float)))))
-            goto oom;
     }
-#ifdef IMGRET_HAVE_CUDA
-    /* NCCL takes each GPU once: a GPU named twice sums through the host. */
-    if (net->data && pl->device[0].kind == MODEL_DEVICE_GPU && !model_placement_repeats(pl)) {
+    if (net->data) {
         model_backend_t *bes[MODEL_MAX_DEVICES];
+        size_t biggest = 0;
         for (int d = 0; d < net->nd; d++) bes[d] = net->dev[d].be;
-        if (!(net->group = model_cuda_group_create(bes, net->nd, err))) goto fail;
+        for (int i = 0; i < net->n_params; i++)
+            if (net->param[i].count > biggest) biggest = net->param[i].count;
+        if (!(net->allreduce = bes[0]->ops->allreduce_create(bes, net->nd, biggest, err)))
+            goto fail;
     }
-#endif
     if (net->nd > 1 && team_start(net, err)) goto fail;
     util_rng_seed(&net->rng, 0);
     return net;
@@ -570,9 +564,7 @@ model_net_t *model_net_create(const model_spec_t *spec, int max_batch, util_err_
 void model_net_free(model_net_t *net) {
     if (!net) return;
     team_stop(net);
-#ifdef IMGRET_HAVE_CUDA
-    model_cuda_group_free(net->group);
-#endif
+    if (net->allreduce) net->allreduce->destroy(net->allreduce);
     for (int d = 0; d < net->nd; d++) {
         net_dev_t *v = &net->dev[d];
         model_backend_t *be = v->be;
@@ -612,8 +604,6 @@ void model_net_free(model_net_t *net) {
     free(net->dlogits_h);
     free(net->mask_h);
     free(net->zeros_h);
-    free(net->sum_h);
-    free(net->part_h);
     free(net);
 }
 
@@ -759,7 +749,7 @@ static int forward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) {
             if (part_io(net, d, 1, L->aux, net->mask_h, P->out.c, hw_of(P->out), L->c0, L->c1,
                         err))
                 return -1;
-            ops->dropout_backward(be, count, L->aux, x, L->y); /* y = x * mask */
+            ops->mask_multiply(be, count, L->aux, x, L->y);
         }
         break;
     }
@@ -925,7 +915,7 @@ static int backward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) 
         break;
     }
     case MODEL_DROPOUT:
-        if (dx) ops->dropout_backward(be, count, L->aux, dy, dx);
+        if (dx) ops->mask_multiply(be, count, L->aux, dy, dx);
         break;
     }
     return rc ? util_fail_prefix(err, "layer %s", l->name) : 0;
@@ -963,52 +953,12 @@ static int allreduce_grads(model_net_t *net, util_err_t *err) {
             if (v->be->ops->upload(v->be, v->param[i].grad, net->zeros_h, v->param[i].count))
                 return util_fail(err, "cannot clear the gradients of device %d", d);
     }
-#ifdef IMGRET_HAVE_CUDA
-    if (net->group) {
-        for (int i = 0; i < net->n_params; i++) {
-            float *bufs[MODEL_MAX_DEVICES];
-            for (int d = 0; d < net->nd; d++) bufs[d] = net->dev[d].param[i].grad;
-            if (model_cuda_group_allreduce(net->group, bufs, net->param[i].count, err))
-                return util_fail_prefix(err, "%s", net->param[i].name);
-        }
-        return 0;
-    }
-#endif
-    net_dev_t *v0 = &net->dev[0];
-    if (!v0->be->ops->host_memory) {
-        /* Devices without NCCL (staged CPU devices, a GPU named twice): each
-         * gradient comes to the host, is summed there in device order (the
-         * order of the shared-memory sum below), and goes back to every
-         * device. */
-        for (int i = 0; i < net->n_params; i++) {
-            const size_t count = v0->param[i].count;
-            if (v0->be->ops->download(v0->be, net->sum_h, v0->param[i].grad, count))
-                return util_fail(err, "%s: cannot read the gradient of device 0",
-                                 net->param[i].name);
-            for (int d = 1; d < net->nd; d++) {
-                net_dev_t *v = &net->dev[d];
-                if (v->be->ops->download(v->be, net->part_h, v->param[i].grad, count))
-                    return util_fail(err, "%s: cannot read the gradient of device %d",
-                                     net->param[i].name, d);
-                for (size_t j = 0; j < count; j++) net->sum_h[j] += net->part_h[j];
-            }
-            for (int d = 0; d < net->nd; d++) {
-                net_dev_t *v = &net->dev[d];
-                if (v->be->ops->upload(v->be, v->param[i].grad, net->sum_h, count))
-                    return util_fail(err, "%s: cannot write the summed gradient to device %d",
-                                     net->param[i].name, d);
-            }
-        }
-        return 0;
-    }
-    /* CPU devices share the host's memory: sum into device 0 in device
-     * order, then copy back out. */
+    float *bufs[MODEL_MAX_DEVICES];
     for (int i = 0; i < net->n_params; i++) {
-        const size_t count = v0->param[i].count;
-        for (int d = 1; d < net->nd; d++)
-            v0->be->ops->accumulate(v0->be, count, net->dev[d].param[i].grad, v0->param[i].grad);
-        for (int d = 1; d < net->nd; d++)
-            memcpy(net->dev[d].param[i].grad, v0->param[i].grad, count * sizeof(float));
+        for (int d = 0; d < net->nd; d++)
+            bufs[d] = net->dev[d].param[i].grad;
+        if (net->allreduce->sum(net->allreduce, bufs, net->param[i].count, err))
+            return util_fail_prefix(err, "%s", net->param[i].name);
     }
     return 0;
 }

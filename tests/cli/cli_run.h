@@ -30,17 +30,9 @@ static void slurp(const char *path, char *buf, size_t cap) {
     fclose(f);
 }
 
-/* Runs IMGRET_BIN with the command and the NULL-terminated arguments after
- * it; stdout and stderr go through files in tmp. */
-static void run_imgret_v(run_result_t *r, const char *command, va_list ap) {
-    const char *argv[40];
-    int argc = 0;
-    argv[argc++] = IMGRET_BIN;
-    argv[argc++] = command;
-    const char *a;
-    while ((a = va_arg(ap, const char *)) && argc < 39)
-        argv[argc++] = a;
-    argv[argc] = NULL;
+/* Runs IMGRET_BIN with argv (argv[0] IMGRET_BIN, NULL-terminated); stdout
+ * and stderr go through files in tmp. */
+static inline void run_imgret_argv(run_result_t *r, const char *const *argv) {
     char out_path[600], err_path[600];
     snprintf(out_path, sizeof out_path, "%s/stdout", tmp);
     snprintf(err_path, sizeof err_path, "%s/stderr", tmp);
@@ -60,7 +52,21 @@ static void run_imgret_v(run_result_t *r, const char *command, va_list ap) {
     slurp(err_path, r->err, sizeof r->err);
 }
 
-static void path_in(char *buf, size_t cap, const char *name) {
+/* Runs IMGRET_BIN with the command and the NULL-terminated arguments after
+ * it. */
+static inline void run_imgret_v(run_result_t *r, const char *command, va_list ap) {
+    const char *argv[40];
+    int argc = 0;
+    argv[argc++] = IMGRET_BIN;
+    argv[argc++] = command;
+    const char *a;
+    while ((a = va_arg(ap, const char *)) && argc < 39)
+        argv[argc++] = a;
+    argv[argc] = NULL;
+    run_imgret_argv(r, argv);
+}
+
+static inline void path_in(char *buf, size_t cap, const char *name) {
     snprintf(buf, cap, "%s/%s", tmp, name);
 }
 

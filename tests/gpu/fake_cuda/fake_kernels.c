@@ -43,8 +43,8 @@ int imgret_cuda_dropout_forward(float p, size_t count, const float *x, float *y,
     return 0;
 }
 
-int imgret_cuda_mul(size_t count, const float *mask, const float *x, float *y) {
-    const char *call = "imgret_cuda_mul";
+int imgret_cuda_mask_multiply(size_t count, const float *mask, const float *x, float *y) {
+    const char *call = "imgret_cuda_mask_multiply";
     if (count == 0) return 0;
     DEV(call, "mask", mask, count * sizeof(float));
     DEV(call, "x", x, count * sizeof(float));
