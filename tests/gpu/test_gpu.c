@@ -205,8 +205,8 @@ static void test_fc_dropout_sgd_softmax_match_cpu(void) {
     CHECK(bad == 0);
     CHECK_MSG(kept > cnt * 0.45 && kept < cnt * 0.55, "%zu of %zu kept", kept, cnt);
     memcpy(mask.c, mask.h, cnt * sizeof(float));
-    cpu->ops->dropout_backward(cpu, cnt, mask.c, dy.c, y.c);
-    gpu->ops->dropout_backward(gpu, cnt, mask.g, dy.g, y.g);
+    cpu->ops->mask_multiply(cpu, cnt, mask.c, dy.c, y.c);
+    gpu->ops->mask_multiply(gpu, cnt, mask.g, dy.g, y.g);
     pair_check(&y, "dropout backward");
 
     /* Softmax cross-entropy (cuDNN softmax + our loss kernel) vs the CPU. */
@@ -430,10 +430,10 @@ static void test_nccl_allreduce_sums(void) {
         ok = ok && be[d]->ops->upload(be[d], buf[d], h, COUNT) == 0;
     }
     CHECK_MSG(ok, "GPU buffers: %s", err.msg);
-    model_cuda_group_t *g = ok ? model_cuda_group_create(be, n, &err) : NULL;
+    model_allreduce_t *g = ok ? be[0]->ops->allreduce_create(be, n, COUNT, &err) : NULL;
     CHECK_MSG(!ok || g, "ncclCommInitAll over %d GPU(s): %s", n, err.msg);
     if (g) {
-        CHECK_MSG(model_cuda_group_allreduce(g, buf, COUNT, &err) == 0, "%s", err.msg);
+        CHECK_MSG(g->sum(g, buf, COUNT, &err) == 0, "%s", err.msg);
         for (int d = 0; d < n; d++) {
             CHECK(be[d]->ops->download(be[d], got, buf[d], COUNT) == 0);
             int bad = 0;
@@ -443,7 +443,7 @@ static void test_nccl_allreduce_sums(void) {
         }
         printf("(NCCL all-reduce over %d rank%s)\n", n, n == 1 ? "" : "s");
     }
-    model_cuda_group_free(g);
+    if (g) g->destroy(g);
     for (int d = 0; d < n; d++)
         if (be[d]) {
             be[d]->ops->release(be[d], buf[d]);
