@@ -52,7 +52,9 @@ int cmd_classify(int argc, char **argv) {
     float *avg = malloc(sizeof(float) * classes);
     int failures = 0;
     for (int i = first_image; i < argc; i++) {
-        data_image_t *raw = data_image_read(argv[i], NULL, &err), *im = NULL;
+        /* Decoded and prepared as extraction and the server do it. */
+        const data_decode_opts_t dopt = data_prep_decode_opts(&in.prep, 0);
+        data_image_t *raw = data_image_read(argv[i], &dopt, &err), *im = NULL;
         int crops = ten ? DATA_TEN_CROPS : 1;
         if (!raw || !(im = data_prep_image(raw, &in.prep, &err)) ||
             (ten ? data_ten_crop(im, side, &in.norm, x, &err)

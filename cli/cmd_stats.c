@@ -55,6 +55,7 @@ int cmd_stats(int argc, char **argv) {
             memcpy(mf->norm.eigval, s->eigval, sizeof s->eigval);
             memcpy(mf->norm.eigvec, s->eigvec, sizeof s->eigvec);
             mf->norm.stored_size = s->h;
+            mf->norm.stored_pad = d.prep.pad;
             if (model_file_save(mf, model, &err)) rc = 1;
             else printf("stored in %s\n", model);
         }

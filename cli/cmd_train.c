@@ -80,6 +80,7 @@ static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_
     int rc = model_norm_set_mean_image(&mf->norm, stats->c, stats->h, stats->w, stats->mean, err);
     mf->norm.scale = c->input_scale > 0 ? c->input_scale : 1.0f;
     mf->norm.stored_size = stats->h;
+    mf->norm.stored_pad = c->data->prep.pad;
     mf->norm.has_eigen = 1;
     memcpy(mf->norm.eigval, stats->eigval, sizeof stats->eigval);
     memcpy(mf->norm.eigvec, stats->eigvec, sizeof stats->eigvec);

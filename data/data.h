@@ -179,6 +179,15 @@ data_image_t *data_prep_image(const data_image_t *im, const data_prep_t *prep, u
 /* data_dataset_load with DCT-scaled decoding for short_side, then prep. */
 data_image_t *data_prep_load(const data_dataset_t *ds, size_t i, const data_prep_t *prep,
                              int *label, util_err_t *err);
+/* The decoding a prep implies: its channels, and JPEGs DCT-scaled down to
+ * (never below) short_side; max_pixels as data_decode's. data_prep_load and
+ * data_prep_decode both use it, so one file becomes the same stored image
+ * read from a dataset and sent in a request. */
+data_decode_opts_t data_prep_decode_opts(const data_prep_t *prep, size_t max_pixels);
+/* data_decode of an image in memory with those options, then prep (a new
+ * image; caller frees). `name` as for data_decode. */
+data_image_t *data_prep_decode(const void *buf, size_t len, const char *name,
+                               const data_prep_t *prep, size_t max_pixels, util_err_t *err);
 
 /* ------------------------------------------------------------- statistics */
 

@@ -190,9 +190,23 @@ data_image_t *data_prep_image(const data_image_t *im, const data_prep_t *prep, u
     return cur ? cur : data_image_clone(im, err);
 }
 
+data_decode_opts_t data_prep_decode_opts(const data_prep_t *prep, size_t max_pixels) {
+    return (data_decode_opts_t){prep->channels, prep->short_side, max_pixels};
+}
+
+data_image_t *data_prep_decode(const void *buf, size_t len, const char *name,
+                               const data_prep_t *prep, size_t max_pixels, util_err_t *err) {
+    const data_decode_opts_t o = data_prep_decode_opts(prep, max_pixels);
+    data_image_t *im = data_decode(buf, len, name, &o, err);
+    if (!im) return NULL;
+    data_image_t *out = data_prep_image(im, prep, err);
+    data_image_free(im);
+    return out;
+}
+
 data_image_t *data_prep_load(const data_dataset_t *ds, size_t i, const data_prep_t *prep,
                              int *label, util_err_t *err) {
-    data_decode_opts_t o = {prep->channels, prep->short_side, 0};
+    const data_decode_opts_t o = data_prep_decode_opts(prep, 0);
     data_image_t *im = data_dataset_load(ds, i, &o, label, err);
     if (!im) return NULL;
     /* Fast path: nothing to do (the IDX images at their own size). */

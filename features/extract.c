@@ -8,12 +8,9 @@
 
 struct feat_extractor {
     model_net_t *net;
-    int layer, dim, batch;
+    int layer, dim, batch, classes;
     uint8_t hash[MODEL_HASH_BYTES];
-    int in_c, crop, stored_size;
-    data_stats_t *stats; /* the model's mean (image or per channel) */
-    data_mean_mode_t mean_mode;
-    float scale;
+    model_input_t in; /* the model's one input rule (model_input_from_file) */
 };
 
 feat_extractor_t *feat_extractor_create(const model_file_t *mf, int batch, const char *layer,
@@ -43,40 +40,11 @@ feat_extractor_t *feat_extractor_create_on(const model_file_t *mf, int batch, co
     model_shape_t shapes[MODEL_MAX_LAYERS];
     if (model_spec_shapes(&mf->spec, 1, shapes, err)) goto fail;
     ex->dim = (int)model_shape_count(shapes[ex->layer]);
+    ex->classes = (int)model_shape_count(shapes[mf->spec.n_layers - 1]);
     ex->batch = batch;
+    if (model_input_from_file(mf, &ex->in, err)) goto fail;
     if (!(ex->net = model_net_create_from_file_on(mf, batch, pl, err))) goto fail;
     memcpy(ex->hash, mf->hash, MODEL_HASH_BYTES);
-    ex->in_c = mf->spec.in_c;
-    ex->crop = mf->spec.in_h;
-    if (mf->spec.in_h != mf->spec.in_w) {
-        util_fail(err, "model %s: non-square input %dx%d", mf->spec.name, mf->spec.in_h,
-                  mf->spec.in_w);
-        goto fail;
-    }
-    const model_norm_t *nm = &mf->norm;
-    ex->stored_size = nm->stored_size > ex->crop ? nm->stored_size : ex->crop;
-    ex->scale = nm->scale > 0 ? nm->scale : 1.0f;
-    if (nm->channel_order != MODEL_CHANNELS_RGB) {
-        util_fail(err, "model %s expects BGR input; extraction feeds RGB", mf->spec.name);
-        goto fail;
-    }
-    if (nm->mean_kind == MODEL_MEAN_IMAGE && nm->mean_image) {
-        if (nm->mean_c != ex->in_c || nm->mean_h != nm->mean_w) {
-            util_fail(err, "model %s: mean image %dx%dx%d does not fit %d-channel square input",
-                      mf->spec.name, nm->mean_c, nm->mean_h, nm->mean_w, ex->in_c);
-            goto fail;
-        }
-        ex->stored_size = nm->mean_h;
-        if (!(ex->stats = data_stats_create(nm->mean_c, nm->mean_h, nm->mean_w, err))) goto fail;
-        memcpy(ex->stats->mean, nm->mean_image,
-               (size_t)nm->mean_c * nm->mean_h * nm->mean_w * sizeof(float));
-        ex->mean_mode = DATA_MEAN_PIXEL;
-    } else {
-        if (!(ex->stats = data_stats_create(ex->in_c, ex->stored_size, ex->stored_size, err)))
-            goto fail;
-        ex->mean_mode = nm->mean_kind == MODEL_MEAN_PIXEL ? DATA_MEAN_CHANNEL : DATA_MEAN_NONE;
-    }
-    for (int c = 0; c < ex->in_c && c < 3; c++) ex->stats->channel_mean[c] = nm->mean_pixel[c];
     return ex;
 fail:
     feat_extractor_free(ex);
@@ -86,30 +54,17 @@ fail:
 void feat_extractor_free(feat_extractor_t *ex) {
     if (!ex) return;
     model_net_free(ex->net);
-    data_stats_free(ex->stats);
+    model_input_free(&ex->in);
     free(ex);
 }
 
 int feat_extractor_dim(const feat_extractor_t *ex) { return ex->dim; }
 const uint8_t *feat_extractor_model_hash(const feat_extractor_t *ex) { return ex->hash; }
+const model_input_t *feat_extractor_input(const feat_extractor_t *ex) { return &ex->in; }
 
-int feat_extractor_prep(const feat_extractor_t *ex, const data_dataset_t *ds, data_prep_t *prep,
-                        data_norm_t *norm, int *crop, util_err_t *err) {
-    *prep = (data_prep_t){ex->in_c, ex->stored_size, 0};
-    /* Small datasets train on crop-sized items padded to the stored size
-     * (cli_open_data); resizing them instead would feed a zoomed image. */
-    if (ex->stored_size > ex->crop && data_dataset_count(ds) > 0) {
-        int label;
-        util_err_t e2;
-        data_image_t *im = data_dataset_load(ds, 0, NULL, &label, &e2);
-        if (im && im->w == ex->crop && im->h == ex->crop && (ex->stored_size - ex->crop) % 2 == 0)
-            *prep = (data_prep_t){ex->in_c, 0, (ex->stored_size - ex->crop) / 2};
-        data_image_free(im);
-    }
-    *norm = (data_norm_t){ex->mean_mode, ex->stats, ex->scale};
-    *crop = ex->crop;
-    (void)err;
-    return 0;
+data_image_t *feat_extractor_decode(const feat_extractor_t *ex, const void *buf, size_t len,
+                                    size_t max_pixels, util_err_t *err) {
+    return data_prep_decode(buf, len, "image", &ex->in.prep, max_pixels, err);
 }
 
 int feat_extract_batch(feat_extractor_t *ex, const float *x, int n, float *out, util_err_t *err) {
@@ -121,6 +76,11 @@ int feat_extract_batch(feat_extractor_t *ex, const float *x, int n, float *out, 
     if (!y) return util_fail(err, "extraction: no output for layer %d", ex->layer);
     memcpy(out, y, (size_t)n * ex->dim * sizeof(float));
     return 0;
+}
+
+const float *feat_extractor_logits(const feat_extractor_t *ex, int *classes) {
+    if (classes) *classes = ex->classes;
+    return model_net_logits(ex->net, NULL);
 }
 
 /* Items the loader skipped in the batch being returned (it calls back, in
@@ -152,7 +112,9 @@ int feat_extract_dataset(feat_extractor_t *ex, const data_dataset_t *ds, feat_wr
     }
     data_loader_opts_t lo = data_loader_defaults();
     lo.batch_size = ex->batch;
-    feat_extractor_prep(ex, src, &lo.prep, &lo.norm, &lo.crop, err);
+    lo.prep = ex->in.prep;
+    lo.norm = ex->in.norm;
+    lo.crop = ex->in.crop;
     lo.mode = DATA_CROP_CENTER;
     lo.mirror = 0;
     lo.lighting_std = 0;

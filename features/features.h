@@ -99,12 +99,16 @@ int feat_writer_commit(feat_writer_t *w, util_err_t *err);
 
 /* ---------------------------------------------------------- extraction */
 
-/* A net cut at FC7 with the model's normalisation. */
+/* A net cut at FC7 with the model's input rule: the one path from an image
+ * to its FC7, which `imgret extract` (feat_extract_dataset) and the
+ * server's workers both take, so a stored vector and a query vector of the
+ * same image are computed alike. */
 typedef struct feat_extractor feat_extractor_t;
 
 /* Builds a CPU net for batches of up to `batch` images from mf (borrowed
  * only during the call). The features are the output of the layer named
- * "relu7" (FC7 after ReLU), or of `layer` when that is not NULL. */
+ * "relu7" (FC7 after ReLU), or of `layer` when that is not NULL. Fails for
+ * a model whose input model_input_from_file refuses. */
 feat_extractor_t *feat_extractor_create(const model_file_t *mf, int batch, const char *layer,
                                         util_err_t *err);
 /* The same with the net on the devices of a placement (NULL: one CPU). */
@@ -115,16 +119,24 @@ void feat_extractor_free(feat_extractor_t *ex); /* accepts NULL */
 int feat_extractor_dim(const feat_extractor_t *ex);
 const uint8_t *feat_extractor_model_hash(const feat_extractor_t *ex);
 
-/* How a dataset's items become network input under this model: the stored
- * geometry and normalisation (the model's mean and scale) and the crop side.
- * The model file says the stored size; items that are already exactly
- * crop-sized (Fashion-MNIST's 28x28 for a 28 net trained on 32 padded
- * images) are zero-padded to it, as training did, instead of resized. */
-int feat_extractor_prep(const feat_extractor_t *ex, const data_dataset_t *ds, data_prep_t *prep,
-                        data_norm_t *norm, int *crop, util_err_t *err);
+/* How an image becomes network input under this model, for every image
+ * whatever its size or source: model_input_from_file's rule (model.h:
+ * shorter side to stored size - 2 * pad, centre square, pad, centre crop),
+ * the model's mean and scale. Owned by the extractor. */
+const model_input_t *feat_extractor_input(const feat_extractor_t *ex);
 
-/* Forward pass over n network inputs (NCHW, n <= batch) into out (n * dim). */
+/* An encoded image (JPEG or PNG; at most max_pixels by its header, 0: the
+ * codec's limit) as the stored image of that rule: the pixels
+ * feat_extract_dataset's loader makes of the same file. Caller frees. */
+data_image_t *feat_extractor_decode(const feat_extractor_t *ex, const void *buf, size_t len,
+                                    size_t max_pixels, util_err_t *err);
+
+/* Forward pass over n network inputs (NCHW, n <= batch, crops of the stored
+ * image by feat_extractor_input) into out (n * dim). */
 int feat_extract_batch(feat_extractor_t *ex, const float *x, int n, float *out, util_err_t *err);
+/* The class scores (n x classes) of the last feat_extract_batch, inside the
+ * net: valid until the next call. classes may be NULL. */
+const float *feat_extractor_logits(const feat_extractor_t *ex, int *classes);
 
 typedef struct feat_extract_opts {
     int threads; /* loader (decode) threads, >= 1 */

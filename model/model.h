@@ -515,8 +515,10 @@ typedef enum model_mean_kind {
 } model_mean_kind_t;
 
 /* How an 8-bit image becomes the network input: the image is resized so
- * its shorter side is stored_size and centre-cropped to a square (the
- * "stored" image), crops of spec.in_h x spec.in_w are taken from it, and
+ * its shorter side is stored_size - 2 * stored_pad and centre-cropped to a
+ * square, stored_pad zero pixels are added on every side (the "stored"
+ * image, stored_size square; model_input_from_file), crops of spec.in_h x
+ * spec.in_w are taken from it, and
  *   x = (pixel - mean) * scale
  * per channel, in channel_order. Importers convert Caffe's BGR to RGB (so
  * channel_order is RGB after every import); the field says what the net
@@ -531,6 +533,7 @@ typedef struct model_norm {
     float mean_pixel[4];        /* 0..255, first spec.in_c used */
     float scale;                /* 1 for the paper's 0..255 minus mean */
     int stored_size;            /* 256 */
+    int stored_pad;             /* 0 (the paper); 2 for imgret's Fashion-MNIST; -1: not recorded */
     int has_eigen;              /* PCA lighting data present */
     float eigval[3];
     float eigvec[9];
@@ -620,11 +623,19 @@ model_file_t *model_file_load(const char *path, util_err_t *err);
 
 /* How images become this model's input, as data/ sees it: the stored
  * geometry (prep), the crop, and a data_norm_t whose stats hold the model's
- * mean image (or pixel) and eigen data. Small-image models (stored size =
- * crop + 4, crop <= 32, as imgret trains on Fashion-MNIST) keep the item at
- * the crop size and pad it by 2 pixels; others resize the shorter side to
- * the stored size (at least the crop) and take the centre square (the
- * paper). Used by the CLI and the server alike. */
+ * mean image (or pixel) and eigen data. The one rule, for every image of
+ * every size, is the one the model was trained with: shorter side to
+ * S = stored_size - 2 * pad, centre S x S square, pad zero pixels on every
+ * side, then the centre (or ten) crop(s) of spec.in_h. The paper's models
+ * have pad 0 (shorter side to 256, centre 256x256, crop 224/227); imgret's
+ * Fashion-MNIST models pad 2 (28x28 items are kept as they are and padded
+ * to 32, as training did; an image of another size is first brought to
+ * 28x28). pad is norm.stored_pad; files that do not record it (-1) get 2
+ * when stored_size = crop + 4 and crop <= 32 (how imgret trained small
+ * models before recording it) and 0 otherwise. With a mean image, its side
+ * is the stored size. Refuses non-square or BGR input (images are fed RGB).
+ * Every path from an image to the net (extraction, the server, classify,
+ * eval) takes its preparation from here. */
 typedef struct model_input {
     data_stats_t *stats;
     data_norm_t norm;

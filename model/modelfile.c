@@ -145,6 +145,7 @@ model_file_t *model_file_create(const model_spec_t *spec, util_err_t *err) {
     mf->spec = *spec;
     mf->norm.scale = 1.0f;
     mf->norm.stored_size = 256;
+    mf->norm.stored_pad = -1;
     mf->param = calloc((size_t)n + 1, sizeof *mf->param);
     if (!mf->param) {
         free(mf);
@@ -259,6 +260,9 @@ int model_file_check(const model_file_t *mf, util_err_t *err) {
                          (double)nm->scale);
     if (nm->stored_size < 0 || nm->stored_size > MODEL_MAX_DIM)
         return util_fail(err, "normalisation: stored size %d is not valid", nm->stored_size);
+    if (nm->stored_pad < -1 || (nm->stored_pad > 0 && 2 * nm->stored_pad >= nm->stored_size))
+        return util_fail(err, "normalisation: stored pad %d does not fit stored size %d",
+                         nm->stored_pad, nm->stored_size);
     if (nm->mean_image) {
         if (nm->mean_c != mf->spec.in_c || nm->mean_h < mf->spec.in_h ||
             nm->mean_w < mf->spec.in_w || nm->mean_h > MODEL_MAX_DIM || nm->mean_w > MODEL_MAX_DIM)
@@ -539,6 +543,8 @@ static pb_build_t *pb_build(const model_file_t *mf, util_err_t *err) {
     b->norm.mean_kind = (Imgret__Model__V1__Normalization__MeanKind)nm->mean_kind;
     b->norm.scale = nm->scale;
     b->norm.stored_size = nm->stored_size;
+    b->norm.has_stored_pad = nm->stored_pad >= 0;
+    b->norm.stored_pad = nm->stored_pad;
     int c = s->in_c < 0 ? 0 : s->in_c > 4 ? 4 : s->in_c;
     b->norm.n_mean_pixel = (size_t)c;
     b->norm.mean_pixel = (float *)nm->mean_pixel;
@@ -774,11 +780,13 @@ static int take_norm(model_norm_t *nm, pb_norm_t *pn, util_err_t *err) {
     memset(nm, 0, sizeof *nm);
     nm->scale = 1.0f;
     nm->stored_size = 256;
+    nm->stored_pad = -1;
     if (!pn) return 0;
     nm->channel_order = (model_channel_order_t)pn->channel_order;
     nm->mean_kind = (model_mean_kind_t)pn->mean_kind;
     if (pn->has_scale) nm->scale = pn->scale;
     if (pn->has_stored_size) nm->stored_size = pn->stored_size;
+    if (pn->has_stored_pad) nm->stored_pad = pn->stored_pad;
     if (pn->n_mean_pixel > 4)
         return util_fail(err, "normalisation: %zu mean pixel values", pn->n_mean_pixel);
     for (size_t i = 0; i < pn->n_mean_pixel; i++)
@@ -1095,29 +1103,38 @@ model_file_t *model_file_from_net(model_net_t *net, int with_checkpoint, util_er
     return mf;
 }
 
+/* The zero border training put around each image inside the stored size
+ * (model.h, model_input_from_file). */
+static int stored_pad(const model_spec_t *s, const model_norm_t *n, int stored) {
+    if (n->stored_pad >= 0) return n->stored_pad;
+    return stored == s->in_h + 4 && s->in_h <= 32 ? 2 : 0;
+}
+
 int model_input_from_file(const model_file_t *mf, model_input_t *in, util_err_t *err) {
     memset(in, 0, sizeof *in);
     const model_spec_t *s = &mf->spec;
     const model_norm_t *n = &mf->norm;
+    if (s->in_h != s->in_w)
+        return util_fail(err, "model %s: non-square input %dx%d", s->name, s->in_h, s->in_w);
+    if (n->channel_order != MODEL_CHANNELS_RGB)
+        return util_fail(err, "model %s expects BGR input; images are fed RGB", s->name);
+    const int mean_image = n->mean_kind == MODEL_MEAN_IMAGE && n->mean_image;
+    if (mean_image && (n->mean_c != s->in_c || n->mean_h != n->mean_w))
+        return util_fail(err, "model %s: mean image %dx%dx%d does not fit %d-channel square input",
+                         s->name, n->mean_c, n->mean_h, n->mean_w, s->in_c);
+    /* The mean image is subtracted window by window, so it has the stored
+     * geometry whatever stored_size says. */
+    int stored = mean_image ? n->mean_h : n->stored_size > 0 ? n->stored_size : s->in_h;
+    if (stored < s->in_h) stored = s->in_h; /* a crop must fit the stored image */
+    const int pad = stored_pad(s, n, stored);
+    if (stored - 2 * pad < 1)
+        return util_fail(err, "model %s: stored pad %d leaves nothing of a %d stored image",
+                         s->name, pad, stored);
     in->crop = s->in_h;
-    int stored = n->stored_size > 0 ? n->stored_size : s->in_h;
-    if (stored == s->in_h + 4 && s->in_h <= 32) {
-        in->prep = (data_prep_t){s->in_c, 0, 2};
-    } else {
-        if (stored < s->in_h) stored = s->in_h; /* a crop must fit the stored image */
-        in->prep = (data_prep_t){s->in_c, stored, 0};
-    }
-    int h = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_h : stored;
-    int w = n->mean_kind == MODEL_MEAN_IMAGE ? n->mean_w : stored;
-    if (!(in->stats = data_stats_create(s->in_c, h, w, err))) return -1;
-    if (n->mean_kind == MODEL_MEAN_IMAGE) {
-        if (n->mean_c != s->in_c) {
-            model_input_free(in);
-            return util_fail(err, "the model's mean image has %d channels, its input %d", n->mean_c,
-                             s->in_c);
-        }
-        memcpy(in->stats->mean, n->mean_image, sizeof(float) * (size_t)n->mean_c * h * w);
-    }
+    in->prep = (data_prep_t){s->in_c, stored - 2 * pad, pad};
+    if (!(in->stats = data_stats_create(s->in_c, stored, stored, err))) return -1;
+    if (mean_image)
+        memcpy(in->stats->mean, n->mean_image, sizeof(float) * (size_t)n->mean_c * stored * stored);
     for (int c = 0; c < s->in_c && c < 3; c++)
         in->stats->channel_mean[c] = n->mean_pixel[c];
     if (n->has_eigen) {
@@ -1125,8 +1142,8 @@ int model_input_from_file(const model_file_t *mf, model_input_t *in, util_err_t 
         memcpy(in->stats->eigvec, n->eigvec, sizeof n->eigvec);
     }
     in->norm.stats = in->stats;
-    in->norm.scale = n->scale;
-    in->norm.mean_mode = n->mean_kind == MODEL_MEAN_IMAGE   ? DATA_MEAN_PIXEL
+    in->norm.scale = n->scale > 0 ? n->scale : 1.0f;
+    in->norm.mean_mode = mean_image                         ? DATA_MEAN_PIXEL
                          : n->mean_kind == MODEL_MEAN_PIXEL ? DATA_MEAN_CHANNEL
                                                             : DATA_MEAN_NONE;
     return 0;

@@ -28,6 +28,7 @@ TESTS=(
   python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
   python3-torchvision           # bench/extract.sh: the peer's JPEG decode and resize (torchvision.io)
   python3-onnx python3-protobuf # tests/interop: ONNX files and onnx.checker; tests/server: the client
+  python3-pil                   # tests/server/image_identity_test.py: writes the PNG and JPEG queries
   protobuf-compiler             # tests/server: protoc --python_out; protoc --decode (docs/interop.md)
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md

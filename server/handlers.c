@@ -19,20 +19,24 @@ int srv_worker_init(struct srv *s, srv_worker_t *w, util_err_t *err) {
     w->s = s;
     w->net_batch = s->opt.max_batch > s->lim.ten_crop_inputs ? s->opt.max_batch
                                                              : s->lim.ten_crop_inputs;
-    if (!(w->net = model_net_create_from_file_on(s->mf, w->net_batch, &s->pl, err))) return -1;
+    if (!(w->ex = feat_extractor_create_on(s->mf, w->net_batch, NULL, &s->pl, err))) return -1;
     if (s->opt.ae_path && !(w->ae = ae_load(s->opt.ae_path, err))) return -1;
-    size_t in = (size_t)s->in_c * s->crop * s->crop;
+    const model_input_t *mi = feat_extractor_input(w->ex);
+    size_t in = (size_t)mi->prep.channels * mi->crop * mi->crop;
     w->x = malloc(sizeof(float) * in * (size_t)w->net_batch);
+    w->fc7 = malloc(sizeof(float) * (size_t)s->fc7_dim * (size_t)w->net_batch);
     w->slot_job = calloc((size_t)w->net_batch, sizeof *w->slot_job);
     w->slot_index = calloc((size_t)w->net_batch, sizeof *w->slot_index);
-    if (!w->x || !w->slot_job || !w->slot_index) return util_fail(err, "server: out of memory");
+    if (!w->x || !w->fc7 || !w->slot_job || !w->slot_index)
+        return util_fail(err, "server: out of memory");
     return 0;
 }
 
 void srv_worker_free(srv_worker_t *w) {
-    model_net_free(w->net);
+    feat_extractor_free(w->ex);
     ae_free(w->ae);
     free(w->x);
+    free(w->fc7);
     free(w->slot_job);
     free(w->slot_index);
     memset(w, 0, sizeof *w);
@@ -78,29 +82,12 @@ static int pack_reply(srv_job_t *j, const ProtobufCMessage *m) {
 /* ------------------------------------------------------------ images */
 
 /* Decodes an image (pixel limit checked from its header first) into the
- * model's stored geometry. */
-static data_image_t *decode_stored(struct srv *s, const uint8_t *buf, size_t len,
+ * stored image of the model's input rule, as `imgret extract` does. */
+static data_image_t *decode_stored(srv_worker_t *w, const uint8_t *buf, size_t len,
                                    srv_error_t *e) {
     util_err_t err = {{0}};
-    data_decode_opts_t o = {s->in_c, s->prep.short_side, s->opt.max_pixels};
-    data_image_t *raw = data_decode(buf, len, "image", &o, &err), *im = NULL;
-    if (!raw) {
-        srv_fail(e, SRV_INVALID_ARGUMENT, "%s", err.msg);
-        return NULL;
-    }
-    if (s->prep.short_side == 0 && (raw->w != s->crop || raw->h != s->crop)) {
-        /* A small-image model keeps crop-sized items and pads them (as it
-         * was trained); other sizes are first brought to the crop. */
-        data_image_t *sq = data_resize_center_square(raw, s->crop, &err);
-        data_image_free(raw);
-        raw = sq;
-        if (!raw) {
-            srv_fail(e, SRV_INVALID_ARGUMENT, "%s", err.msg);
-            return NULL;
-        }
-    }
-    if (!(im = data_prep_image(raw, &s->prep, &err))) srv_fail(e, SRV_INVALID_ARGUMENT, "%s", err.msg);
-    data_image_free(raw);
+    data_image_t *im = feat_extractor_decode(w->ex, buf, len, w->s->opt.max_pixels, &err);
+    if (!im) srv_fail(e, SRV_INVALID_ARGUMENT, "%s", err.msg);
     return im;
 }
 
@@ -160,14 +147,14 @@ static void flush_slots(srv_worker_t *w, int n) {
     if (n == 0) return;
     struct srv *s = w->s;
     util_err_t err = {{0}};
-    if (model_net_forward(w->net, w->x, n, 0, &err)) {
+    if (feat_extract_batch(w->ex, w->x, n, w->fc7, &err)) {
         for (int i = 0; i < n; i++) job_fail(w->slot_job[i], SRV_INTERNAL, "forward pass: %s", err.msg);
         return;
     }
     atomic_fetch_add(&s->batches, 1);
     atomic_fetch_add(&s->batch_inputs, (unsigned long long)n);
-    const float *f = model_net_output(w->net, s->fc7_layer, NULL);
-    const float *l = model_net_logits(w->net, NULL);
+    const float *f = w->fc7;
+    const float *l = feat_extractor_logits(w->ex, NULL);
     for (int i = 0; i < n; i++) {
         srv_job_t *j = w->slot_job[i];
         size_t k = (size_t)w->slot_index[i];
@@ -181,7 +168,8 @@ static void flush_slots(srv_worker_t *w, int n) {
  * forward passes, up to net_batch inputs at a time. */
 static void forward_jobs(srv_worker_t *w, srv_job_t **jobs, size_t n) {
     struct srv *s = w->s;
-    const size_t in_size = (size_t)s->in_c * s->crop * s->crop;
+    const model_input_t *mi = feat_extractor_input(w->ex);
+    const size_t in_size = (size_t)mi->prep.channels * mi->crop * mi->crop;
     int used = 0;
     for (size_t b = 0; b < n; b++) {
         srv_job_t *j = jobs[b];
@@ -206,7 +194,7 @@ static void forward_jobs(srv_worker_t *w, srv_job_t **jobs, size_t n) {
             const ProtobufCBinaryData *img = job_image(j, i, &keep);
             srv_error_t de;
             memset(&de, 0, sizeof de);
-            data_image_t *im = img ? decode_stored(s, img->data, img->len, &de) : NULL;
+            data_image_t *im = img ? decode_stored(w, img->data, img->len, &de) : NULL;
             if (!im) {
                 char what[32];
                 snprintf(what, sizeof what, "image %d", i);
@@ -226,8 +214,8 @@ static void forward_jobs(srv_worker_t *w, srv_job_t **jobs, size_t n) {
                 used = 0;
             }
             float *x = w->x + (size_t)used * in_size;
-            int rc = crops == DATA_TEN_CROPS ? data_ten_crop(im, s->crop, &s->norm, x, &err)
-                                             : data_center_crop(im, s->crop, &s->norm, x, &err);
+            int rc = crops == DATA_TEN_CROPS ? data_ten_crop(im, mi->crop, &mi->norm, x, &err)
+                                             : data_center_crop(im, mi->crop, &mi->norm, x, &err);
             data_image_free(im);
             if (rc) {
                 job_fail(j, SRV_INVALID_ARGUMENT, "crop: %s", err.msg);

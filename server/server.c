@@ -571,24 +571,6 @@ void srv_stop(srv_t *s) {
 
 /* ---------------------------------------------------------------- startup */
 
-/* How images become network input for this model (model_input_from_file,
- * as the CLI does), for square RGB-input models. */
-static int model_input(struct srv *s, util_err_t *err) {
-    const model_spec_t *sp = &s->mf->spec;
-    if (sp->in_h != sp->in_w)
-        return util_fail(err, "model %s: non-square input %dx%d", sp->name, sp->in_h, sp->in_w);
-    if (s->mf->norm.channel_order != MODEL_CHANNELS_RGB)
-        return util_fail(err, "model %s expects BGR input; the server feeds RGB", sp->name);
-    model_input_t in;
-    if (model_input_from_file(s->mf, &in, err)) return -1;
-    s->in_c = sp->in_c;
-    s->crop = in.crop;
-    s->prep = in.prep;
-    s->stats = in.stats; /* freed with the server */
-    s->norm = in.norm;
-    return 0;
-}
-
 static void index_log(void *ctx, const char *line) {
     logf_(ctx, "index: %s", line);
 }
@@ -604,7 +586,6 @@ static int load_model(struct srv *s, util_err_t *err) {
     s->fc7_dim = (int)model_shape_count(shapes[s->fc7_layer]);
     s->n_classes = sp->layer[sp->n_layers - 1].out;
     model_hash_hex(s->mf->hash, s->model_hash_hex);
-    if (model_input(s, err)) return -1;
     if (s->opt.ae_path) {
         ae_t *ae = ae_load(s->opt.ae_path, err);
         if (!ae) return -1;
@@ -854,7 +835,6 @@ void srv_free(srv_t *s) {
     index_free(s->ix);
     for (int i = 0; i < SRV_DS_CACHE; i++)
         data_dataset_free(s->ds_cache[i].ds);
-    data_stats_free(s->stats);
     model_file_free(s->mf);
     pthread_mutex_destroy(&s->done_lock);
     pthread_mutex_destroy(&s->ds_lock);

@@ -8,6 +8,7 @@
 
 #include "autoencoder/autoencoder.h"
 #include "data/data.h"
+#include "features/features.h"
 #include "index/index.h"
 #include "model/model.h"
 
@@ -59,13 +60,11 @@ struct srv {
     srv_options_t opt;
     char host[256], store_dir[1024], token[256];
 
-    /* The model and how images become its input. */
+    /* The model (each worker's extractor holds how images become its
+     * input: features/' one path, as `imgret extract` takes). */
     model_file_t *mf;
     model_placement_t pl; /* every worker's net */
-    int fc7_layer, fc7_dim, n_classes, in_c, crop;
-    data_prep_t prep;
-    data_stats_t *stats;
-    data_norm_t norm;
+    int fc7_layer, fc7_dim, n_classes;
     char model_hash_hex[2 * MODEL_HASH_BYTES + 1];
     int ae_bits;      /* 0: no autoencoder */
     int code_bits;    /* the store's (a multiple of 8; 0: none) */
@@ -102,10 +101,11 @@ struct srv {
 
 typedef struct srv_worker {
     struct srv *s;
-    model_net_t *net;
+    feat_extractor_t *ex; /* the net cut at FC7, with the model's input rule */
     int net_batch;
     ae_t *ae;
     float *x;        /* net_batch inputs */
+    float *fc7;      /* net_batch FC7 vectors of the last forward pass */
     srv_job_t **slot_job;
     int *slot_index; /* input index within its job */
 } srv_worker_t;

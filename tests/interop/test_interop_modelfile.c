@@ -350,10 +350,70 @@ static void test_class_names_file_must_match_outputs(void) {
     unlink(path);
 }
 
+/* model_input_from_file: every image gets the preparation the model was
+ * trained with (model.h): shorter side to stored - 2 * pad, pad, crop. */
+static void test_input_rule_is_the_training_one(void) {
+    model_file_t *mf = small_file(227, 1);
+    util_err_t err = {{0}};
+    model_input_t in;
+    /* The paper: shorter side to 256, no padding, centre crop 227. */
+    CHECK_MSG(model_input_from_file(mf, &in, &err) == 0, "%s", err.msg);
+    CHECK(in.prep.channels == 3 && in.prep.short_side == 256 && in.prep.pad == 0);
+    CHECK(in.crop == 227 && in.stats->h == 256 && in.stats->w == 256);
+    model_input_free(&in);
+    /* imgret's Fashion-MNIST: 28x28 items padded by 2 to 32, crop 28; an
+     * image of another size is brought to 28 first. */
+    mf->spec.in_h = mf->spec.in_w = 28;
+    mf->norm.stored_size = 32;
+    mf->norm.stored_pad = 2;
+    CHECK_MSG(model_input_from_file(mf, &in, &err) == 0, "%s", err.msg);
+    CHECK(in.prep.short_side == 28 && in.prep.pad == 2 && in.crop == 28 && in.stats->h == 32);
+    model_input_free(&in);
+    /* Not recorded (files from before stored_pad): stored = crop + 4, crop <= 32 pads 2. */
+    mf->norm.stored_pad = -1;
+    CHECK_MSG(model_input_from_file(mf, &in, &err) == 0, "%s", err.msg);
+    CHECK(in.prep.short_side == 28 && in.prep.pad == 2);
+    model_input_free(&in);
+    /* Recorded as 0: resized to 32, no padding. */
+    mf->norm.stored_pad = 0;
+    CHECK_MSG(model_input_from_file(mf, &in, &err) == 0, "%s", err.msg);
+    CHECK(in.prep.short_side == 32 && in.prep.pad == 0);
+    model_input_free(&in);
+    mf->norm.channel_order = MODEL_CHANNELS_BGR;
+    CHECK(model_input_from_file(mf, &in, &err) == -1);
+    CHECK_ERR_HAS(err, "BGR");
+    model_file_free(mf);
+}
+
+/* stored_pad survives a save and load; a file without it reads -1. */
+static void test_stored_pad_round_trip(void) {
+    char path[256];
+    tmp_path(path, sizeof path, "pad.imgret");
+    util_err_t err = {{0}};
+    for (int pad = -1; pad <= 2; pad += 3) {
+        model_file_t *mf = small_file(227, 1);
+        CHECK(mf->norm.stored_pad == -1);
+        mf->norm.stored_pad = pad;
+        CHECK_MSG(model_file_save(mf, path, &err) == 0, "%s", err.msg);
+        model_file_t *back = model_file_load(path, &err);
+        CHECK_MSG(back != NULL, "%s", err.msg);
+        if (back) CHECK(back->norm.stored_pad == pad);
+        model_file_free(back);
+        model_file_free(mf);
+    }
+    model_file_t *mf = small_file(227, 1);
+    mf->norm.stored_pad = 128; /* nothing of a 256 stored image would be left */
+    CHECK(model_file_save(mf, path, &err) == -1);
+    CHECK_ERR_HAS(err, "stored pad 128");
+    model_file_free(mf);
+    unlink(path);
+}
+
 TEST_MAIN(T(test_save_load_is_bit_identical), T(test_net_from_file_gives_the_same_logits),
           T(test_checkpoint_round_trip_keeps_identity), T(test_truncated_files_are_named_errors),
           T(test_wrong_magic_and_version), T(test_flipped_byte_is_a_hash_mismatch),
           T(test_huge_declared_sizes_fail_before_allocating),
           T(test_garbage_body_with_a_valid_hash), T(test_wrong_shape_is_named),
           T(test_missing_and_extra_params_are_named), T(test_unknown_layer_kind_is_named),
-          T(test_atomic_save_leaves_no_temporary), T(test_class_names_file_must_match_outputs))
+          T(test_atomic_save_leaves_no_temporary), T(test_class_names_file_must_match_outputs),
+          T(test_input_rule_is_the_training_one), T(test_stored_pad_round_trip))
