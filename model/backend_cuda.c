@@ -206,7 +206,7 @@ fail:
 }
 
 /* Remembers the first failure of an op that returns nothing. */
-static void stick(cuda_backend_t *B, const util_err_t *err) {
+static void remember_failure(cuda_backend_t *B, const util_err_t *err) {
     if (!B->failed) {
         B->failed = 1;
         B->sticky = *err;
@@ -257,7 +257,7 @@ static void cuda_release(model_backend_t *be, void *p) {
     CU(cudaFree(p));
     return;
 fail:
-    stick(B, err); /* reported by the next op with a status */
+    remember_failure(B, err); /* reported by the next op with a status */
 }
 
 static int cuda_upload(model_backend_t *be, float *dst, const float *src, size_t count) {
@@ -292,7 +292,7 @@ static void cuda_copy(model_backend_t *be, float *dst, const float *src, size_t 
     CU(cudaMemcpy(dst, src, count * sizeof(float), cudaMemcpyDeviceToDevice));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 /* A peer copy (through the host inside the driver when the two GPUs have no
@@ -330,7 +330,7 @@ static void cuda_accumulate(model_backend_t *be, size_t count, const float *src,
     BLAS(cublasSaxpy(B->blas, (int)count, &ONE, src, 1, dst, 1));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 /* ---------------------------------------------------------- convolution */
@@ -639,7 +639,7 @@ static void cuda_relu_forward(model_backend_t *be, size_t count, const float *x,
     DNN(cudnnActivationForward(B->dnn, B->relu, &ONE, B->t1, x, &ZERO, B->t1, y));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 static void cuda_relu_backward(model_backend_t *be, size_t count, const float *y, const float *dy,
@@ -653,7 +653,7 @@ static void cuda_relu_backward(model_backend_t *be, size_t count, const float *y
                                 dx));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 /* cuDNN's LRN divides alpha by n (Caffe's convention); the paper's alpha
@@ -876,7 +876,7 @@ static void cuda_mask_multiply(model_backend_t *be, size_t count, const float *m
     KERNEL(imgret_cuda_mask_multiply(count, mask, x, y));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 static void cuda_sgd_update(model_backend_t *be, size_t count, float *w, const float *g, float *v,
@@ -887,7 +887,7 @@ static void cuda_sgd_update(model_backend_t *be, size_t count, float *w, const f
     KERNEL(imgret_cuda_sgd(count, w, g, v, sgd->lr, sgd->momentum, sgd->weight_decay));
     return;
 fail:
-    stick(B, err);
+    remember_failure(B, err);
 }
 
 static int cuda_softmax_xent(model_backend_t *be, int n, int classes, const float *logits,

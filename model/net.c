@@ -772,7 +772,7 @@ const double *model_net_layer_seconds(const model_net_t *net, int backward) {
 }
 
 /* Per-layer timing: waits for every device, adds the time since t0. */
-static int layer_done(model_net_t *net, double *total, double t0, util_err_t *err) {
+static int add_layer_time(model_net_t *net, double *total, double t0, util_err_t *err) {
     for (int d = 0; d < net->nd; d++) {
         model_backend_t *be = net->dev[d].be;
         if (be->ops->sync && be->ops->sync(be))
@@ -824,7 +824,7 @@ static int forward_pass(model_net_t *net, int n, int train, util_err_t *err) {
                                &net->rng);
         pass_ctx_t c = {i, train, 0};
         if (team_run(net, forward_layer, &c, err)) return util_fail_prefix(err, "forward");
-        if (net->timing && layer_done(net, &net->fwd_s[i], t0, err))
+        if (net->timing && add_layer_time(net, &net->fwd_s[i], t0, err))
             return util_fail_prefix(err, "forward, layer %s", l->name);
     }
     net->n = n;
@@ -1007,7 +1007,7 @@ int model_net_backward(model_net_t *net, const int *labels, float *loss, float *
         if (team_run(net, backward_layer, &c, err)) return util_fail_prefix(err, "backward");
         if (i > 0 && net->dev[0].layer[i].pdx && team_run(net, reduce_layer, &c, err))
             return util_fail_prefix(err, "backward, layer %s", net->spec.layer[i].name);
-        if (net->timing && layer_done(net, &net->bwd_s[i], t0, err))
+        if (net->timing && add_layer_time(net, &net->bwd_s[i], t0, err))
             return util_fail_prefix(err, "backward, layer %s", net->spec.layer[i].name);
         g = 1 - g;
     }
