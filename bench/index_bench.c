@@ -72,7 +72,11 @@ static void out(const char *tag, const char *what, double v) {
 
 static void *read_file(const char *dir, const char *name, size_t bytes) {
     char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    if (snprintf(path, sizeof path, "%s/%s", dir, name) >= (int)sizeof path) {
+        fprintf(stderr, "bench_index: %s/%s: the path is longer than %zu bytes\n", dir, name,
+                sizeof path - 1);
+        exit(1);
+    }
     FILE *f = fopen(path, "rb");
     void *p = malloc(bytes);
     if (!f || !p || fread(p, 1, bytes, f) != bytes) {
@@ -224,6 +228,11 @@ int main(int argc, char **argv) {
     }
     const char *data = argv[1], *work = argv[2];
     char dir[1024];
+    if (strlen(work) + sizeof "/codes" > sizeof dir) { /* the longer of codes and fc7 */
+        fprintf(stderr, "bench_index: %s: the path is longer than %zu bytes\n", work,
+                sizeof dir - sizeof "/codes");
+        return 2;
+    }
     util_err_t err;
     index_options_t o;
 

@@ -15,6 +15,12 @@
 
 static int make_images(const char *dir, int n) {
     char path[4096];
+    /* The longest path below is DIR/cls/N.jpg, N an int. */
+    if (strlen(dir) + sizeof "/cls/2147483647.jpg" > sizeof path) {
+        fprintf(stderr, "bench: %s: the path is longer than %zu bytes\n", dir,
+                sizeof path - sizeof "/cls/2147483647.jpg");
+        return -1;
+    }
     snprintf(path, sizeof path, "%s/cls", dir);
     mkdir(path, 0755);
     util_rng_t rng;
@@ -115,7 +121,7 @@ int main(int argc, char **argv) {
     data_stats_free(stats);
     data_dataset_free(ds);
     free(with), free(alone), free(fixed);
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    char cmd[sizeof dir + 8];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir); /* dir: the mkdtemp name, sized to fit */
     return system(cmd) ? 1 : 0;
 }

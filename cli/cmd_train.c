@@ -102,21 +102,26 @@ static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_
 
 /* The pictures are for people: a failure to draw them is reported, not fatal. */
 static void write_pictures(train_ctx_t *c, model_net_t *net, const model_train_state_t *st) {
-    char path[4096];
     util_err_t perr = {{0}};
-    snprintf(path, sizeof path, "%s.curves.png", c->out_path);
-    if (st->n_history > 0 && cli_plot_curves(st->history, st->n_history, path, &perr))
+    char *curves = cli_strdupf("%s.curves.png", c->out_path);
+    char *conv1 = cli_strdupf("%s.conv1.png", c->out_path);
+    if (!curves || !conv1)
+        fprintf(stderr, "imgret train: out of memory for the pictures' paths\n");
+    else if (st->n_history > 0 && cli_plot_curves(st->history, st->n_history, curves, &perr))
         fprintf(stderr, "imgret train: %s\n", perr.msg);
-    snprintf(path, sizeof path, "%s.conv1.png", c->out_path);
-    if (cli_plot_conv1(net, path, &perr)) fprintf(stderr, "imgret train: %s\n", perr.msg);
+    if (conv1 && cli_plot_conv1(net, conv1, &perr)) fprintf(stderr, "imgret train: %s\n", perr.msg);
+    free(curves);
+    free(conv1);
 }
 
 static int on_checkpoint(void *p, const model_net_t *net, const model_train_state_t *st,
                          util_err_t *err) {
     train_ctx_t *c = p;
-    char path[4096];
-    snprintf(path, sizeof path, "%s.ckpt", c->out_path);
-    if (save_model(c, (model_net_t *)net, st, 1, path, err)) return -1;
+    char *path = cli_strdupf("%s.ckpt", c->out_path);
+    if (!path) return util_fail(err, "out of memory for %s.ckpt", c->out_path);
+    int rc = save_model(c, (model_net_t *)net, st, 1, path, err);
+    free(path);
+    if (rc) return -1;
     write_pictures(c, (model_net_t *)net, st);
     return 0;
 }
@@ -297,22 +302,21 @@ int cmd_train(int argc, char **argv) {
         model_net_init(net, o.seed);
     }
 
-    char csv_default[4096];
-    if (!csv_path) {
-        snprintf(csv_default, sizeof csv_default, "%s.csv", out);
-        csv_path = csv_default;
-    }
+    char *csv_default = csv_path ? NULL : cli_strdupf("%s.csv", out);
+    if (csv_default) csv_path = csv_default;
     train_ctx_t ctx = {.progress.tty = isatty(2),
                        .epochs = o.epochs,
-                       .csv = fopen(csv_path, resume ? "a" : "w"),
+                       .csv = csv_path ? fopen(csv_path, resume ? "a" : "w") : NULL,
                        .out_path = out,
                        .data = &data,
                        .opts = &o,
                        .input_scale = input_scale,
                        .data_name = da.data};
-    if (!ctx.csv) fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path);
+    if (!ctx.csv)
+        fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path ? csv_path : out);
     else if (!resume) fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
     char where[128];
+    free(csv_default);
     model_placement_str(&pl, where, sizeof where);
     fprintf(stderr, "training %s (%zu parameters) on %s, on %zu images, validating on %zu; %d epochs\n",
             spec.name, model_net_param_total(net), where, data_dataset_count(data.train),
