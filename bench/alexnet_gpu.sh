@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU benchmark (issue 5): the paper's grouped AlexNet with LRN on one GPU,
+# GPU benchmark: the paper's grouped AlexNet with LRN on one GPU,
 # fp32 with TF32 off in both (IMGRET_CUDA_TF32 unset; PyTorch allow_tf32 off):
 # a training step at batch 128, inference at batch 1 and 256; imgret beside
 # PyTorch eager (bench/alexnet_gpu_peer.py) in the same run on the same GPU,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Import speed of a full-size Caffe AlexNet (issue 4: under 2 s): the median
+# Import speed of a full-size Caffe AlexNet (the aim: under 2 s): the median
 # wall time, and CPU time (user + system: what waiting for a core on a busy
 # machine does not inflate), of REPEATS runs of
 #   imgret import caffe alexnet.caffemodel --mean ... --labels ... -o out.imgret

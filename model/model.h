@@ -491,7 +491,7 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
                    util_err_t *err);
 
 /* ======================================================================
- * Model files and weight interop (issue 4). Everything below this line is
+ * Model files and weight interop (Caffe, ONNX). Everything below this line is
  * implemented in model/modelfile.c, model/caffe_import.c, model/onnx_io.c
  * and model/interop_common.c; the file formats are in proto/ and
  * docs/interop.md.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 5 in one command, for a lent GPU machine that has
-# CUDA, PyTorch and its pip CUDA libraries but none of our Debian libraries.
+# The GPU checks (the CUDA backend against the CPU one, and its benchmark) in
+# one command, for a lent GPU machine that has CUDA, PyTorch and its pip CUDA
+# libraries but none of our Debian libraries.
 # Runs the binaries that scripts/gpu_bundle.sh packed into .gpu/ here:
 #
 #   device run: carry [".gpu"], command "bash scripts/gpu_check.sh", timeout_s 540

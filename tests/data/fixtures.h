@@ -98,7 +98,9 @@ static inline double fx_mean_abs_diff(const data_image_t *a, const data_image_t 
     return s / (double)n;
 }
 
-/* The bad image kinds of issue 3, each written to dir/<name>. */
+/* Images a loader meets in real folders and must skip with a message
+ * (corrupt, cut short, empty, not an image, too large to decode), each
+ * written to dir/<name>. */
 enum {
     FX_BAD_CORRUPT,
     FX_BAD_TRUNCATED,

@@ -194,7 +194,7 @@ static void test_stats_over_fashion_mnist_train(void) {
 }
 
 static void test_pca_lighting_statistics(void) {
-    /* fb.resnet.torch's ImageNet eigen data (REFERENCE.md). */
+    /* fb.resnet.torch's ImageNet eigen data (the values its lighting uses). */
     data_stats_t *st = data_stats_create(3, 1, 1, NULL);
     const float vec[9] = {-0.5675f, 0.7192f,  0.4009f,  -0.5808f, -0.0045f,
                           -0.8140f, -0.5836f, -0.6948f, 0.4203f};

@@ -1,8 +1,8 @@
 """Oracle tests of weight interop: a paper-shaped AlexNet with random weights
 is written by this script as ONNX (onnx.helper, the standard ops as the model
 zoo's bvlcalexnet has them) or as a .caffemodel (a small protobuf encoder
-written here from the field numbers of ../shared/REFERENCE.md, so imgret's
-own caffe.proto is not used to make its test files), imported with
+written here from Caffe's own field numbers, so a wrong number in imgret's
+caffe.proto cannot hide by making the test files too), imported with
 `imgret import`, run by interop_forward, and compared with PyTorch in
 float64 on the same input.
 

@@ -1,8 +1,9 @@
 /* Caffe and ONNX readers and the ONNX writer, in C under ASan + UBSan: a
  * small paper-shaped net written as a .caffemodel (with the protobuf-c code
  * of proto/caffe.proto) and as ONNX (imgret's exporter), read back, and
- * damaged in the ways the issue lists. The numerical comparison with
- * PyTorch is in oracle_interop.py. */
+ * damaged as real files are: a missing or unknown layer, a wrong weight
+ * shape, truncated data and lengths past the end. The numerical comparison
+ * with PyTorch is in oracle_interop.py. */
 #include "caffe.pb-c.h"
 #include "interop_fixture.h"
 
