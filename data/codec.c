@@ -12,13 +12,16 @@
 int image_check_size(int w, int h, size_t max_pixels, const char *name, util_err_t *err) {
     if (!name) name = "image";
     if (max_pixels == 0 || max_pixels > DATA_MAX_PIXELS) max_pixels = DATA_MAX_PIXELS;
-    if (w <= 0 || h <= 0) return util_fail(err, "%s: invalid image size %dx%d", name, w, h);
+    if (w <= 0 || h <= 0)
+        return util_fail_kind(err, UTIL_ERR_INVALID, "%s: invalid image size %dx%d", name, w, h);
     if (w > DATA_MAX_SIDE || h > DATA_MAX_SIDE)
-        return util_fail(err, "%s: image size %dx%d exceeds the limit of %d pixels per side", name,
-                         w, h, DATA_MAX_SIDE);
+        return util_fail_kind(err, UTIL_ERR_LIMIT,
+                              "%s: image size %dx%d exceeds the limit of %d pixels per side", name,
+                              w, h, DATA_MAX_SIDE);
     if ((size_t)w * (size_t)h > max_pixels)
-        return util_fail(err, "%s: image size %dx%d (%zu pixels) exceeds the limit of %zu pixels",
-                         name, w, h, (size_t)w * (size_t)h, max_pixels);
+        return util_fail_kind(err, UTIL_ERR_LIMIT,
+                              "%s: image size %dx%d (%zu pixels) exceeds the limit of %zu pixels",
+                              name, w, h, (size_t)w * (size_t)h, max_pixels);
     return 0;
 }
 
@@ -134,7 +137,8 @@ static data_image_t *decode_jpeg(const uint8_t *buf, size_t len, const char *nam
     data_image_t *im = NULL;
     int w = 0, h = 0, subsamp = 0, colorspace = 0;
     if (tjDecompressHeader3(tj, buf, (unsigned long)len, &w, &h, &subsamp, &colorspace) != 0) {
-        util_fail(err, "%s: not a readable JPEG: %s", name, tjGetErrorStr2(tj));
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: not a readable JPEG: %s", name,
+                       tjGetErrorStr2(tj));
         goto done;
     }
     /* Before any allocation: the header's size is what a hostile file lies about. */
@@ -165,7 +169,8 @@ static data_image_t *decode_jpeg(const uint8_t *buf, size_t len, const char *nam
 #endif
     if (tjDecompress2(tj, buf, (unsigned long)len, im->pixels, sw, 0, sh,
                       c == 1 ? TJPF_GRAY : TJPF_RGB, flags) != 0) {
-        util_fail(err, "%s: corrupt or truncated JPEG: %s", name, tjGetErrorStr2(tj));
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: corrupt or truncated JPEG: %s", name,
+                       tjGetErrorStr2(tj));
         data_image_free(im);
         im = NULL;
     }
@@ -182,13 +187,14 @@ static data_image_t *decode_png(const uint8_t *buf, size_t len, const char *name
     memset(&png, 0, sizeof png);
     png.version = PNG_IMAGE_VERSION;
     if (!png_image_begin_read_from_memory(&png, buf, len)) {
-        util_fail(err, "%s: not a readable PNG: %s", name, png.message);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: not a readable PNG: %s", name, png.message);
         png_image_free(&png);
         return NULL;
     }
     if (png.width > (png_uint_32)DATA_MAX_SIDE || png.height > (png_uint_32)DATA_MAX_SIDE) {
-        util_fail(err, "%s: image size %ux%u exceeds the limit of %d pixels per side", name,
-                  (unsigned)png.width, (unsigned)png.height, DATA_MAX_SIDE);
+        util_fail_kind(err, UTIL_ERR_LIMIT,
+                       "%s: image size %ux%u exceeds the limit of %d pixels per side", name,
+                       (unsigned)png.width, (unsigned)png.height, DATA_MAX_SIDE);
         png_image_free(&png);
         return NULL;
     }
@@ -206,7 +212,8 @@ static data_image_t *decode_png(const uint8_t *buf, size_t len, const char *name
     }
     png_color white = {255, 255, 255}; /* transparent parts become white */
     if (!png_image_finish_read(&png, &white, im->pixels, 0, NULL)) {
-        util_fail(err, "%s: corrupt or truncated PNG: %s", name, png.message);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: corrupt or truncated PNG: %s", name,
+                       png.message);
         png_image_free(&png);
         data_image_free(im);
         return NULL;
@@ -221,11 +228,12 @@ data_image_t *data_decode(const void *buf, size_t len, const char *name,
     if (!opts) opts = &defaults;
     if (!name) name = "image";
     if (opts->channels != 0 && opts->channels != 1 && opts->channels != 3) {
-        util_fail(err, "%s: cannot decode to %d channels (expected 1 or 3)", name, opts->channels);
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: cannot decode to %d channels (expected 1 or 3)",
+                       name, opts->channels);
         return NULL;
     }
     if (!buf || len == 0) {
-        util_fail(err, "%s: empty file (0 bytes)", name);
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: empty file (0 bytes)", name);
         return NULL;
     }
     const uint8_t *b = buf;
@@ -236,7 +244,8 @@ data_image_t *data_decode(const void *buf, size_t len, const char *name,
     char hex[40] = "";
     for (size_t i = 0; i < len && i < 4; i++)
         snprintf(hex + strlen(hex), sizeof hex - strlen(hex), " %02x", b[i]);
-    util_fail(err, "%s: not a JPEG or PNG image (%zu bytes, starting with%s)", name, len, hex);
+    util_fail_kind(err, UTIL_ERR_INVALID,
+                   "%s: not a JPEG or PNG image (%zu bytes, starting with%s)", name, len, hex);
     return NULL;
 }
 

@@ -58,7 +58,9 @@ typedef struct data_decode_opts {
 /* Decodes a JPEG or PNG (recognised by its signature) held in memory. `name`
  * (a path, or NULL) is put in error messages. opts NULL: defaults (as
  * stored, full size). Libjpeg warnings (a truncated file, corrupt entropy
- * data) are errors: a damaged image is rejected, not half-grey. Caller frees. */
+ * data) are errors: a damaged image is rejected, not half-grey. Caller frees.
+ * Error kinds: UTIL_ERR_INVALID (empty, not a JPEG or PNG), UTIL_ERR_CORRUPT
+ * (a JPEG or PNG that does not decode), UTIL_ERR_LIMIT (over the size limits). */
 data_image_t *data_decode(const void *buf, size_t len, const char *name,
                           const data_decode_opts_t *opts, util_err_t *err);
 /* Reads and decodes a file. Errors name the path. */

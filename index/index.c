@@ -258,18 +258,20 @@ static int catch_up_locked(index_t *ix, util_err_t *err) {
 
 static int make_dir(const char *dir, util_err_t *err) {
     if (mkdir(dir, 0777) && errno != EEXIST)
-        return util_fail(err, "%s: cannot create folder: %s", dir, strerror(errno));
+        return util_fail_kind(err, UTIL_ERR_IO, "%s: cannot create folder: %s", dir,
+                              strerror(errno));
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode))
-        return util_fail(err, "%s: not a folder", dir);
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION, "%s: not a folder", dir);
     return 0;
 }
 
 static int resolve_params(vec_params_t *p, int nprobe, int ef_search, int nflip,
                           util_err_t *err) {
     if (nprobe < 0 || ef_search < 0 || nflip < -1)
-        return util_fail(err, "index: negative nprobe (%d), ef_search (%d) or nflip (%d)", nprobe,
-                         ef_search, nflip);
+        return util_fail_kind(err, UTIL_ERR_INVALID,
+                              "index: negative nprobe (%d), ef_search (%d) or nflip (%d)", nprobe,
+                              ef_search, nflip);
     p->nprobe = nprobe ? nprobe : 16;
     p->ef_search = ef_search ? ef_search : 64;
     p->nflip = nflip == -1 ? 0 : nflip ? nflip : 2;
@@ -281,17 +283,17 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
     index_options_default(&defaults);
     if (!opt) opt = &defaults;
     if (!dir || !*dir) {
-        util_fail(err, "index: empty folder name");
+        util_fail_kind(err, UTIL_ERR_INVALID, "index: empty folder name");
         return NULL;
     }
     if (strlen(dir) > 1000) {
-        util_fail(err, "index: folder name too long");
+        util_fail_kind(err, UTIL_ERR_INVALID, "index: folder name too long");
         return NULL;
     }
     vec_params_t params;
     if (resolve_params(&params, opt->nprobe, opt->ef_search, opt->nflip, err)) return NULL;
     if (opt->snapshot_every < 0) {
-        util_fail(err, "index: negative snapshot_every");
+        util_fail_kind(err, UTIL_ERR_INVALID, "index: negative snapshot_every");
         return NULL;
     }
     if (make_dir(dir, err)) return NULL;
@@ -576,15 +578,20 @@ static int check_search(index_t *ix, const slot_t *s, const void *q, size_t nq, 
                         const index_hit_t *hits, util_err_t *err) {
     (void)ix;
     if (!s->factory[0])
-        return util_fail(err, "this index has no %s index (%s)", s->name,
-                         s->dim ? "turned off" : "the store keeps no such vectors");
-    if (k <= 0) return util_fail(err, "k must be at least 1 (got %d)", k);
-    if (k > INDEX_MAX_K) return util_fail(err, "k=%d exceeds the limit of %d", k, INDEX_MAX_K);
-    if (nq && (!q || !hits)) return util_fail(err, "queries or hits is NULL");
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION, "this index has no %s index (%s)",
+                              s->name, s->dim ? "turned off" : "the store keeps no such vectors");
+    if (k <= 0) return util_fail_kind(err, UTIL_ERR_INVALID, "k must be at least 1 (got %d)", k);
+    if (k > INDEX_MAX_K)
+        return util_fail_kind(err, UTIL_ERR_INVALID, "k=%d exceeds the limit of %d", k,
+                              INDEX_MAX_K);
+    if (nq && (!q || !hits))
+        return util_fail_kind(err, UTIL_ERR_INVALID, "queries or hits is NULL");
     size_t cells;
     if (util_mul_size(nq, (size_t)k, &cells) || util_mul_size(cells, sizeof *hits, &cells))
-        return util_fail(err, "%zu queries x k=%d results overflow", nq, k);
-    if (!s->v) return util_fail(err, "the %s index is unavailable (rebuild failed)", s->name);
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "%zu queries x k=%d results overflow", nq, k);
+    if (!s->v)
+        return util_fail_kind(err, UTIL_ERR_UNAVAILABLE,
+                              "the %s index is unavailable (rebuild failed)", s->name);
     return 0;
 }
 
@@ -592,13 +599,14 @@ int index_search_fc7(index_t *ix, const float *queries, size_t nq, int dim, int 
                      index_hit_t *hits, util_err_t *err) {
     slot_t *s = &ix->slot[INDEX_FC7];
     if (s->factory[0] && dim != s->dim)
-        return util_fail(err, "query has %d dimensions, the FC7 index has %d", dim, s->dim);
+        return util_fail_kind(err, UTIL_ERR_INVALID,
+                              "query has %d dimensions, the FC7 index has %d", dim, s->dim);
     for (size_t i = 0; queries && i < nq; i++)
         for (int j = 0; j < dim; j++) {
             float x = queries[i * (size_t)dim + (size_t)j];
             if (!isfinite(x))
-                return util_fail(err, "query %zu: component %d is %s", i, j,
-                                 isnan(x) ? "NaN" : "infinite");
+                return util_fail_kind(err, UTIL_ERR_INVALID, "query %zu: component %d is %s", i, j,
+                                      isnan(x) ? "NaN" : "infinite");
         }
     pthread_rwlock_rdlock(&ix->lock);
     int rc = check_search(ix, s, queries, nq, k, hits, err);
@@ -611,8 +619,9 @@ int index_search_code(index_t *ix, const uint8_t *codes, size_t nq, int code_byt
                       index_hit_t *hits, util_err_t *err) {
     slot_t *s = &ix->slot[INDEX_CODE];
     if (s->factory[0] && code_bytes * 8 != s->dim)
-        return util_fail(err, "query code has %d bytes, the code index has %d", code_bytes,
-                         s->dim / 8);
+        return util_fail_kind(err, UTIL_ERR_INVALID,
+                              "query code has %d bytes, the code index has %d", code_bytes,
+                              s->dim / 8);
     pthread_rwlock_rdlock(&ix->lock);
     int rc = check_search(ix, s, codes, nq, k, hits, err);
     if (!rc && nq) rc = vecindex_search(s->v, nq, codes, k, hits, err);
@@ -623,16 +632,18 @@ int index_search_code(index_t *ix, const uint8_t *codes, size_t nq, int code_byt
 int index_search_id(index_t *ix, index_kind_t kind, int64_t id, int k, index_hit_t *hits,
                     util_err_t *err) {
     if (kind != INDEX_FC7 && kind != INDEX_CODE)
-        return util_fail(err, "unknown index kind %d", (int)kind);
+        return util_fail_kind(err, UTIL_ERR_INVALID, "unknown index kind %d", (int)kind);
     store_record_t rec;
     if (store_get(ix->store, id, &rec, err)) return -1;
     int rc;
     if (kind == INDEX_FC7) {
         rc = rec.fc7 ? index_search_fc7(ix, rec.fc7, 1, ix->slot[0].dim, k, hits, err)
-                     : util_fail(err, "item %" PRId64 " has no FC7 vector", id);
+                     : util_fail_kind(err, UTIL_ERR_PRECONDITION,
+                                      "item %" PRId64 " has no FC7 vector", id);
     } else {
-        rc = rec.code ? index_search_code(ix, rec.code, 1, ix->slot[1].dim / 8, k, hits, err)
-                      : util_fail(err, "item %" PRId64 " has no code", id);
+        rc = rec.code
+                 ? index_search_code(ix, rec.code, 1, ix->slot[1].dim / 8, k, hits, err)
+                 : util_fail_kind(err, UTIL_ERR_PRECONDITION, "item %" PRId64 " has no code", id);
     }
     store_record_clear(&rec);
     return rc;

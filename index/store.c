@@ -35,14 +35,36 @@ struct store {
     sqlite3_stmt *insert_item, *insert_change, *delete_item, *get_item, *set_meta;
 };
 
+/* The kind of SQLite's last error on the connection. */
+static util_err_kind_t db_kind(store_t *s) {
+    switch (sqlite3_errcode(s->db) & 0xff) { /* the primary code */
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return UTIL_ERR_CORRUPT;
+    case SQLITE_IOERR:
+    case SQLITE_FULL:
+    case SQLITE_CANTOPEN:
+    case SQLITE_READONLY:
+    case SQLITE_PERM:
+        return UTIL_ERR_IO;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return UTIL_ERR_UNAVAILABLE;
+    case SQLITE_NOMEM:
+        return UTIL_ERR_LIMIT;
+    default:
+        return UTIL_ERR_INTERNAL;
+    }
+}
+
 static int db_fail(store_t *s, util_err_t *err, const char *what) {
-    return util_fail(err, "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
+    return util_fail_kind(err, db_kind(s), "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
 }
 
 static int exec(store_t *s, const char *sql, util_err_t *err) {
     char *msg = NULL;
     if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        util_fail(err, "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
+        util_fail_kind(err, db_kind(s), "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
         sqlite3_free(msg);
         return -1;
     }
@@ -80,12 +102,15 @@ static int meta_get_i64(store_t *s, const char *key, int64_t *out, util_err_t *e
     char buf[64];
     int f = meta_get(s, key, buf, sizeof buf, err);
     if (f < 0) return -1;
-    if (!f) return util_fail(err, "%s: meta key '%s' is missing (damaged store)", s->path, key);
+    if (!f)
+        return util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: meta key '%s' is missing (damaged store)",
+                              s->path, key);
     char *end;
     errno = 0;
     long long v = strtoll(buf, &end, 10);
     if (errno || *end || end == buf)
-        return util_fail(err, "%s: meta key '%s' holds '%s', not a number", s->path, key, buf);
+        return util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: meta key '%s' holds '%s', not a number",
+                              s->path, key, buf);
     *out = (int64_t)v;
     return 0;
 }
@@ -128,28 +153,35 @@ static int prepare(store_t *s, const char *sql, sqlite3_stmt **st, util_err_t *e
 static int check_shape(const char *path, const char *name, int given, int stored, int max,
                        util_err_t *err) {
     if (given < 0 || given > max)
-        return util_fail(err, "%s: %s %d is out of range (0..%d)", path, name, given, max);
+        return util_fail_kind(err, UTIL_ERR_INVALID, "%s: %s %d is out of range (0..%d)", path,
+                              name, given, max);
     if (given && stored >= 0 && given != stored)
-        return util_fail(err, "%s: the store holds %s %d, asked for %d", path, name, stored,
-                         given);
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION, "%s: the store holds %s %d, asked for %d",
+                              path, name, stored, given);
     return 0;
 }
 
 store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *err) {
     if (!path || !*path) {
-        util_fail(err, "store: empty path");
+        util_fail_kind(err, UTIL_ERR_INVALID, "store: empty path");
         return NULL;
     }
     if (check_shape(path, "fc7_dim", fc7_dim, -1, STORE_MAX_FC7_DIM, err) ||
         check_shape(path, "code_bits", code_bits, -1, STORE_MAX_CODE_BITS, err))
         return NULL;
     if (code_bits % 8) {
-        util_fail(err, "%s: code_bits %d is not a multiple of 8", path, code_bits);
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: code_bits %d is not a multiple of 8", path,
+                       code_bits);
+        return NULL;
+    }
+    if (strlen(path) >= sizeof ((store_t *)0)->path) {
+        util_fail(err, "%s: the path is longer than %zu bytes", path,
+                  sizeof ((store_t *)0)->path - 1);
         return NULL;
     }
     store_t *s = calloc(1, sizeof *s);
     if (!s) {
-        util_fail(err, "%s: out of memory", path);
+        util_fail_kind(err, UTIL_ERR_LIMIT, "%s: out of memory", path);
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
@@ -157,7 +189,8 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
     if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
         SQLITE_OK) {
         if (s->db) db_fail(s, err, "cannot open");
-        else util_fail(err, "%s: cannot open (out of memory)", path);
+        else
+            util_fail_kind(err, UTIL_ERR_LIMIT, "%s: cannot open (out of memory)", path);
         store_free(s);
         return NULL;
     }
@@ -215,7 +248,8 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
             nitems = sqlite3_column_int(q, 0);
         sqlite3_finalize(q);
         if (nitems != 0) {
-            util_fail(err, "%s: not an imgret store (no format marker)", path);
+            util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: not an imgret store (no format marker)",
+                           path);
             goto fail_tx;
         }
         make_uuid(s->uuid);
@@ -228,8 +262,8 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
             goto fail_tx;
     } else {
         if (strcmp(buf, STORE_FORMAT)) {
-            util_fail(err, "%s: store format '%s', this build reads '%s'", path, buf,
-                      STORE_FORMAT);
+            util_fail_kind(err, UTIL_ERR_UNSUPPORTED,
+                           "%s: store format '%s', this build reads '%s'", path, buf, STORE_FORMAT);
             goto fail_tx;
         }
         int64_t d, b;
@@ -240,8 +274,12 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
             goto fail_tx;
         s->fc7_dim = (int)d;
         s->code_bits = (int)b;
-        if (meta_get(s, "uuid", s->uuid, sizeof s->uuid, err) != 1) {
-            util_fail_prefix(err, "%s: store has no uuid", path);
+        int u = meta_get(s, "uuid", s->uuid, sizeof s->uuid, err);
+        if (u != 1) {
+            if (u == 0)
+                util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: store has no uuid", path);
+            else
+                util_fail_prefix(err, "%s: store has no uuid", path);
             goto fail_tx;
         }
     }
@@ -278,7 +316,8 @@ void store_free(store_t *s) {
 }
 
 static int setting_key(const char *key, char *full, size_t cap, util_err_t *err) {
-    if (!key || !*key || strlen(key) > 60) return util_fail(err, "store: bad setting name");
+    if (!key || !*key || strlen(key) > 60)
+        return util_fail_kind(err, UTIL_ERR_INVALID, "store: bad setting name");
     snprintf(full, cap, "setting.%s", key);
     return 0;
 }
@@ -323,19 +362,22 @@ int64_t store_last_seq(store_t *s, util_err_t *err) {
 
 static int validate_item(const store_t *s, const store_item_t *it, size_t i, util_err_t *err) {
     if (it->id < 0 && it->id != STORE_ID_AUTO)
-        return util_fail(err, "item %zu: id %" PRId64 " is negative", i, it->id);
+        return util_fail_kind(err, UTIL_ERR_INVALID, "item %zu: id %" PRId64 " is negative", i,
+                              it->id);
     if (it->uri && strlen(it->uri) > STORE_MAX_URI)
-        return util_fail(err, "item %zu: uri is %zu bytes, the limit is %d", i, strlen(it->uri),
-                         STORE_MAX_URI);
+        return util_fail_kind(err, UTIL_ERR_INVALID, "item %zu: uri is %zu bytes, the limit is %d",
+                              i, strlen(it->uri), STORE_MAX_URI);
     if (it->fc7 && !s->fc7_dim)
-        return util_fail(err, "item %zu: has an FC7 vector but the store keeps none", i);
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION,
+                              "item %zu: has an FC7 vector but the store keeps none", i);
     if (it->code && !s->code_bits)
-        return util_fail(err, "item %zu: has a code but the store keeps none", i);
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION,
+                              "item %zu: has a code but the store keeps none", i);
     if (it->fc7)
         for (int j = 0; j < s->fc7_dim; j++)
             if (!isfinite(it->fc7[j]))
-                return util_fail(err, "item %zu: FC7 component %d is %s", i, j,
-                                 isnan(it->fc7[j]) ? "NaN" : "infinite");
+                return util_fail_kind(err, UTIL_ERR_INVALID, "item %zu: FC7 component %d is %s", i,
+                                      j, isnan(it->fc7[j]) ? "NaN" : "infinite");
     return 0;
 }
 
@@ -346,12 +388,13 @@ static int rollback_fail(store_t *s) {
 }
 
 int store_add(store_t *s, store_item_t *items, size_t n, util_err_t *err) {
-    if (n && !items) return util_fail(err, "store_add: items is NULL");
+    if (n && !items) return util_fail_kind(err, UTIL_ERR_INVALID, "store_add: items is NULL");
     for (size_t i = 0; i < n; i++)
         if (validate_item(s, &items[i], i, err)) return -1;
     if (!n) return 0;
     int64_t *assigned = malloc(n * sizeof *assigned);
-    if (!assigned) return util_fail(err, "store_add: out of memory for %zu items", n);
+    if (!assigned)
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "store_add: out of memory for %zu items", n);
     pthread_mutex_lock(&s->lock);
     int64_t seq, next_id;
     if (exec(s, "BEGIN IMMEDIATE", err)) {
@@ -383,7 +426,7 @@ int store_add(store_t *s, store_item_t *items, size_t n, util_err_t *err) {
         int rc = sqlite3_step(st);
         sqlite3_reset(st);
         if (rc == SQLITE_CONSTRAINT) {
-            util_fail(err, "item %zu: id %" PRId64 " already exists", i, id);
+            util_fail_kind(err, UTIL_ERR_EXISTS, "item %zu: id %" PRId64 " already exists", i, id);
             goto fail;
         }
         if (rc != SQLITE_DONE) {
@@ -421,7 +464,7 @@ fail:
 }
 
 int store_remove(store_t *s, const int64_t *ids, size_t n, util_err_t *err) {
-    if (n && !ids) return util_fail(err, "store_remove: ids is NULL");
+    if (n && !ids) return util_fail_kind(err, UTIL_ERR_INVALID, "store_remove: ids is NULL");
     if (!n) return 0;
     pthread_mutex_lock(&s->lock);
     int64_t seq;
@@ -441,7 +484,7 @@ int store_remove(store_t *s, const int64_t *ids, size_t n, util_err_t *err) {
             return rollback_fail(s);
         }
         if (sqlite3_changes(s->db) != 1) {
-            util_fail(err, "no item with id %" PRId64, ids[i]);
+            util_fail_kind(err, UTIL_ERR_NOT_FOUND, "no item with id %" PRId64, ids[i]);
             return rollback_fail(s);
         }
         seq++;
@@ -485,11 +528,13 @@ static int row_item(store_t *s, sqlite3_stmt *st, store_item_t *it, util_err_t *
     it->seq = sqlite3_column_int64(st, 6);
     if (!it->uri) it->uri = "";
     if (it->fc7 && fc7_bytes != (int)sizeof(float) * s->fc7_dim)
-        return util_fail(err, "%s: item %" PRId64 ": FC7 blob has %d bytes, expected %d",
-                         s->path, it->id, fc7_bytes, (int)sizeof(float) * s->fc7_dim);
+        return util_fail_kind(err, UTIL_ERR_CORRUPT,
+                              "%s: item %" PRId64 ": FC7 blob has %d bytes, expected %d", s->path,
+                              it->id, fc7_bytes, (int)sizeof(float) * s->fc7_dim);
     if (it->code && code_bytes != s->code_bits / 8)
-        return util_fail(err, "%s: item %" PRId64 ": code blob has %d bytes, expected %d",
-                         s->path, it->id, code_bytes, s->code_bits / 8);
+        return util_fail_kind(err, UTIL_ERR_CORRUPT,
+                              "%s: item %" PRId64 ": code blob has %d bytes, expected %d", s->path,
+                              it->id, code_bytes, s->code_bits / 8);
     return 0;
 }
 
@@ -501,7 +546,7 @@ int store_get(store_t *s, int64_t id, store_record_t *out, util_err_t *err) {
     sqlite3_bind_int64(st, 1, id);
     int rc = sqlite3_step(st), ret = 0;
     if (rc == SQLITE_DONE) {
-        ret = util_fail(err, "no item with id %" PRId64, id);
+        ret = util_fail_kind(err, UTIL_ERR_NOT_FOUND, "no item with id %" PRId64, id);
     } else if (rc != SQLITE_ROW) {
         ret = db_fail(s, err, "reading an item");
     } else {
@@ -518,7 +563,7 @@ int store_get(store_t *s, int64_t id, store_record_t *out, util_err_t *err) {
             if (it.code && (out->code = malloc(cb))) memcpy(out->code, it.code, cb);
             if (!out->uri || (it.fc7 && !out->fc7) || (it.code && !out->code)) {
                 store_record_clear(out);
-                ret = util_fail(err, "item %" PRId64 ": out of memory", id);
+                ret = util_fail_kind(err, UTIL_ERR_LIMIT, "item %" PRId64 ": out of memory", id);
             }
         }
     }
@@ -593,7 +638,7 @@ int store_changes(store_t *s, int64_t after_seq, store_change_t **changes, size_
             size_t nc = cap ? 2 * cap : 256;
             store_change_t *p = realloc(*changes, nc * sizeof *p);
             if (!p) {
-                ret = util_fail(err, "change log: out of memory");
+                ret = util_fail_kind(err, UTIL_ERR_LIMIT, "change log: out of memory");
                 goto out;
             }
             *changes = p;

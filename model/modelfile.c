@@ -915,7 +915,8 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
     pb_ckpt_t *pc = NULL;
     int fd = open(path, O_RDONLY);
     if (fd < 0) {
-        util_fail(err, "%s: cannot open: %s", path, strerror(errno));
+        util_fail_kind(err, errno == ENOENT ? UTIL_ERR_NOT_FOUND : UTIL_ERR_IO,
+                       "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
     struct stat st;
@@ -926,33 +927,37 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
     }
     uint64_t size = (uint64_t)st.st_size;
     if (size < 8 || pread(fd, h, 8, 0) != 8 || memcmp(h, MF_MAGIC, 8) != 0) {
-        util_fail(err, "%s: not an imgret model file (no '%s' magic at the start)", path, MF_MAGIC);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: not an imgret model file (no '%s' magic at the start)", path, MF_MAGIC);
         goto out;
     }
     if (size < MF_HEADER || pread(fd, h, MF_HEADER, 0) != MF_HEADER) {
-        util_fail(err, "%s: truncated: %llu bytes, shorter than the %d-byte header", path,
-                  (unsigned long long)size, MF_HEADER);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: truncated: %llu bytes, shorter than the %d-byte header", path,
+                       (unsigned long long)size, MF_HEADER);
         goto out;
     }
     if (get_u32(h + 8) != MF_VERSION || get_u32(h + 12) != MF_HEADER) {
-        util_fail(err, "%s: format version %u with a %u-byte header (this imgret reads version %u)",
-                  path, get_u32(h + 8), get_u32(h + 12), MF_VERSION);
+        util_fail_kind(err, UTIL_ERR_UNSUPPORTED,
+                       "%s: format version %u with a %u-byte header (this imgret reads version %u)",
+                       path, get_u32(h + 8), get_u32(h + 12), MF_VERSION);
         goto out;
     }
     uint64_t model_len = get_u64(h + 16), ckpt_len = get_u64(h + 24);
     if (model_len > MODEL_FILE_MAX_BYTES || ckpt_len > MODEL_FILE_MAX_BYTES) {
-        util_fail(err,
-                  "%s: header declares sections of %llu and %llu bytes, over the %llu-byte "
-                  "limit (corrupt header)",
-                  path, (unsigned long long)model_len, (unsigned long long)ckpt_len,
-                  (unsigned long long)MODEL_FILE_MAX_BYTES);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: header declares sections of %llu and %llu bytes, over the %llu-byte "
+                       "limit (corrupt header)",
+                       path, (unsigned long long)model_len, (unsigned long long)ckpt_len,
+                       (unsigned long long)MODEL_FILE_MAX_BYTES);
         goto out;
     }
     uint64_t want = MF_HEADER + model_len + ckpt_len;
     if (want != size) {
-        util_fail(err, "%s: %s: the header declares %llu bytes in all, the file has %llu", path,
-                  want > size ? "truncated" : "trailing bytes after the body",
-                  (unsigned long long)want, (unsigned long long)size);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: %s: the header declares %llu bytes in all, the file has %llu", path,
+                       want > size ? "truncated" : "trailing bytes after the body",
+                       (unsigned long long)want, (unsigned long long)size);
         goto out;
     }
     body = malloc(model_len + ckpt_len + 1);
@@ -965,7 +970,8 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
         ssize_t r = pread(fd, body + got, model_len + ckpt_len - got, (off_t)(MF_HEADER + got));
         if (r < 0 && errno == EINTR) continue;
         if (r <= 0) {
-            util_fail(err, "%s: read failed: %s", path, r < 0 ? strerror(errno) : "file shrank");
+            util_fail_kind(err, UTIL_ERR_IO, "%s: read failed: %s", path,
+                           r < 0 ? strerror(errno) : "file shrank");
             goto out;
         }
         got += (uint64_t)r;
@@ -973,17 +979,20 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
     uint8_t hash[MODEL_HASH_BYTES], ckpt_hash[MODEL_HASH_BYTES] = {0};
     if (ix_sha256(body, model_len, hash, err)) goto out;
     if (memcmp(hash, h + 32, MODEL_HASH_BYTES) != 0) {
-        util_fail(err, "%s: content hash mismatch: the model section is corrupt", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: content hash mismatch: the model section is corrupt", path);
         goto out;
     }
     if (ckpt_len && ix_sha256(body + model_len, ckpt_len, ckpt_hash, err)) goto out;
     if (memcmp(ckpt_hash, h + 64, MODEL_HASH_BYTES) != 0) {
-        util_fail(err, "%s: checkpoint hash mismatch: the checkpoint section is corrupt", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: checkpoint hash mismatch: the checkpoint section is corrupt", path);
         goto out;
     }
     pf = imgret__model__v1__model_file__unpack(NULL, model_len, body);
     if (!pf) {
-        util_fail(err, "%s: the model section is not a valid ModelFile message", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: the model section is not a valid ModelFile message", path);
         goto out;
     }
     if (pf->checkpoint) {
@@ -1002,12 +1011,13 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
             if (!(*p++ & 0x80)) break;
         }
         if (!ok || len != (uint64_t)(end - p)) {
-            util_fail(err, "%s: the checkpoint section is malformed", path);
+            util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: the checkpoint section is malformed", path);
             goto out;
         }
         pc = imgret__model__v1__checkpoint__unpack(NULL, len, p);
         if (!pc) {
-            util_fail(err, "%s: the checkpoint section is not a valid Checkpoint message", path);
+            util_fail_kind(err, UTIL_ERR_CORRUPT,
+                           "%s: the checkpoint section is not a valid Checkpoint message", path);
             goto out;
         }
     }
@@ -1023,6 +1033,9 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
         mf = NULL;
     }
     if (!mf) {
+        /* The sections passed their hashes but not the checks: the file was
+         * written wrong, which is damage as far as a reader can tell. */
+        if (err && util_err_kind(err) == UTIL_ERR_INTERNAL) err->kind = UTIL_ERR_CORRUPT;
         util_fail_prefix(err, "%s", path);
         goto out;
     }

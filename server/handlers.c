@@ -316,7 +316,7 @@ static int search_prepare(srv_worker_t *w, srv_job_t *j, search_plan_t *p) {
     case IMGRET__V1__SEARCH_REQUEST__QUERY_CODE: p->qcode = r->code.data; break;
     case IMGRET__V1__SEARCH_REQUEST__QUERY_ITEM_ID:
         if (index_get(s->ix, r->item_id, &p->qrec, &err))
-            return job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
+            return job_fail(j, srv_code_of_kind(util_err_kind(&err)), "%s", err.msg);
         p->qfc7 = p->qrec.fc7;
         p->qcode = p->qrec.code;
         p->exclude = !r->include_query_item;
@@ -378,13 +378,15 @@ static void search_grouped(struct srv *s, search_plan_t *plans, size_t n, int ha
         atomic_fetch_add(&s->search_batches, 1);
         atomic_fetch_add(&s->search_queries, (unsigned long long)nq);
     } else {
-        util_fail(&err, "out of memory");
+        util_fail_kind(&err, UTIL_ERR_LIMIT, "out of memory");
     }
     for (size_t i = 0, m = 0; i < n; i++) {
         search_plan_t *p = &plans[i];
         if (!p->job || p->hamming != hamming) continue;
-        if (rc) job_fail(p->job, SRV_INTERNAL, "search: %s", err.msg);
-        else memcpy(p->hits, hits + m * (size_t)fetch, sizeof *p->hits * (size_t)p->fetch);
+        if (rc)
+            job_fail(p->job, srv_code_of_kind(util_err_kind(&err)), "search: %s", err.msg);
+        else
+            memcpy(p->hits, hits + m * (size_t)fetch, sizeof *p->hits * (size_t)p->fetch);
         m++;
     }
     free(q);
@@ -641,7 +643,7 @@ static void run_add(srv_worker_t *w, srv_job_t *j) {
         goto done;
     }
     if (index_add(s->ix, items, n, &err)) {
-        job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
+        job_fail(j, srv_code_of_kind(util_err_kind(&err)), "%s", err.msg);
         goto done;
     }
     atomic_fetch_add(&s->items, (long long)n);
@@ -667,7 +669,7 @@ static void run_remove(struct srv *s, srv_job_t *j) {
     Imgret__V1__RemoveRequest *r = (void *)j->req.msg;
     util_err_t err = {{0}};
     if (index_remove(s->ix, r->ids, r->n_ids, &err)) {
-        job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
+        job_fail(j, srv_code_of_kind(util_err_kind(&err)), "%s", err.msg);
         return;
     }
     atomic_fetch_sub(&s->items, (long long)r->n_ids);
@@ -785,7 +787,7 @@ static void run_thumb(struct srv *s, srv_job_t *j) {
     store_record_t rec;
     util_err_t err = {{0}};
     if (index_get(s->ix, j->thumb_id, &rec, &err)) {
-        job_fail(j, srv_code_of_index_error(err.msg, SRV_INTERNAL), "%s", err.msg);
+        job_fail(j, srv_code_of_kind(util_err_kind(&err)), "%s", err.msg);
         return;
     }
     const char *uri = rec.uri;

@@ -218,6 +218,27 @@ static int hex4(const char *s, const char *end, unsigned *out) {
     return 0;
 }
 
+/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0
+ * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
+static size_t utf8_len(const unsigned char *s, size_t n) {
+    unsigned c = s[0];
+    size_t len;
+    unsigned min;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
+    else return 0;
+    if (n < len) return 0;
+    unsigned cp = c & (0xFF >> (len + 1));
+    for (size_t i = 1; i < len; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return len;
+}
+
 static size_t utf8_put(unsigned cp, char *u) {
     if (cp < 0x80) {
         u[0] = (char)cp;
@@ -314,7 +335,7 @@ static int jstring(jdec_t *d, char *out, size_t cap, size_t *len) {
             ul = 1;
             q++;
         } else {
-            ul = srv_utf8_len((const unsigned char *)q, (size_t)(d->end - q));
+            ul = utf8_len((const unsigned char *)q, (size_t)(d->end - q));
             if (!ul) {
                 d->p = q;
                 return jfail(d, "invalid UTF-8 in a string");
@@ -1017,56 +1038,21 @@ int srv_json_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *json,
 
 /* ------------------------------------------------------------- writing */
 
-typedef struct jout {
-    char *p;
-    size_t len, cap; /* cap counts the NUL */
-    int oom;
-} jout_t;
-
-static void put(jout_t *o, const char *s, size_t n) {
-    if (o->oom) return;
-    if (n >= o->cap - o->len) {
-        size_t ncap = o->cap ? o->cap : 256;
-        while (ncap - o->len <= n) {
-            if (ncap > SIZE_MAX / 2) {
-                o->oom = 1;
-                return;
-            }
-            ncap *= 2;
-        }
-        char *g = realloc(o->p, ncap);
-        if (!g) {
-            o->oom = 1;
-            return;
-        }
-        o->p = g;
-        o->cap = ncap;
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-    o->p[o->len] = 0;
-}
-
-static void puts_(jout_t *o, const char *s) {
-    put(o, s, strlen(s));
-}
-
-void srv_json_string(const char *s, void (*sink)(void *ctx, const char *p, size_t n),
-                     void *ctx) {
+void srv_json_string(srv_strbuf_t *b, const char *s) {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
     const size_t n = strlen(s);
-    sink(ctx, "\"", 1);
+    srv_strbuf_put(b, "\"", 1);
     size_t run = 0; /* bytes copied as they are, written in one go */
     for (size_t i = 0; i < n;) {
         unsigned c = u[i];
-        size_t l = c < 0x80 ? 1 : srv_utf8_len(u + i, n - i);
+        size_t l = c < 0x80 ? 1 : utf8_len(u + i, n - i);
         if (l && c != '"' && c != '\\' && c >= 0x20) {
             run += l;
             i += l;
             continue;
         }
-        if (run) sink(ctx, s + i - run, run);
+        if (run) srv_strbuf_put(b, s + i - run, run);
         run = 0;
         char esc[8] = {'\\', 0};
         switch (c) {
@@ -1080,28 +1066,32 @@ void srv_json_string(const char *s, void (*sink)(void *ctx, const char *p, size_
         default: break;
         }
         if (esc[1]) {
-            sink(ctx, esc, 2);
+            srv_strbuf_put(b, esc, 2);
         } else if (!l) {
-            sink(ctx, "\\ufffd", 6); /* not UTF-8: the replacement character */
+            srv_strbuf_put(b, "\\ufffd", 6); /* not UTF-8: the replacement character */
         } else {
             char cc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            sink(ctx, cc, 6);
+            srv_strbuf_put(b, cc, 6);
         }
         i++;
     }
-    if (run) sink(ctx, s + n - run, run);
-    sink(ctx, "\"", 1);
+    if (run) srv_strbuf_put(b, s + n - run, run);
+    srv_strbuf_put(b, "\"", 1);
 }
 
-static void put_sink(void *ctx, const char *p, size_t n) {
-    put(ctx, p, n);
+static void put(srv_strbuf_t *o, const char *s, size_t n) {
+    srv_strbuf_put(o, s, n);
 }
 
-static void put_string(jout_t *o, const char *s) {
-    srv_json_string(s, put_sink, o);
+static void puts_(srv_strbuf_t *o, const char *s) {
+    srv_strbuf_puts(o, s);
 }
 
-static void put_json_name(jout_t *o, const char *name) {
+static void put_string(srv_strbuf_t *o, const char *s) {
+    srv_json_string(o, s);
+}
+
+static void put_json_name(srv_strbuf_t *o, const char *name) {
     put(o, "\"", 1);
     int upper = 0;
     for (const char *c = name; *c; c++) {
@@ -1120,7 +1110,7 @@ static void put_json_name(jout_t *o, const char *name) {
  * written as JavaScript writes numbers: plainly from 1e-6 up to 1e21
  * (20, 0.000015, 100000000000000000000), with an exponent otherwise (1e-7,
  * 3.4028235e38). */
-static void put_real(jout_t *o, double x, int is_float) {
+static void put_real(srv_strbuf_t *o, double x, int is_float) {
     if (isnan(x)) {
         puts_(o, "\"NaN\"");
         return;
@@ -1180,7 +1170,7 @@ static void put_real(jout_t *o, double x, int is_float) {
     put(o, out, k);
 }
 
-static void put_base64(jout_t *o, const uint8_t *b, size_t n) {
+static void put_base64(srv_strbuf_t *o, const uint8_t *b, size_t n) {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     char chunk[256];
     size_t k = 0;
@@ -1202,9 +1192,9 @@ static void put_base64(jout_t *o, const uint8_t *b, size_t n) {
     put(o, "\"", 1);
 }
 
-static void write_message(jout_t *o, const ProtobufCMessage *m);
+static void write_message(srv_strbuf_t *o, const ProtobufCMessage *m);
 
-static void write_value(jout_t *o, const ProtobufCFieldDescriptor *f, const void *v) {
+static void write_value(srv_strbuf_t *o, const ProtobufCFieldDescriptor *f, const void *v) {
     char buf[32];
     switch (f->type) {
     case PROTOBUF_C_TYPE_INT32:
@@ -1303,7 +1293,7 @@ static int field_present(const ProtobufCMessage *m, const ProtobufCFieldDescript
     }
 }
 
-static void write_message(jout_t *o, const ProtobufCMessage *m) {
+static void write_message(srv_strbuf_t *o, const ProtobufCMessage *m) {
     const ProtobufCMessageDescriptor *desc = m->descriptor;
     int first = 1;
     put(o, "{", 1);
@@ -1332,9 +1322,10 @@ static void write_message(jout_t *o, const ProtobufCMessage *m) {
 }
 
 char *srv_json_encode(const ProtobufCMessage *m, size_t *len) {
-    jout_t o = {NULL, 0, 0, 0};
+    srv_strbuf_t o;
+    srv_strbuf_init(&o);
     write_message(&o, m);
-    if (o.oom) {
+    if (o.failed) {
         free(o.p);
         return NULL;
     }

@@ -56,10 +56,10 @@ int srv_json_decode(const ProtobufCMessageDescriptor *desc, const uint8_t *json,
  * frees it) of *len bytes, or NULL when out of memory. */
 char *srv_json_encode(const ProtobufCMessage *m, size_t *len);
 
-/* The NUL-terminated string s as a JSON string literal (quotes included),
- * written in pieces to sink: '"' and '\\' escaped, control characters as
- * \n, \t, ... or \u00XX, bytes that are not valid UTF-8 as \ufffd. The
- * one escaper of the server: JSON replies and Twirp error bodies. */
-void srv_json_string(const char *s, void (*sink)(void *ctx, const char *p, size_t n), void *ctx);
+/* Appends the NUL-terminated string s to b as a JSON string literal (quotes
+ * included): '"' and '\\' escaped, control characters as \n, \t, ... or
+ * \u00XX, bytes that are not valid UTF-8 as \ufffd. The one escaper of the
+ * server: JSON replies and Twirp error bodies. */
+void srv_json_string(srv_strbuf_t *b, const char *s);
 
 #endif

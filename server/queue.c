@@ -29,11 +29,14 @@ void srv_queue_destroy(srv_queue_t *q) {
     pthread_mutex_destroy(&q->lock);
 }
 
-int srv_queue_push(srv_queue_t *q, srv_qnode_t *n) {
+int srv_queue_push(srv_queue_t *q, srv_qnode_t *n, util_err_t *err) {
     pthread_mutex_lock(&q->lock);
     if (q->closed || q->len >= q->cap) {
+        int closed = q->closed;
+        size_t cap = q->cap;
         pthread_mutex_unlock(&q->lock);
-        return -1;
+        if (closed) return util_fail_kind(err, UTIL_ERR_UNAVAILABLE, "the work queue is closed");
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "the work queue holds %zu jobs, its limit", cap);
     }
     n->next = NULL;
     if (q->tail) q->tail->next = n;

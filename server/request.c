@@ -4,7 +4,6 @@
  * loop, before a job is queued. */
 #include "server/server_internal.h"
 
-#include "index/index.h"
 #include "server/json.h"
 
 #include <math.h>
@@ -43,8 +42,8 @@ static int check_image(const ProtobufCBinaryData *b, const char *what, srv_error
 
 static int validate_search(const Imgret__V1__SearchRequest *r, const srv_limits_t *lim,
                            srv_request_t *out, srv_error_t *e) {
-    if (r->k > INDEX_MAX_K)
-        return srv_fail(e, SRV_INVALID_ARGUMENT, "k %u is over the limit %d", r->k, INDEX_MAX_K);
+    if (r->k > (unsigned)lim->max_k)
+        return srv_fail(e, SRV_INVALID_ARGUMENT, "k %u is over the limit %d", r->k, lim->max_k);
     if (r->metric != IMGRET__V1__METRIC__METRIC_UNSPECIFIED &&
         r->metric != IMGRET__V1__METRIC__EUCLIDEAN && r->metric != IMGRET__V1__METRIC__HAMMING)
         return srv_fail(e, SRV_INVALID_ARGUMENT, "metric %d is not EUCLIDEAN or HAMMING",
@@ -91,9 +90,9 @@ static int validate_search(const Imgret__V1__SearchRequest *r, const srv_limits_
     } else if (r->rerank) {
         return srv_fail(e, SRV_INVALID_ARGUMENT, "rerank applies to HAMMING searches");
     }
-    if (r->rerank_candidates > INDEX_MAX_K)
+    if (r->rerank_candidates > (unsigned)lim->max_k)
         return srv_fail(e, SRV_INVALID_ARGUMENT, "rerank_candidates %u is over the limit %d",
-                        r->rerank_candidates, INDEX_MAX_K);
+                        r->rerank_candidates, lim->max_k);
     unsigned k = r->k ? r->k : SRV_DEFAULT_K;
     if (r->rerank && r->rerank_candidates && r->rerank_candidates < k)
         return srv_fail(e, SRV_INVALID_ARGUMENT, "rerank_candidates %u is fewer than k %u",
@@ -178,9 +177,9 @@ static int validate_add(const Imgret__V1__AddRequest *r, const srv_limits_t *lim
             return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: set image or vector", what);
         }
         size_t ul = it->uri ? strlen(it->uri) : 0;
-        if (ul > STORE_MAX_URI)
-            return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: uri is %zu bytes, the limit is %d", what,
-                            ul, STORE_MAX_URI);
+        if (ul > lim->max_uri_bytes)
+            return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: uri is %zu bytes, the limit is %zu", what,
+                            ul, lim->max_uri_bytes);
         if (it->label < -1 || (lim->n_classes > 0 && it->label >= lim->n_classes))
             return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: label %d is not -1 or in [0, %d)", what,
                             (int)it->label, lim->n_classes);

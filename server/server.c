@@ -282,7 +282,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 }
 
 /* Queues a job (the loop owns it until then). On a full queue answers
- * resource_exhausted and frees it. */
+ * resource_exhausted (a closed one: unavailable) and frees it. */
 static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     loop_t *L = s->loop;
     j->http_req = req;
@@ -296,14 +296,21 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
         j->node.kind = SRV_KIND_SEARCH;
         j->node.weight = 1;
     }
-    if (srv_queue_push(&s->queue, &j->node)) {
+    util_err_t qerr = {{0}};
+    if (srv_queue_push(&s->queue, &j->node, &qerr)) {
         srv_error_t e;
-        srv_fail(&e, SRV_RESOURCE_EXHAUSTED,
-                 "the server is busy: %zu requests are waiting; retry later", s->queue.cap);
-        srv_error_meta(&e, "retry_after_ms", "100");
+        srv_code_t code = srv_code_of_kind(util_err_kind(&qerr));
+        if (code == SRV_RESOURCE_EXHAUSTED) {
+            srv_fail(&e, code, "the server is busy: %zu requests are waiting; retry later",
+                     s->queue.cap);
+            srv_error_meta(&e, "retry_after_ms", "100");
+        } else {
+            srv_fail(&e, code, "the server is shutting down (%s)", qerr.msg);
+        }
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
-            reply_text(req, 429, NULL, "text/plain; charset=utf-8", e.msg, strlen(e.msg));
+            reply_text(req, srv_code_http_status(code), NULL, "text/plain; charset=utf-8", e.msg,
+                       strlen(e.msg));
             observe(L, row, e.code, util_now() - j->t_arrival);
         } else {
             reply_error(s, req, row, &e, j->t_arrival);
@@ -675,6 +682,8 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
     s->lim.has_ae = s->ae_bits > 0;
     s->lim.n_classes = s->n_classes;
     s->lim.ten_crop_inputs = DATA_TEN_CROPS;
+    s->lim.max_k = INDEX_MAX_K;
+    s->lim.max_uri_bytes = STORE_MAX_URI;
 
     if (srv_queue_init(&s->queue, (size_t)s->opt.queue)) {
         util_fail(err, "server: cannot create the work queue");

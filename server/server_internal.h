@@ -1,11 +1,14 @@
 /* server: private declarations shared by the server's files, its unit tests
  * and its fuzz target. Not a public interface (server/server.h is).
  *
- * The pure parts live here: Twirp error codes and their JSON form
- * (twirp.c), routing and request decoding + validation (request.c, with
- * the proto3 JSON mapping in json.c / json.h), and the
- * bounded batching work queue (queue.c). None of them touches libevent, the
- * model or the index, so they are tested (and fuzzed) on their own. */
+ * The pure parts live here: error codes and the kind table (error.c), the
+ * string builder (strbuf.c), the Twirp error body, routing and token
+ * checks (twirp.c), request decoding + validation (request.c, with the
+ * proto3 JSON mapping in json.c / json.h), and the bounded batching work
+ * queue (queue.c). None of them touches libevent, the model or the index,
+ * so they are tested (and fuzzed) on their own. The calls go one way:
+ * error.c and strbuf.c call no other server file; json.c calls only them;
+ * twirp.c and request.c call json.c and them. */
 #ifndef IMGRET_SERVER_INTERNAL_H
 #define IMGRET_SERVER_INTERNAL_H
 
@@ -46,6 +49,16 @@ typedef enum srv_code {
 const char *srv_code_name(srv_code_t code);
 /* The HTTP status the spec gives the code (200 for SRV_OK). */
 int srv_code_http_status(srv_code_t code);
+/* The gRPC status number (google.rpc.Code) for the code: 0 for SRV_OK,
+ * 12 UNIMPLEMENTED for bad_route, 3 INVALID_ARGUMENT for malformed. */
+int srv_code_grpc_status(srv_code_t code);
+/* The code that answers an error of the util kind (error.c's table):
+ * invalid -> invalid_argument, not found -> not_found, exists ->
+ * already_exists, limit -> resource_exhausted, precondition ->
+ * failed_precondition, unavailable, deadline -> deadline_exceeded,
+ * cancelled -> canceled, corrupt -> dataloss, unsupported ->
+ * unimplemented, internal and I/O -> internal. */
+srv_code_t srv_code_of_kind(util_err_kind_t kind);
 
 /* An error on its way to the client: a code, a sentence, and optionally one
  * metadata entry (Twirp's "meta" map of strings). */
@@ -66,18 +79,30 @@ int srv_fail(srv_error_t *e, srv_code_t code, const char *fmt, ...)
 void srv_error_meta(srv_error_t *e, const char *key, const char *value);
 
 /* Writes the Twirp JSON error body {"code":"...","msg":"...","meta":{...}}
- * into buf (NUL-terminated, truncated to cap - 1 bytes without breaking an
- * escape) and returns its length. Strings are JSON-escaped; bytes that are
- * not valid UTF-8 become U+FFFD, so the body is always valid JSON. */
+ * into buf (NUL-terminated, at most cap - 1 bytes) and returns its length.
+ * Strings are JSON-escaped; bytes that are not valid UTF-8 become U+FFFD,
+ * so the body is always valid JSON. A body that does not fit has its
+ * message replaced by "(message too long)", then its meta left out; a cap
+ * too small even for that (under about 70 bytes) gives "" and 0. */
 size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap);
 
-/* Length of the valid UTF-8 sequence at s (n > 0 bytes available), or 0
- * (overlong forms, surrogates and code points past U+10FFFF are invalid). */
-size_t srv_utf8_len(const unsigned char *s, size_t n);
+/* --------------------------------------------------------- string builder */
 
-/* The code an index/store error message stands for: "no item with id" is
- * not_found, "already exists" already_exists, anything else `fallback`. */
-srv_code_t srv_code_of_index_error(const char *msg, srv_code_t fallback);
+/* A NUL-terminated string built by appending (strbuf.c): growing on the
+ * heap, or bounded in a caller's buffer. A write that does not fit (bounded)
+ * or finds no memory (growing) sets `failed` and is dropped, as is every
+ * later one, so a writer checks once at the end. */
+typedef struct srv_strbuf {
+    char *p;         /* growing: malloc'd (the caller frees it), NULL until the first write */
+    size_t len, cap; /* cap counts the NUL */
+    int grows;
+    int failed;
+} srv_strbuf_t;
+
+void srv_strbuf_init(srv_strbuf_t *b);                              /* growing, empty */
+void srv_strbuf_init_fixed(srv_strbuf_t *b, char *buf, size_t cap); /* in buf, cap > 0 */
+void srv_strbuf_put(srv_strbuf_t *b, const char *s, size_t n);
+void srv_strbuf_puts(srv_strbuf_t *b, const char *s);
 
 /* ---------------------------------------------------------------- routing */
 
@@ -130,9 +155,13 @@ typedef struct srv_limits {
     size_t max_images;    /* images per Extract request, and per Add */
     size_t max_items;     /* items per Add, ids per Remove */
     int ten_crop_inputs;  /* forward inputs of a ten-crop Classify (10) */
+    int max_k;            /* largest k (and rerank_candidates) the index accepts */
+    size_t max_uri_bytes; /* longest uri the store keeps */
 } srv_limits_t;
 
-/* srv_limits_t with the defaults: 64 images, 1024 items, 10 crops. */
+/* srv_limits_t with the defaults: 64 images, 1024 items, 10 crops. What
+ * the model and the store decide (fc7_dim, code_bits, has_ae, n_classes,
+ * max_k, max_uri_bytes) is 0: the server fills it from what it opened. */
 void srv_limits_default(srv_limits_t *lim);
 
 #define SRV_DEFAULT_K 10
@@ -190,9 +219,10 @@ typedef struct srv_queue {
 
 int srv_queue_init(srv_queue_t *q, size_t cap);
 void srv_queue_destroy(srv_queue_t *q);
-/* Appends a job. -1 when the queue holds cap jobs already (the caller
- * answers resource_exhausted) or is closed; never blocks. */
-int srv_queue_push(srv_queue_t *q, srv_qnode_t *n);
+/* Appends a job; never blocks. -1 when the queue holds cap jobs already
+ * (UTIL_ERR_LIMIT: the caller answers resource_exhausted) or is closed
+ * (UTIL_ERR_UNAVAILABLE). err may be NULL. */
+int srv_queue_push(srv_queue_t *q, srv_qnode_t *n, util_err_t *err);
 size_t srv_queue_len(srv_queue_t *q);
 /* Wakes every waiting worker; pop then returns what is left and 0 once empty. */
 void srv_queue_close(srv_queue_t *q);

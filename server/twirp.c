@@ -1,138 +1,44 @@
-/* Twirp v7: error codes, their HTTP statuses and JSON bodies; routing,
- * content type and bearer-token checks. */
+/* Twirp v7: the JSON error body, routing, content type and bearer-token
+ * checks. (The codes and their HTTP statuses are error.c's.) */
 #include "server/json.h"
 #include "server/server_internal.h"
 
-#include <stdarg.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
-static const struct {
-    const char *name;
-    int status;
-} codes[SRV_N_CODES] = {
-    [SRV_OK] = {"ok", 200},
-    [SRV_CANCELED] = {"canceled", 408},
-    [SRV_UNKNOWN] = {"unknown", 500},
-    [SRV_INVALID_ARGUMENT] = {"invalid_argument", 400},
-    [SRV_MALFORMED] = {"malformed", 400},
-    [SRV_DEADLINE_EXCEEDED] = {"deadline_exceeded", 408},
-    [SRV_NOT_FOUND] = {"not_found", 404},
-    [SRV_BAD_ROUTE] = {"bad_route", 404},
-    [SRV_ALREADY_EXISTS] = {"already_exists", 409},
-    [SRV_PERMISSION_DENIED] = {"permission_denied", 403},
-    [SRV_UNAUTHENTICATED] = {"unauthenticated", 401},
-    [SRV_RESOURCE_EXHAUSTED] = {"resource_exhausted", 429},
-    [SRV_FAILED_PRECONDITION] = {"failed_precondition", 412},
-    [SRV_ABORTED] = {"aborted", 409},
-    [SRV_OUT_OF_RANGE] = {"out_of_range", 400},
-    [SRV_UNIMPLEMENTED] = {"unimplemented", 501},
-    [SRV_INTERNAL] = {"internal", 500},
-    [SRV_UNAVAILABLE] = {"unavailable", 503},
-    [SRV_DATALOSS] = {"dataloss", 500},
-};
-
-const char *srv_code_name(srv_code_t code) {
-    return (unsigned)code < SRV_N_CODES ? codes[code].name : "internal";
-}
-
-int srv_code_http_status(srv_code_t code) {
-    return (unsigned)code < SRV_N_CODES ? codes[code].status : 500;
-}
-
-int srv_fail(srv_error_t *e, srv_code_t code, const char *fmt, ...) {
-    if (!e) return -1;
-    e->code = code;
-    e->meta_key[0] = e->meta_value[0] = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(e->msg, sizeof e->msg, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-void srv_error_meta(srv_error_t *e, const char *key, const char *value) {
-    snprintf(e->meta_key, sizeof e->meta_key, "%s", key);
-    snprintf(e->meta_value, sizeof e->meta_value, "%s", value);
-}
-
-size_t srv_utf8_len(const unsigned char *s, size_t n) {
-    unsigned c = s[0];
-    size_t len;
-    unsigned min;
-    if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
-    if (n < len) return 0;
-    unsigned cp = c & (0xFF >> (len + 1));
-    for (size_t i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
+/* The body {"code":...,"msg":msg,"meta":{...}} (meta left empty when
+ * with_meta is 0). */
+static void error_body(srv_strbuf_t *b, const srv_error_t *e, const char *msg, int with_meta) {
+    srv_strbuf_puts(b, "{\"code\":");
+    srv_json_string(b, srv_code_name(e->code));
+    srv_strbuf_puts(b, ",\"msg\":");
+    srv_json_string(b, msg);
+    srv_strbuf_puts(b, ",\"meta\":{");
+    if (with_meta && e->meta_key[0]) {
+        srv_json_string(b, e->meta_key);
+        srv_strbuf_puts(b, ":");
+        srv_json_string(b, e->meta_value);
     }
-    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-    return len;
-}
-
-typedef struct jbuf {
-    char *p;
-    size_t len, cap; /* cap includes the NUL */
-    int full;
-} jbuf_t;
-
-static void jput(jbuf_t *b, const char *s, size_t n) {
-    if (b->full || b->len + n + 1 > b->cap) {
-        b->full = 1;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = 0;
-}
-
-static void jput_sink(void *ctx, const char *p, size_t n) {
-    jput(ctx, p, n);
-}
-
-static void jstr(jbuf_t *b, const char *s) {
-    srv_json_string(s, jput_sink, b);
+    srv_strbuf_puts(b, "}}");
 }
 
 size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap) {
     if (!cap) return 0;
-    /* Reserve room for the closing of the object so it always parses. */
-    const char *tail = "}";
-    jbuf_t b = {buf, 0, cap > 64 ? cap - 4 : cap, 0};
-    buf[0] = 0;
-    jput(&b, "{\"code\":", 8);
-    jstr(&b, srv_code_name(e->code));
-    jput(&b, ",\"msg\":", 7);
-    size_t before_msg = b.len;
-    jstr(&b, e->msg);
-    if (b.full) { /* message too long: shorten it rather than break the JSON */
-        b.full = 0;
-        b.len = before_msg;
-        buf[b.len] = 0;
-        jstr(&b, "(message too long)");
+    /* A body that does not fit is written again smaller rather than cut,
+     * so what is sent always parses: the message shortened, then the meta
+     * left out. */
+    srv_strbuf_t b;
+    srv_strbuf_init_fixed(&b, buf, cap);
+    error_body(&b, e, e->msg, 1);
+    for (int shorter = 0; b.failed && shorter < 2; shorter++) {
+        srv_strbuf_init_fixed(&b, buf, cap);
+        error_body(&b, e, "(message too long)", shorter == 0);
     }
-    jput(&b, ",\"meta\":{", 9);
-    if (e->meta_key[0]) {
-        jstr(&b, e->meta_key);
-        jput(&b, ":", 1);
-        jstr(&b, e->meta_value);
+    if (b.failed) { /* cap is too small for any body */
+        buf[0] = 0;
+        return 0;
     }
-    jput(&b, "}", 1);
-    b.cap = cap;
-    jput(&b, tail, 1);
     return b.len;
-}
-
-srv_code_t srv_code_of_index_error(const char *msg, srv_code_t fallback) {
-    if (strstr(msg, "no item with id")) return SRV_NOT_FOUND;
-    if (strstr(msg, "already exists")) return SRV_ALREADY_EXISTS;
-    return fallback;
 }
 
 /* ---------------------------------------------------------------- routing */

@@ -16,8 +16,25 @@ int util_fail(util_err_t *err, const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        err->kind = UTIL_ERR_INTERNAL;
     }
     return -1;
+}
+
+int util_fail_kind(util_err_t *err, util_err_kind_t kind, const char *fmt, ...) {
+    if (err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+        err->kind = kind;
+    }
+    return -1;
+}
+
+util_err_kind_t util_err_kind(const util_err_t *err) {
+    if (!err || (unsigned)err->kind >= UTIL_ERR_N_KINDS) return UTIL_ERR_INTERNAL;
+    return err->kind;
 }
 
 int util_fail_prefix(util_err_t *err, const char *fmt, ...) {

@@ -7,21 +7,68 @@
 
 /* Errors. Library code never prints and never exits: a function that can fail
  * returns an int status (0 ok, -1 error) or NULL, and writes one human
- * sentence into an error buffer owned by the caller. `err` may be NULL. */
+ * sentence into an error buffer owned by the caller, with a kind beside it.
+ * `err` may be NULL. Callers branch on the kind, never on the sentence (the
+ * server maps kinds to Twirp codes in server/error.c). */
+
+/* What went wrong, as far as a caller can act on it. Set where the error
+ * starts; a layer that only adds context keeps it (util_fail_prefix). */
+typedef enum util_err_kind {
+    UTIL_ERR_INTERNAL = 0, /* the default (util_fail, a zeroed util_err_t): not the
+                            * caller's doing and nothing it can fix; a bug or an
+                            * unexpected failure below */
+    UTIL_ERR_INVALID,      /* the caller's argument or input is wrong: a bad value,
+                            * bytes that are not an image */
+    UTIL_ERR_NOT_FOUND,    /* what it names (an id, a file) does not exist */
+    UTIL_ERR_EXISTS,       /* what it would create exists already (a duplicate id) */
+    UTIL_ERR_LIMIT,        /* out of a resource: memory, room in a queue, a cap
+                            * on the work one call may ask (pixels); an argument
+                            * outside its range is UTIL_ERR_INVALID */
+    UTIL_ERR_PRECONDITION, /* valid, but the state does not allow it: a store of
+                            * another shape, an index not trained */
+    UTIL_ERR_UNAVAILABLE,  /* not now (busy, locked, shutting down): a retry may work */
+    UTIL_ERR_DEADLINE,     /* ran out of time */
+    UTIL_ERR_CANCELLED,    /* the caller gave up */
+    UTIL_ERR_CORRUPT,      /* stored data is damaged or not what it claims: a bad
+                            * magic, checksum or shape in a file or store */
+    UTIL_ERR_IO,           /* the system failed a read, write, open or sync */
+    UTIL_ERR_UNSUPPORTED,  /* well formed, but this build or version does not do it */
+    UTIL_ERR_N_KINDS
+} util_err_kind_t;
+
+/* Both fields sit in one anonymous member, kind first, so the tree's
+ * `util_err_t err = {{0}};` zeroes the whole struct without a missing
+ * field initializer warning. */
 typedef struct util_err {
-    char msg[512];
+    struct {
+        util_err_kind_t kind; /* meaningful after a failure */
+        char msg[512];
+    };
 } util_err_t;
 
-/* Formats into err->msg (when err is not NULL) and returns -1, so a caller can
- * write `return util_fail(err, "conv2: ...");`. */
+/* Formats into err->msg (when err is not NULL), sets err->kind to
+ * UTIL_ERR_INTERNAL and returns -1, so a caller can write
+ * `return util_fail(err, "conv2: ...");`. */
 int util_fail(util_err_t *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
 
+/* util_fail with a kind: `return util_fail_kind(err, UTIL_ERR_NOT_FOUND, "no item
+ * with id %lld", id);`. */
+int util_fail_kind(util_err_t *err, util_err_kind_t kind, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+/* The kind of a failed call's error: err->kind, UTIL_ERR_INTERNAL for NULL or
+ * a value out of range. */
+util_err_kind_t util_err_kind(const util_err_t *err);
+
 /* Prepends "prefix: " to an existing message (for adding context while an
- * error travels up). Returns -1. */
+ * error travels up); the kind is kept. Returns -1. */
 int util_fail_prefix(util_err_t *err, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))

@@ -288,8 +288,10 @@ static void test_bad_requests_give_clear_errors(void) {
     err.msg[0] = 0;
     CHECK(index_search_id(ix, INDEX_FC7, 99999, K, h, &err) == -1);
     CHECK_MSG(strstr(err.msg, "no item with id 99999") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_NOT_FOUND);
     CHECK(index_search_fc7(ix, q, 1, D + 1, K, h, &err) == -1);
     CHECK_MSG(strstr(err.msg, "33 dimensions") && strstr(err.msg, "has 32"), "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     CHECK(index_search_code(ix, g_qc, 1, 4, K, h, &err) == -1);
     CHECK_MSG(strstr(err.msg, "4 bytes") != NULL, "%s", err.msg);
     CHECK(index_search_fc7(ix, q, 1, D, 0, h, &err) == -1);
@@ -298,6 +300,7 @@ static void test_bad_requests_give_clear_errors(void) {
     CHECK_MSG(strstr(err.msg, "got -3") != NULL, "%s", err.msg);
     CHECK(index_search_fc7(ix, q, 1, D, 1000000, h, &err) == -1);
     CHECK_MSG(strstr(err.msg, "exceeds the limit") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     q[7] = NAN;
     CHECK(index_search_fc7(ix, q, 1, D, K, h, &err) == -1);
     CHECK_MSG(strstr(err.msg, "component 7 is NaN") != NULL, "%s", err.msg);
@@ -309,11 +312,16 @@ static void test_bad_requests_give_clear_errors(void) {
     int64_t unknown = 424242;
     CHECK(index_remove(ix, &unknown, 1, &err) == -1);
     CHECK_MSG(strstr(err.msg, "424242") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_NOT_FOUND); /* through index_remove */
     float bad[D] = {0};
     bad[3] = NAN;
     store_item_t it = {.id = STORE_ID_AUTO, .fc7 = bad};
     CHECK(index_add(ix, &it, 1, &err) == -1);
     CHECK_MSG(strstr(err.msg, "NaN") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
+    store_item_t dup = {.id = 1000, .fc7 = g_q};
+    CHECK(index_add(ix, &dup, 1, &err) == -1);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_EXISTS, "%s", err.msg); /* through index_add */
     /* k larger than the index: empty slots are marked. */
     index_hit_t *big = malloc(sizeof *big * 4096);
     CHECK(index_search_fc7(ix, g_q, 1, D, 4096, big, &err) == 0);

@@ -78,11 +78,13 @@ static void test_store_batch_with_duplicate_id_adds_nothing(void) {
     store_item_t batch[3] = {{.id = 8}, {.id = 7}, {.id = 9}};
     CHECK(store_add(s, batch, 3, &err) == -1);
     CHECK_MSG(strstr(err.msg, "id 7 already exists") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_EXISTS);
     CHECK(store_count(s, &err) == 1);
     CHECK(store_last_seq(s, &err) == 1);
     store_record_t r;
     CHECK(store_get(s, 8, &r, &err) == -1);
     CHECK_MSG(strstr(err.msg, "no item with id 8") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_NOT_FOUND);
     store_free(s);
     fx_rmdir(dir);
 }
@@ -97,6 +99,7 @@ static void test_store_remove_unknown_id_removes_nothing(void) {
     int64_t ids[2] = {1, 42};
     CHECK(store_remove(s, ids, 2, &err) == -1);
     CHECK_MSG(strstr(err.msg, "42") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_NOT_FOUND);
     CHECK(store_count(s, &err) == 2);
     CHECK(store_remove(s, ids, 1, &err) == 0);
     CHECK(store_count(s, &err) == 1);
@@ -115,18 +118,21 @@ static void test_store_rejects_bad_items_naming_them(void) {
     store_item_t bad_nan[2] = {{.id = 1}, {.id = 2, .fc7 = v}};
     CHECK(store_add(s, bad_nan, 2, &err) == -1);
     CHECK_MSG(strstr(err.msg, "item 1") && strstr(err.msg, "component 5 is NaN"), "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     v[5] = INFINITY;
     CHECK(store_add(s, &bad_nan[1], 1, &err) == -1);
     CHECK_MSG(strstr(err.msg, "infinite") != NULL, "%s", err.msg);
     store_item_t neg = {.id = -5};
     CHECK(store_add(s, &neg, 1, &err) == -1);
     CHECK_MSG(strstr(err.msg, "negative") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     char *uri = malloc(STORE_MAX_URI + 2);
     memset(uri, 'a', STORE_MAX_URI + 1);
     uri[STORE_MAX_URI + 1] = 0;
     store_item_t longuri = {.id = 3, .uri = uri};
     CHECK(store_add(s, &longuri, 1, &err) == -1);
     CHECK_MSG(strstr(err.msg, "uri") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     free(uri);
     CHECK(store_count(s, &err) == 0);
     store_free(s);
@@ -141,12 +147,14 @@ static void test_store_shapes_are_fixed_at_creation(void) {
     util_err_t err;
     CHECK(store_open(path, D + 1, 0, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "fc7_dim 8, asked for 9") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_PRECONDITION);
     CHECK(store_open(path, 0, 24, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "code_bits") != NULL, "%s", err.msg);
     char p2[300];
     snprintf(p2, sizeof p2, "%s/other.db", dir);
     CHECK(store_open(p2, 4, 12, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "multiple of 8") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
     CHECK(store_open(p2, -1, 0, &err) == NULL);
     fx_rmdir(dir);
 }
@@ -161,6 +169,8 @@ static void test_store_refuses_files_that_are_not_stores(void) {
     util_err_t err;
     CHECK(store_open(path, D, 0, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "junk.db") != NULL, "%s", err.msg);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_CORRUPT, "kind %d: %s", (int)util_err_kind(&err),
+              err.msg);
     fx_rmdir(dir);
 }
 

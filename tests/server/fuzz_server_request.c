@@ -70,6 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     lim.code_bits = (data[1] & 16) ? 16 : 0;
     lim.has_ae = (data[1] & 32) != 0;
     lim.n_classes = 10;
+    lim.max_k = 4096;
+    lim.max_uri_bytes = 4096;
     srv_error_t e;
     memset(&e, 0, sizeof e);
     srv_method_t m = (srv_method_t)(data[0] % SRV_N_METHODS);
@@ -100,7 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (r.n_inputs < 0 || r.n_images < 0 || (size_t)r.n_images > lim.max_items) abort();
         if (m == SRV_SEARCH) {
             const Imgret__V1__SearchRequest *s = (const void *)r.msg;
-            if (s->k > 4096) abort();
+            if (s->k > (unsigned)lim.max_k) abort();
             if (s->query_case == IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR &&
                 s->vector->n_values != (size_t)lim.fc7_dim)
                 abort();

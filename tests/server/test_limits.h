@@ -1,5 +1,6 @@
 /* The server limits both request-path unit tests check against: a 4-d
- * FC7, 16-bit codes with an autoencoder, 10 classes, defaults otherwise. */
+ * FC7, 16-bit codes with an autoencoder, 10 classes, k and uri bytes up to
+ * 4096 (the index's), defaults otherwise. */
 #ifndef IMGRET_TESTS_SERVER_TEST_LIMITS_H
 #define IMGRET_TESTS_SERVER_TEST_LIMITS_H
 
@@ -12,6 +13,8 @@ static srv_limits_t test_limits(void) {
     l.code_bits = 16;
     l.has_ae = 1;
     l.n_classes = 10;
+    l.max_k = 4096;
+    l.max_uri_bytes = 4096;
     return l;
 }
 

@@ -17,14 +17,16 @@ static void test_push_refuses_beyond_capacity(void) {
     srv_queue_t q;
     CHECK(srv_queue_init(&q, 2) == 0);
     srv_qnode_t a = {0, 1, 0}, b = {0, 1, 0}, c = {0, 1, 0};
-    CHECK(srv_queue_push(&q, &a) == 0);
-    CHECK(srv_queue_push(&q, &b) == 0);
-    CHECK(srv_queue_push(&q, &c) == -1);
+    CHECK(srv_queue_push(&q, &a, NULL) == 0);
+    CHECK(srv_queue_push(&q, &b, NULL) == 0);
+    util_err_t err = {{0}};
+    CHECK(srv_queue_push(&q, &c, &err) == -1);
+    CHECK(err.kind == UTIL_ERR_LIMIT);
     CHECK(srv_queue_len(&q) == 2);
     srv_qnode_t *out[4];
     CHECK(srv_queue_pop_batch(&q, 8, 0, out, 4) == 2);
     CHECK(out[0] == &a && out[1] == &b);
-    CHECK(srv_queue_push(&q, &c) == 0); /* room again */
+    CHECK(srv_queue_push(&q, &c, NULL) == 0); /* room again */
     CHECK(srv_queue_pop_batch(&q, 8, 0, out, 4) == 1 && out[0] == &c);
     srv_queue_destroy(&q);
 }
@@ -33,7 +35,8 @@ static void test_batches_fill_up_to_max_weight_in_order(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
     srv_qnode_t n[6] = {{0, 3, 0}, {0, 3, 0}, {0, 10, 0}, {0, 1, 0}, {0, 0, 0}, {0, 2, 0}};
-    for (int i = 0; i < 6; i++) CHECK(srv_queue_push(&q, &n[i]) == 0);
+    for (int i = 0; i < 6; i++)
+        CHECK(srv_queue_push(&q, &n[i], NULL) == 0);
     srv_qnode_t *out[8];
     /* 3 + 3 fit in 8; the 10 does not: the batch closes before it. */
     CHECK(srv_queue_pop_batch(&q, 8, 0, out, 8) == 2);
@@ -54,7 +57,8 @@ static void test_kinds_do_not_share_a_batch(void) {
     srv_queue_init(&q, 16);
     srv_qnode_t n[5] = {{0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}, {0, 2, SRV_KIND_FORWARD},
                         {0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}};
-    for (int i = 0; i < 5; i++) srv_queue_push(&q, &n[i]);
+    for (int i = 0; i < 5; i++)
+        srv_queue_push(&q, &n[i], NULL);
     srv_qnode_t *out[8];
     CHECK(srv_queue_pop_batch(&q, 32, 0, out, 8) == 2 && out[0] == &n[0] && out[1] == &n[1]);
     CHECK(srv_queue_pop_batch(&q, 32, 0, out, 8) == 1 && out[0] == &n[2]);
@@ -66,7 +70,8 @@ static void test_cap_limits_nodes_per_batch(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
     srv_qnode_t n[5] = {{0, 1, 0}, {0, 1, 0}, {0, 1, 0}, {0, 1, 0}, {0, 1, 0}};
-    for (int i = 0; i < 5; i++) srv_queue_push(&q, &n[i]);
+    for (int i = 0; i < 5; i++)
+        srv_queue_push(&q, &n[i], NULL);
     srv_qnode_t *out[3];
     CHECK(srv_queue_pop_batch(&q, 100, 0, out, 3) == 3);
     CHECK(srv_queue_pop_batch(&q, 100, 0, out, 3) == 2);
@@ -87,7 +92,7 @@ static void sleep_s(double s) {
 static void *push_later(void *arg) {
     late_push_t *p = arg;
     sleep_s(p->delay);
-    srv_queue_push(p->q, p->n);
+    srv_queue_push(p->q, p->n, NULL);
     return NULL;
 }
 
@@ -95,7 +100,7 @@ static void test_batch_waits_for_company_within_budget(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
     srv_qnode_t a = {0, 1, 0}, b = {0, 1, 0};
-    srv_queue_push(&q, &a);
+    srv_queue_push(&q, &a, NULL);
     late_push_t p = {&q, &b, 0.02};
     pthread_t t;
     pthread_create(&t, NULL, push_later, &p);
@@ -108,7 +113,7 @@ static void test_batch_waits_for_company_within_budget(void) {
     CHECK(n == 2 && out[0] == &a && out[1] == &b);
     CHECK_MSG(dt < 1.0, "returned after %.3f s: a full batch must not wait out the budget", dt);
     /* Alone, a job waits the budget (50 ms) and then goes. */
-    srv_queue_push(&q, &a);
+    srv_queue_push(&q, &a, NULL);
     t0 = now();
     n = srv_queue_pop_batch(&q, 8, 0.05, out, 4);
     dt = now() - t0;
@@ -134,11 +139,13 @@ static void test_close_wakes_workers_and_drains(void) {
     pthread_join(t, &r);
     CHECK((size_t)r == 0); /* woke up with nothing */
     srv_qnode_t a = {0, 1, 0};
-    CHECK(srv_queue_push(&q, &a) == -1); /* closed: refused */
+    util_err_t err = {{0}};
+    CHECK(srv_queue_push(&q, &a, &err) == -1); /* closed: refused */
+    CHECK(err.kind == UTIL_ERR_UNAVAILABLE);
     srv_queue_destroy(&q);
     /* Jobs queued before close are still handed out. */
     srv_queue_init(&q, 4);
-    srv_queue_push(&q, &a);
+    srv_queue_push(&q, &a, NULL);
     srv_queue_close(&q);
     srv_qnode_t *out[2];
     CHECK(srv_queue_pop_batch(&q, 4, 1.0, out, 2) == 1);

@@ -68,10 +68,95 @@ static void test_error_json_escapes_and_keeps_utf8_valid(void) {
     CHECK(!strcmp(buf, "{\"code\":\"internal\",\"msg\":\"x\",\"meta\":{}}"));
 }
 
-static void test_index_errors_map_to_codes(void) {
-    CHECK(srv_code_of_index_error("no item with id 5", SRV_INTERNAL) == SRV_NOT_FOUND);
-    CHECK(srv_code_of_index_error("item 0: id 3 already exists", SRV_INTERNAL) == SRV_ALREADY_EXISTS);
-    CHECK(srv_code_of_index_error("disk I/O error", SRV_INTERNAL) == SRV_INTERNAL);
+static void test_error_json_too_long_still_parses(void) {
+    srv_error_t e;
+    char msg[600];
+    memset(msg, 'm', sizeof msg - 1);
+    msg[sizeof msg - 1] = 0;
+    srv_fail(&e, SRV_NOT_FOUND, "%s", msg);
+    srv_error_meta(&e, "id", "7");
+    char buf[128];
+    size_t n = srv_error_json(&e, buf, sizeof buf);
+    CHECK_MSG(!strcmp(buf, "{\"code\":\"not_found\",\"msg\":\"(message too long)\","
+                           "\"meta\":{\"id\":\"7\"}}"),
+              "%s", buf);
+    CHECK(n == strlen(buf));
+    n = srv_error_json(&e, buf, 65); /* room for the short body only without its meta */
+    CHECK_MSG(!strcmp(buf, "{\"code\":\"not_found\",\"msg\":\"(message too long)\",\"meta\":{}}"),
+              "%s", buf);
+    CHECK(srv_error_json(&e, buf, 10) == 0 && buf[0] == 0);
+}
+
+/* Each util kind through error.c's table: the Twirp code, its HTTP status
+ * and its gRPC status number. A kind added to util.h needs a row here. */
+static void test_each_kind_maps_to_twirp_code_http_and_grpc_status(void) {
+    static const struct {
+        util_err_kind_t kind;
+        srv_code_t code;
+        const char *name;
+        int http, grpc;
+    } want[] = {
+        {UTIL_ERR_INTERNAL, SRV_INTERNAL, "internal", 500, 13},
+        {UTIL_ERR_INVALID, SRV_INVALID_ARGUMENT, "invalid_argument", 400, 3},
+        {UTIL_ERR_NOT_FOUND, SRV_NOT_FOUND, "not_found", 404, 5},
+        {UTIL_ERR_EXISTS, SRV_ALREADY_EXISTS, "already_exists", 409, 6},
+        {UTIL_ERR_LIMIT, SRV_RESOURCE_EXHAUSTED, "resource_exhausted", 429, 8},
+        {UTIL_ERR_PRECONDITION, SRV_FAILED_PRECONDITION, "failed_precondition", 412, 9},
+        {UTIL_ERR_UNAVAILABLE, SRV_UNAVAILABLE, "unavailable", 503, 14},
+        {UTIL_ERR_DEADLINE, SRV_DEADLINE_EXCEEDED, "deadline_exceeded", 408, 4},
+        {UTIL_ERR_CANCELLED, SRV_CANCELED, "canceled", 408, 1},
+        {UTIL_ERR_CORRUPT, SRV_DATALOSS, "dataloss", 500, 15},
+        {UTIL_ERR_IO, SRV_INTERNAL, "internal", 500, 13},
+        {UTIL_ERR_UNSUPPORTED, SRV_UNIMPLEMENTED, "unimplemented", 501, 12},
+    };
+    CHECK(sizeof want / sizeof want[0] == UTIL_ERR_N_KINDS);
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        srv_code_t c = srv_code_of_kind(want[i].kind);
+        CHECK_MSG(c == want[i].code, "kind %d: code %d, want %d", (int)want[i].kind, (int)c,
+                  (int)want[i].code);
+        CHECK_MSG(!strcmp(srv_code_name(c), want[i].name), "kind %d: %s, want %s",
+                  (int)want[i].kind, srv_code_name(c), want[i].name);
+        CHECK_MSG(srv_code_http_status(c) == want[i].http, "kind %d: HTTP %d, want %d",
+                  (int)want[i].kind, srv_code_http_status(c), want[i].http);
+        CHECK_MSG(srv_code_grpc_status(c) == want[i].grpc, "kind %d: gRPC %d, want %d",
+                  (int)want[i].kind, srv_code_grpc_status(c), want[i].grpc);
+    }
+    CHECK(srv_code_of_kind(UTIL_ERR_N_KINDS) == SRV_INTERNAL);
+    CHECK(srv_code_of_kind((util_err_kind_t)-1) == SRV_INTERNAL);
+}
+
+/* The codes no util kind reaches still carry the gRPC status a gRPC front
+ * end answers with. */
+static void test_server_only_codes_have_grpc_statuses(void) {
+    CHECK(srv_code_grpc_status(SRV_OK) == 0);
+    CHECK(srv_code_grpc_status(SRV_UNKNOWN) == 2);
+    CHECK(srv_code_grpc_status(SRV_MALFORMED) == 3);
+    CHECK(srv_code_grpc_status(SRV_BAD_ROUTE) == 12);
+    CHECK(srv_code_grpc_status(SRV_PERMISSION_DENIED) == 7);
+    CHECK(srv_code_grpc_status(SRV_UNAUTHENTICATED) == 16);
+    CHECK(srv_code_grpc_status(SRV_ABORTED) == 10);
+    CHECK(srv_code_grpc_status(SRV_OUT_OF_RANGE) == 11);
+    CHECK(srv_code_grpc_status(SRV_N_CODES) == 13); /* out of range: internal's */
+}
+
+/* util_fail's default kind, util_fail_kind, and a prefix keeping the kind:
+ * what the table above is fed. */
+static void test_error_kind_set_at_origin_survives_prefix(void) {
+    util_err_t err;
+    memset(&err, 0, sizeof err);
+    CHECK(util_err_kind(&err) == UTIL_ERR_INTERNAL);
+    err.kind = UTIL_ERR_EXISTS;
+    util_fail(&err, "plain");
+    CHECK(util_err_kind(&err) == UTIL_ERR_INTERNAL);
+    CHECK(util_fail_kind(&err, UTIL_ERR_NOT_FOUND, "no item with id %d", 5) == -1);
+    CHECK(util_fail_prefix(&err, "thumb") == -1);
+    CHECK(!strcmp(err.msg, "thumb: no item with id 5"));
+    CHECK(util_err_kind(&err) == UTIL_ERR_NOT_FOUND);
+    CHECK(srv_code_of_kind(util_err_kind(&err)) == SRV_NOT_FOUND);
+    CHECK(util_err_kind(NULL) == UTIL_ERR_INTERNAL);
+    err.kind = (util_err_kind_t)99;
+    CHECK(util_err_kind(&err) == UTIL_ERR_INTERNAL);
+    CHECK(util_fail_kind(NULL, UTIL_ERR_LIMIT, "x") == -1);
 }
 
 static void test_route_accepts_the_six_methods_only(void) {
@@ -161,6 +246,11 @@ static void test_search_validation(void) {
     CHECK(decode_code(SRV_SEARCH, &r.base, &l) == SRV_INVALID_ARGUMENT);
     r.k = 4096;
     CHECK(decode_code(SRV_SEARCH, &r.base, &l) == SRV_OK);
+    l.max_k = 100; /* the limit is the one the server was given */
+    CHECK(decode_code(SRV_SEARCH, &r.base, &l) == SRV_INVALID_ARGUMENT);
+    r.k = 100;
+    CHECK(decode_code(SRV_SEARCH, &r.base, &l) == SRV_OK);
+    l.max_k = 4096;
     r.k = 5;
     r.metric = (Imgret__V1__Metric)7;
     CHECK(decode_code(SRV_SEARCH, &r.base, &l) == SRV_INVALID_ARGUMENT);
@@ -295,8 +385,14 @@ static void test_add_remove_validation(void) {
     long_uri[4999] = 0;
     b.uri = long_uri;
     CHECK(decode_code(SRV_ADD, &r.base, &l) == SRV_INVALID_ARGUMENT);
-    b.uri = (char *)"";
     free(long_uri);
+    b.uri = (char *)"abcdef"; /* the limit is the one the server was given */
+    l.max_uri_bytes = 5;
+    CHECK(decode_code(SRV_ADD, &r.base, &l) == SRV_INVALID_ARGUMENT);
+    l.max_uri_bytes = 6;
+    CHECK(decode_code(SRV_ADD, &r.base, &l) == SRV_OK);
+    l.max_uri_bytes = 4096;
+    b.uri = (char *)"";
     b.keep_thumbnail = 1; /* vectors have no picture */
     CHECK(decode_code(SRV_ADD, &r.base, &l) == SRV_INVALID_ARGUMENT);
     b.keep_thumbnail = 0;
@@ -316,7 +412,11 @@ static void test_add_remove_validation(void) {
 }
 
 TEST_MAIN(T(test_codes_map_to_spec_http_statuses), T(test_error_json_escapes_and_keeps_utf8_valid),
-          T(test_index_errors_map_to_codes), T(test_route_accepts_the_six_methods_only),
-          T(test_content_type_protobuf_or_json), T(test_token_missing_is_401_wrong_is_403),
-          T(test_malformed_bodies_are_malformed), T(test_search_validation),
-          T(test_classify_extract_validation), T(test_add_remove_validation))
+          T(test_error_json_too_long_still_parses),
+          T(test_each_kind_maps_to_twirp_code_http_and_grpc_status),
+          T(test_server_only_codes_have_grpc_statuses),
+          T(test_error_kind_set_at_origin_survives_prefix),
+          T(test_route_accepts_the_six_methods_only), T(test_content_type_protobuf_or_json),
+          T(test_token_missing_is_401_wrong_is_403), T(test_malformed_bodies_are_malformed),
+          T(test_search_validation), T(test_classify_extract_validation),
+          T(test_add_remove_validation))
