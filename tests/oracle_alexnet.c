@@ -49,6 +49,13 @@ int main(int argc, char **argv) {
     }
     const int small = argc == 3;
     dir = argv[1];
+    /* Every file written is DIR/NAME.f32 or DIR/manifest.txt, NAME at most
+     * 63 bytes (its buffer below): a folder that leaves 80 bytes for that
+     * fits every path buffer (4096 bytes). */
+    if (strlen(dir) + 80 > 4096) {
+        fprintf(stderr, "oracle: %s: the folder's path is longer than %d bytes\n", dir, 4096 - 80);
+        return 2;
+    }
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s/manifest.txt", dir);
     manifest = fopen(mpath, "w");
