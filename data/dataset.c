@@ -456,8 +456,9 @@ data_dataset_t *data_dataset_open_fashion_mnist(const char *dir, const char *spl
     char img[1024], lab[1024];
     if (snprintf(img, sizeof img, "%s/%s-images-idx3-ubyte.gz", dir, split) >= (int)sizeof img ||
         snprintf(lab, sizeof lab, "%s/%s-labels-idx1-ubyte.gz", dir, split) >= (int)sizeof lab) {
-        util_fail(err, "fashion-mnist: %s: the folder's path is longer than %zu bytes", dir,
-                  sizeof img - sizeof "/train-images-idx3-ubyte.gz");
+        util_fail_kind(err, UTIL_ERR_INVALID,
+                       "fashion-mnist: %s: the folder's path is longer than %zu bytes", dir,
+                       sizeof img - sizeof "/train-images-idx3-ubyte.gz");
         return NULL;
     }
     data_dataset_t *ds = data_dataset_open_idx(img, lab, NULL, err);

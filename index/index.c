@@ -307,7 +307,16 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
     pthread_rwlock_init(&ix->lock, NULL);
     pthread_mutex_init(&ix->snap_lock, NULL);
 
-    char path[1100];
+    /* The folder's files: items.db here, fc7.index and code.index (the
+     * longest name) in the slots' path fields below, all as long as these. */
+    char path[sizeof ix->slot[0].path];
+    if (strlen(dir) + sizeof "/code.index" > sizeof path) {
+        util_fail_kind(err, UTIL_ERR_INVALID,
+                       "%s: the index folder's path is longer than %zu bytes", dir,
+                       sizeof path - sizeof "/code.index");
+        index_free(ix);
+        return NULL;
+    }
     snprintf(path, sizeof path, "%s/items.db", dir);
     ix->store = store_open(path, opt->fc7_dim, opt->code_bits, err);
     if (!ix->store) {

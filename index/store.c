@@ -174,9 +174,9 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
                        code_bits);
         return NULL;
     }
-    if (strlen(path) >= sizeof ((store_t *)0)->path) {
-        util_fail(err, "%s: the path is longer than %zu bytes", path,
-                  sizeof ((store_t *)0)->path - 1);
+    if (strlen(path) >= sizeof((store_t *)0)->path) {
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: the path is longer than %zu bytes", path,
+                       sizeof((store_t *)0)->path - 1);
         return NULL;
     }
     store_t *s = calloc(1, sizeof *s);
@@ -218,8 +218,9 @@ store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *er
      * so a transaction that returned is on stable storage and survives a power
      * loss. NORMAL would fsync only at checkpoints: still safe against kill -9
      * (the WAL is in the OS page cache) but a power cut could lose the last
-     * acknowledged adds, which DESIGN.md forbids. The cost is one fsync per
-     * transaction; batch adds to amortise it. */
+     * acknowledged adds, and an acknowledged Add must be in the store before
+     * its reply is sent. The cost is one fsync per transaction; batch adds to
+     * amortise it. */
     if (exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", err) ||
         exec(s,
              "BEGIN IMMEDIATE;"
