@@ -124,6 +124,29 @@ int ae_n_params(const ae_t *ae);
 int ae_save(const ae_t *ae, const char *path, const char *source, util_err_t *err);
 ae_t *ae_load(const char *path, util_err_t *err);
 
+/* Code file: the codes of a feature file's rows with their ids and labels,
+ * little-endian: "IMGRCODE", u32 version (1), u32 bits, u64 count, then
+ * count codes of ae_code_bytes(bits) bytes (as above), count i64 ids and
+ * count i32 labels. 1 <= bits <= AE_MAX_BITS. */
+#define AE_CODES_MAX_BYTES ((size_t)4 << 30) /* what ae_codes_load reads */
+
+typedef struct ae_codes {
+    int bits;
+    size_t count;
+    uint8_t *codes; /* count x ae_code_bytes(bits) */
+    int64_t *ids;   /* count */
+    int32_t *labels; /* count */
+} ae_codes_t;
+
+/* Writes a code file atomically (util_atomic_open): a crash leaves the old
+ * file or the new one. codes is n x ae_code_bytes(bits); ids and labels n. */
+int ae_codes_save(const char *path, int bits, size_t n, const uint8_t *codes, const int64_t *ids,
+                  const int32_t *labels, util_err_t *err);
+/* Reads a code file, checking magic, version, bits and that its size is
+ * exactly what the header says. Free with ae_codes_free (NULL is fine). */
+ae_codes_t *ae_codes_load(const char *path, util_err_t *err);
+void ae_codes_free(ae_codes_t *c);
+
 /* ------------------------------------------------ LSH and ITQ baselines */
 
 /* A linear hash: bit j = ((x - mean) . P_j > 0), P in_dim x bits. */

@@ -154,13 +154,6 @@ static uint64_t code_u64(const uint8_t *c, int bytes) {
     return v;
 }
 
-static uint64_t mix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
-
 typedef struct keyed { uint64_t key; uint32_t id; } keyed_t;
 
 static int cmp_keyed(const void *a, const void *b) {
@@ -201,7 +194,7 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
     for (size_t i = 0; i < n;) {
         size_t j = i;
         while (j < n && k[j].key == k[i].key) t->ids[j] = k[j].id, j++;
-        size_t h = mix64(k[i].key) & t->mask;
+        size_t h = util_splitmix64(k[i].key) & t->mask;
         while (t->slots[h].count) h = (h + 1) & t->mask;
         t->slots[h] = (slot_t){k[i].key, (uint32_t)i, (uint32_t)(j - i)};
         i = j;
@@ -250,7 +243,7 @@ static void consider(probe_t *p, uint32_t id) {
 
 static void visit(probe_t *p, uint64_t addr) {
     const ae_hash_table_t *t = p->t;
-    size_t h = mix64(addr) & t->mask;
+    size_t h = util_splitmix64(addr) & t->mask;
     while (t->slots[h].count && t->slots[h].key != addr) h = (h + 1) & t->mask;
     const slot_t *s = &t->slots[h];
     if (!s->count) return;

@@ -52,26 +52,18 @@ int cmd_ae_encode(int argc, char **argv) {
     int bits = ae ? ae_bits(ae) : 0, nb = ae_code_bytes(bits);
     if (rc == 0 && !(codes = malloc(n * nb + 1))) rc = util_fail(&err, "out of memory");
     if (rc == 0) rc = ae_encode(ae, feat_file_rows(f), n, NULL, codes, &err);
-    if (rc == 0) {
-        char tmp[4200];
-        snprintf(tmp, sizeof tmp, "%s.tmp", out);
-        FILE *o = fopen(tmp, "wb");
-        uint8_t h[24] = {'I', 'M', 'G', 'R', 'C', 'O', 'D', 'E', 1, 0, 0, 0};
-        for (int i = 0; i < 4; i++) h[12 + i] = (uint8_t)((unsigned)bits >> (8 * i));
-        for (int i = 0; i < 8; i++) h[16 + i] = (uint8_t)((uint64_t)n >> (8 * i));
-        int ok = o && fwrite(h, 1, sizeof h, o) == sizeof h && fwrite(codes, 1, n * nb, o) == n * nb;
-        for (size_t i = 0; ok && i < n; i++) {
-            int64_t id = feat_file_id(f, i);
-            ok = fwrite(&id, 8, 1, o) == 1;
-        }
-        for (size_t i = 0; ok && i < n; i++) {
-            int32_t l = feat_file_label(f, i);
-            ok = fwrite(&l, 4, 1, o) == 1;
-        }
-        if (o && fclose(o)) ok = 0;
-        if (!ok || rename(tmp, out)) rc = util_fail(&err, "%s: write failed", out);
-        if (rc == 0) fprintf(stderr, "ae-encode: %zu codes of %d bits -> %s\n", n, bits, out);
+    int64_t *ids = NULL;
+    int32_t *labels = NULL;
+    if (rc == 0 && (!(ids = malloc(n * 8 + 1)) || !(labels = malloc(n * 4 + 1))))
+        rc = util_fail(&err, "out of memory");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        ids[i] = feat_file_id(f, i);
+        labels[i] = feat_file_label(f, i);
     }
+    if (rc == 0) rc = ae_codes_save(out, bits, n, codes, ids, labels, &err);
+    if (rc == 0) fprintf(stderr, "ae-encode: %zu codes of %d bits -> %s\n", n, bits, out);
+    free(ids);
+    free(labels);
     if (rc) fprintf(stderr, "ae-encode: %s\n", err.msg);
     free(codes);
     feat_file_close(f);

@@ -10,7 +10,8 @@
  * committed rows (extract) or writes nothing (ae-train); the demo then stops
  * and a rerun resumes. The index stage adds items in durable chunks and
  * resumes after the last one. No stage leaves a half-written file: every
- * output is written to a temporary name and renamed. */
+ * output is written atomically (util_atomic_open: temporary file, fsync,
+ * rename). */
 #include "autoencoder/autoencoder.h"
 #include "cli/cli_args.h"
 #include "cli/cli_util.h"
@@ -368,11 +369,7 @@ static int write_examples(demo_t *d) {
         snprintf(path, sizeof path, "%s/%s.png", d->examples, name);
         if (file_exists(path)) continue;
         data_image_t *im = data_dataset_load(ds, i, NULL, NULL, &err);
-        char tmp[4300];
-        snprintf(tmp, sizeof tmp, "%s.tmp", path);
-        rc = im ? data_image_write_png(im, tmp, &err) : -1;
-        if (rc == 0 && rename(tmp, path))
-            rc = util_fail(&err, "rename %s: %s", tmp, strerror(errno));
+        rc = im ? data_image_write_png(im, path, &err) : -1; /* atomic */
         data_image_free(im);
     }
     if (rc) fprintf(stderr, "imgret demo: example images: %s\n", err.msg);

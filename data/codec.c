@@ -80,48 +80,13 @@ data_image_t *data_image_convert(const data_image_t *im, int c, util_err_t *err)
 
 int data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,
                    util_err_t *err) {
-    if (max_bytes == 0) max_bytes = (size_t)1 << 30;
-    *out = NULL;
-    *out_len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0, len = 0;
-    uint8_t *buf = NULL;
-    for (;;) {
-        if (len == cap) {
-            if (cap >= max_bytes) {
-                free(buf);
-                fclose(f);
-                return util_fail(err, "%s: file larger than the limit of %zu bytes", path,
-                                 max_bytes);
-            }
-            size_t ncap = cap ? cap * 2 : 65536;
-            if (ncap > max_bytes) ncap = max_bytes;
-            uint8_t *nb = realloc(buf, ncap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return util_fail(err, "%s: out of memory reading the file", path);
-            }
-            buf = nb;
-            cap = ncap;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        return util_fail(err, "%s: read error", path);
-    }
-    if (len == 0) {
-        free(buf);
+    *out = util_read_file(path, max_bytes ? max_bytes : (size_t)1 << 30, out_len, err);
+    if (!*out) return -1;
+    if (*out_len == 0) {
+        free(*out);
+        *out = NULL;
         return util_fail(err, "%s: empty file (0 bytes)", path);
     }
-    *out = buf;
-    *out_len = len;
     return 0;
 }
 
@@ -295,15 +260,9 @@ int data_image_write_jpeg(const data_image_t *im, const char *path, int quality,
     uint8_t *buf;
     size_t len;
     if (data_encode_jpeg(im, quality, &buf, &len, err)) return util_fail_prefix(err, "%s", path);
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(buf);
-        return util_fail(err, "%s: cannot create: %s", path, strerror(errno));
-    }
-    size_t put = fwrite(buf, 1, len, f);
+    int rc = util_write_file_atomic(path, buf, len, err);
     free(buf);
-    if (fclose(f) != 0 || put != len) return util_fail(err, "%s: write failed", path);
-    return 0;
+    return rc;
 }
 
 int data_image_write_png(const data_image_t *im, const char *path, util_err_t *err) {
@@ -316,10 +275,19 @@ int data_image_write_png(const data_image_t *im, const char *path, util_err_t *e
     png.width = (png_uint_32)im->w;
     png.height = (png_uint_32)im->h;
     png.format = im->c == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
-    if (!png_image_write_to_file(&png, path, 0, im->pixels, 0, NULL)) {
-        util_fail(err, "%s: cannot write PNG: %s", path, png.message);
+    /* Encoded in memory (a first call sizes it), then written atomically. */
+    png_alloc_size_t len = 0;
+    uint8_t *buf = NULL;
+    if (!png_image_write_to_memory(&png, NULL, &len, 0, im->pixels, 0, NULL) ||
+        !(buf = malloc(len ? len : 1)) ||
+        !png_image_write_to_memory(&png, buf, &len, 0, im->pixels, 0, NULL)) {
+        util_fail(err, "%s: cannot encode PNG: %s", path,
+                  (png.warning_or_error & PNG_IMAGE_ERROR) ? png.message : "out of memory");
         png_image_free(&png);
+        free(buf);
         return -1;
     }
-    return 0;
+    int rc = util_write_file_atomic(path, buf, len, err);
+    free(buf);
+    return rc;
 }

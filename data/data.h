@@ -70,12 +70,12 @@ data_image_t *data_image_read(const char *path, const data_decode_opts_t *opts, 
  * c == 1). *out is malloc'd (free with free()), *out_len its size. */
 int data_encode_jpeg(const data_image_t *im, int quality, uint8_t **out, size_t *out_len,
                      util_err_t *err);
-/* Encodes and writes a JPEG file. */
+/* Encodes and writes a JPEG file atomically (util_write_file_atomic). */
 int data_image_write_jpeg(const data_image_t *im, const char *path, int quality, util_err_t *err);
-/* Writes a PNG (lossless; 1 or 3 channels) to path. */
+/* Writes a PNG (lossless; 1 or 3 channels) to path, atomically. */
 int data_image_write_png(const data_image_t *im, const char *path, util_err_t *err);
 
-/* Reads a whole file into memory (malloc'd, caller frees); an empty file or
+/* util_read_file for image bytes (malloc'd, caller frees); an empty file or
  * one larger than max_bytes (0: 1 GiB) is an error naming the path. */
 int data_read_file(const char *path, size_t max_bytes, uint8_t **out, size_t *out_len,
                    util_err_t *err);

@@ -58,21 +58,17 @@ struct data_loader {
     void *on_skip_ctx;
 };
 
-static uint64_t mix64(uint64_t z) {
-    z += 0x9e3779b97f4a7c15ULL;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 /* Seeds for the permutation of an epoch and for one item of an epoch; the
  * tags keep the two streams apart. */
 static uint64_t perm_seed(uint64_t seed, int epoch) {
-    return mix64(mix64(seed ^ 0x7065726d75746531ULL) + (uint64_t)(int64_t)epoch);
+    return util_splitmix64(util_splitmix64(seed ^ 0x7065726d75746531ULL) +
+                           (uint64_t)(int64_t)epoch);
 }
 
 static uint64_t item_seed(uint64_t seed, int epoch, size_t item) {
-    return mix64(mix64(mix64(seed ^ 0x6175676d656e7431ULL) + (uint64_t)(int64_t)epoch) + item);
+    return util_splitmix64(
+        util_splitmix64(util_splitmix64(seed ^ 0x6175676d656e7431ULL) + (uint64_t)(int64_t)epoch) +
+        item);
 }
 
 data_loader_opts_t data_loader_defaults(void) {

@@ -257,20 +257,7 @@ static int write_header(int fd, const feat_header_t *h, const char *path, util_e
     return pwrite_all(fd, b, sizeof b, 0, path, err);
 }
 
-static int fsync_dir_of(const char *path) {
-    char dir[4096];
-    snprintf(dir, sizeof dir, "%s", path);
-    char *slash = strrchr(dir, '/');
-    if (slash) *(slash == dir ? slash + 1 : slash) = 0;
-    else snprintf(dir, sizeof dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-/* A new empty file at path (atomically: temporary file, fsync, rename). */
+/* A new empty file at path, written atomically (util_atomic_open). */
 static int create_file(const char *path, int dim, const uint8_t *model_hash, uint64_t capacity,
                        util_err_t *err) {
     feat_header_t h = {FEAT_VERSION, FEAT_DTYPE_F32, (uint32_t)dim, 0, capacity, 0, {0}};
@@ -279,18 +266,15 @@ static int create_file(const char *path, int dim, const uint8_t *model_hash, uin
     if (layout_for(h.dim, capacity, &l))
         return util_fail(err, "%s: dim %d with capacity %llu is not possible", path, dim,
                          (unsigned long long)capacity);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return util_fail(err, "%s: %s", tmp, strerror(errno));
-    int rc = write_header(fd, &h, tmp, err);
-    if (rc == 0 && ftruncate(fd, (off_t)l.uris)) rc = util_fail(err, "%s: %s", tmp, strerror(errno));
-    if (rc == 0 && fsync(fd)) rc = util_fail(err, "%s: fsync: %s", tmp, strerror(errno));
-    close(fd);
-    if (rc == 0 && rename(tmp, path)) rc = util_fail(err, "%s: rename: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    else fsync_dir_of(path);
-    return rc;
+    util_atomic_file_t *a = util_atomic_open(path, err);
+    if (!a) return -1;
+    uint8_t b[FEAT_HEADER_SIZE];
+    header_encode(&h, b);
+    if (util_atomic_resize(a, l.uris, err) || util_atomic_pwrite(a, 0, b, sizeof b, err)) {
+        util_atomic_abort(a);
+        return -1;
+    }
+    return util_atomic_commit(a, err);
 }
 
 static int writer_load(feat_writer_t *w, util_err_t *err) {
@@ -377,17 +361,16 @@ int feat_writer_commit(feat_writer_t *w, util_err_t *err) {
     return 0;
 }
 
-/* Rewrites the committed file with room for `capacity` rows. */
+/* Rewrites the committed file with room for `capacity` rows (atomically:
+ * the old file stays whole until the new one is renamed over it). */
 static int writer_grow(feat_writer_t *w, uint64_t capacity, util_err_t *err) {
     if (feat_writer_commit(w, err)) return -1;
     feat_layout_t nl;
     if (layout_for(w->h.dim, capacity, &nl))
         return util_fail(err, "%s: cannot grow to %llu rows", w->path, (unsigned long long)capacity);
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp", w->path);
-    int fd = open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) return util_fail(err, "%s: %s", tmp, strerror(errno));
-    int rc = ftruncate(fd, (off_t)(nl.uris + w->h.uri_bytes)) ? util_fail(err, "%s: %s", tmp, strerror(errno)) : 0;
+    util_atomic_file_t *a = util_atomic_open(w->path, err);
+    if (!a) return -1;
+    int rc = util_atomic_resize(a, nl.uris + w->h.uri_bytes, err);
     /* Copy the regions in chunks: rows, ids, labels, uri log. */
     uint64_t src[4] = {w->l.rows, w->l.ids, w->l.labels, w->l.uris};
     uint64_t dst[4] = {nl.rows, nl.ids, nl.labels, nl.uris};
@@ -398,20 +381,25 @@ static int writer_grow(feat_writer_t *w, uint64_t capacity, util_err_t *err) {
         for (uint64_t o = 0; rc == 0 && o < len[r]; o += 1 << 20) {
             size_t k = (size_t)(len[r] - o < (1 << 20) ? len[r] - o : (1 << 20));
             rc = pread_all(w->fd, buf, k, src[r] + o, w->path, err);
-            if (rc == 0) rc = pwrite_all(fd, buf, k, dst[r] + o, tmp, err);
+            if (rc == 0) rc = util_atomic_pwrite(a, dst[r] + o, buf, k, err);
         }
     free(buf);
     feat_header_t h = w->h;
     h.capacity = capacity;
-    if (rc == 0) rc = write_header(fd, &h, tmp, err);
-    if (rc == 0 && fsync(fd)) rc = util_fail(err, "%s: fsync: %s", tmp, strerror(errno));
-    if (rc == 0 && rename(tmp, w->path)) rc = util_fail(err, "%s: rename: %s", w->path, strerror(errno));
+    uint8_t hb[FEAT_HEADER_SIZE];
+    header_encode(&h, hb);
+    if (rc == 0) rc = util_atomic_pwrite(a, 0, hb, sizeof hb, err);
     if (rc) {
-        close(fd);
-        unlink(tmp);
+        util_atomic_abort(a);
         return -1;
     }
-    fsync_dir_of(w->path);
+    if (util_atomic_commit(a, err)) return -1;
+    /* The grown file is at path now; append to it from here on. */
+    int fd = open(w->path, O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        w->failed = 1;
+        return util_fail(err, "%s: reopening after growing it: %s", w->path, strerror(errno));
+    }
     close(w->fd);
     w->fd = fd;
     w->h = h;

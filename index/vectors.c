@@ -16,7 +16,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
-#include <libgen.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -364,17 +363,6 @@ static int sum_file(FILE *f, long off, uint64_t len, uint64_t *out) {
     return 0;
 }
 
-static int fsync_dir_of(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 /* Writes header + removed ids + header checksum at the current position. */
 static int write_header(FILE *f, const snap_header_t *h, const vecindex_t *v) {
     sum_t s;
@@ -391,9 +379,6 @@ static int write_header(FILE *f, const snap_header_t *h, const vecindex_t *v) {
 
 int vecindex_save(const vecindex_t *v, const char *path, const char *store_uuid, int64_t seq,
                   util_err_t *err) {
-    char tmp[1100];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp)
-        return util_fail(err, "%s: path too long", path);
     snap_header_t h;
     memset(&h, 0, sizeof h);
     memcpy(h.magic, SNAP_MAGIC, 8);
@@ -406,12 +391,14 @@ int vecindex_save(const vecindex_t *v, const char *path, const char *store_uuid,
     h.n_removed = (uint32_t)v->removed.n;
     long header_len = (long)(sizeof h + 8 * (size_t)h.n_removed + 8);
 
-    FILE *f = fopen(tmp, "w+b");
-    if (!f) return util_fail(err, "%s: cannot create: %s", tmp, strerror(errno));
+    /* Atomic (util_atomic_open): a crash leaves the old snapshot or the new. */
+    util_atomic_file_t *a = util_atomic_open(path, err);
+    if (!a) return -1;
+    FILE *f = util_atomic_stream(a);
     if (write_header(f, &h, v)) goto io_fail;
     int rc = v->f ? faiss_write_index(v->f, f) : faiss_write_index_binary(v->b, f);
     if (rc) {
-        faiss_fail(err, tmp);
+        faiss_fail(err, path);
         goto fail;
     }
     if (fflush(f)) goto io_fail;
@@ -419,22 +406,12 @@ int vecindex_save(const vecindex_t *v, const char *path, const char *store_uuid,
     if (end < header_len) goto io_fail;
     h.payload_bytes = (uint64_t)(end - header_len);
     if (sum_file(f, header_len, h.payload_bytes, &h.payload_sum)) goto io_fail;
-    if (fseek(f, 0, SEEK_SET) || write_header(f, &h, v) || fflush(f) || fsync(fileno(f)))
-        goto io_fail;
-    if (fclose(f)) {
-        f = NULL;
-        goto io_fail;
-    }
-    f = NULL;
-    if (rename(tmp, path)) goto io_fail;
-    /* The rename is durable only once the folder entry is. */
-    if (fsync_dir_of(path)) goto io_fail;
-    return 0;
+    if (fseek(f, 0, SEEK_SET) || write_header(f, &h, v)) goto io_fail;
+    return util_atomic_commit(a, err);
 io_fail:
-    util_fail(err, "%s: write failed: %s", tmp, strerror(errno));
+    util_fail(err, "%s: write failed: %s", path, strerror(errno));
 fail:
-    if (f) fclose(f);
-    unlink(tmp);
+    util_atomic_abort(a);
     return -1;
 }
 

@@ -40,10 +40,10 @@ int vecindex_search(const vecindex_t *v, size_t nq, const void *x, int k, index_
                     util_err_t *err);
 
 /* Snapshot file: header (magic, kind, dim, factory, store uuid, seq, removed
- * ids, checksums) then FAISS's own serialisation. save writes path.tmp, fsyncs
- * and renames. load rejects (returning NULL with the reason in err) a file
- * that is truncated, fails a checksum, or belongs to another store, kind,
- * dimension or factory. */
+ * ids, checksums) then FAISS's own serialisation. save writes it atomically
+ * (util_atomic_open: temporary file, fsync, rename). load rejects (returning
+ * NULL with the reason in err) a file that is truncated, fails a checksum, or
+ * belongs to another store, kind, dimension or factory. */
 int vecindex_save(const vecindex_t *v, const char *path, const char *store_uuid, int64_t seq,
                   util_err_t *err);
 vecindex_t *vecindex_load(const char *path, index_kind_t kind, int dim, const char *factory,

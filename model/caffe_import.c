@@ -420,9 +420,9 @@ static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *span
 }
 
 static int read_mean(model_norm_t *norm, const char *path, util_err_t *err) {
-    uint8_t *buf;
     size_t len;
-    if (ix_read_file(path, MODEL_FILE_MAX_BYTES, &buf, &len, err)) return -1;
+    uint8_t *buf = util_read_file(path, MODEL_FILE_MAX_BYTES, &len, err);
+    if (!buf) return -1;
     Caffe__BlobProto *b = caffe__blob_proto__unpack(NULL, len, buf);
     free(buf);
     if (!b) return util_fail(err, "%s: not a Caffe BlobProto (.binaryproto)", path);
@@ -460,7 +460,7 @@ static int read_mean(model_norm_t *norm, const char *path, util_err_t *err) {
  * trap per page. */
 static int map_file(const char *path, const uint8_t **out, size_t *len, util_err_t *err) {
     int fd;
-    if (ix_open_regular(path, MODEL_FILE_MAX_BYTES, &fd, len, err)) return -1;
+    if (util_open_regular(path, MODEL_FILE_MAX_BYTES, &fd, len, err)) return -1;
     /* An empty file maps one page of zeros: protobuf-c then sees 0 bytes. */
     void *p = mmap(NULL, *len ? *len : 1, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
     int e = errno;

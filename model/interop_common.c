@@ -1,67 +1,12 @@
-/* Shared by the model file and the importers: bounded reads, atomic writes
- * with a running SHA-256, the paper-shape check and the import builder. */
+/* Shared by the model file and the importers: the model file's atomic write
+ * with a running SHA-256 (util's atomic write underneath), the paper-shape
+ * check and the import builder. */
 #include "model/interop_internal.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <protobuf-c/protobuf-c.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-/* ------------------------------------------------------------ file reading */
-
-int ix_open_regular(const char *path, uint64_t max_bytes, int *fd_out, size_t *len,
-                    util_err_t *err) {
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return util_fail(err, "%s: cannot open: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return util_fail(err, "%s: not a regular file", path);
-    }
-    if ((uint64_t)st.st_size > max_bytes) {
-        close(fd);
-        return util_fail(err, "%s: %lld bytes, more than the %llu this reader accepts", path,
-                         (long long)st.st_size, (unsigned long long)max_bytes);
-    }
-    *fd_out = fd;
-    *len = (size_t)st.st_size;
-    return 0;
-}
-
-int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
-                 util_err_t *err) {
-    *out = NULL;
-    *len = 0;
-    int fd;
-    size_t n;
-    if (ix_open_regular(path, max_bytes, &fd, &n, err)) return -1;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        close(fd);
-        return util_fail(err, "%s: out of memory for %zu bytes", path, n);
-    }
-    size_t got = 0;
-    while (got < n) {
-        ssize_t r = read(fd, buf + got, n - got);
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return util_fail(err, "%s: read failed after %zu of %zu bytes: %s", path, got, n,
-                             r < 0 ? strerror(e) : "file shrank");
-        }
-        got += (size_t)r;
-    }
-    close(fd);
-    *out = buf;
-    *len = n;
-    return 0;
-}
 
 /* ----------------------------------------------------------- atomic write */
 
@@ -74,53 +19,22 @@ int ix_sha256(const void *data, size_t len, uint8_t out[MODEL_HASH_BYTES], util_
 
 int ix_writer_open(ix_writer_t *w, const char *path, util_err_t *err) {
     memset(w, 0, sizeof *w);
-    size_t n = strlen(path);
-    w->path = malloc(n + 1);
-    w->tmp = malloc(n + 16);
-    if (!w->path || !w->tmp) {
-        ix_writer_abort(w);
-        return util_fail(err, "%s: out of memory", path);
-    }
-    memcpy(w->path, path, n + 1);
-    /* Same folder as the target, so the rename cannot cross filesystems. */
-    snprintf(w->tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(w->tmp);
-    if (fd < 0) {
-        int e = errno;
-        free(w->tmp);
-        w->tmp = NULL;
-        ix_writer_abort(w);
-        return util_fail(err, "%s: cannot create a temporary file beside it: %s", path,
-                         strerror(e));
-    }
-    /* mkstemp makes it 0600; a model file is an ordinary document. */
-    mode_t um = umask(0);
-    umask(um);
-    fchmod(fd, 0666 & ~um);
-    w->f = fdopen(fd, "wb");
-    if (!w->f) {
-        close(fd);
-        ix_writer_abort(w);
-        return util_fail(err, "%s: fdopen failed", path);
-    }
-    setvbuf(w->f, NULL, _IOFBF, 1 << 20);
-    return 0;
+    w->a = util_atomic_open(path, err);
+    return w->a ? 0 : -1;
 }
 
 void ix_writer_write(ix_writer_t *w, const void *data, size_t len) {
     if (w->failed || len == 0) return;
     if (w->sha && !EVP_DigestUpdate((EVP_MD_CTX *)w->sha, data, len)) w->failed = 1;
-    if (fwrite(data, 1, len, w->f) != len) {
-        w->failed = 1;
-        w->saved_errno = errno;
-    }
+    /* A failed write is remembered by the atomic file; commit reports it. */
+    util_atomic_write(w->a, data, len, NULL);
 }
 
 int ix_writer_hash_begin(ix_writer_t *w, util_err_t *err) {
     EVP_MD_CTX *c = EVP_MD_CTX_new();
     if (!c || !EVP_DigestInit_ex(c, EVP_sha256(), NULL)) {
         EVP_MD_CTX_free(c);
-        return util_fail(err, "%s: sha256: OpenSSL failed", w->path);
+        return util_fail(err, "%s: sha256: OpenSSL failed", util_atomic_path(w->a));
     }
     w->sha = c;
     return 0;
@@ -130,59 +44,32 @@ int ix_writer_hash_end(ix_writer_t *w, uint8_t out[MODEL_HASH_BYTES], util_err_t
     unsigned int n = 0;
     EVP_MD_CTX *c = w->sha;
     w->sha = NULL;
-    int ok = c && EVP_DigestFinal_ex(c, out, &n) && n == MODEL_HASH_BYTES;
+    int ok = !w->failed && c && EVP_DigestFinal_ex(c, out, &n) && n == MODEL_HASH_BYTES;
     EVP_MD_CTX_free(c);
-    return ok ? 0 : util_fail(err, "%s: sha256: OpenSSL failed", w->path);
+    return ok ? 0 : util_fail(err, "%s: sha256: OpenSSL failed", util_atomic_path(w->a));
 }
 
 int ix_writer_pwrite(ix_writer_t *w, uint64_t offset, const void *data, size_t len,
                      util_err_t *err) {
-    if (fflush(w->f) || fseeko(w->f, (off_t)offset, SEEK_SET) ||
-        fwrite(data, 1, len, w->f) != len || fseeko(w->f, 0, SEEK_END))
-        return util_fail(err, "%s: write failed: %s", w->path, strerror(errno));
-    return 0;
+    return util_atomic_pwrite(w->a, offset, data, len, err);
 }
 
 int ix_writer_commit(ix_writer_t *w, util_err_t *err) {
-    int rc = 0;
+    int rc;
     if (w->failed) {
-        rc = util_fail(err, "%s: write failed: %s", w->path,
-                       w->saved_errno ? strerror(w->saved_errno) : "hash failed");
-    } else if (fflush(w->f) || fsync(fileno(w->f))) {
-        rc = util_fail(err, "%s: flush failed: %s", w->path, strerror(errno));
+        rc = util_fail(err, "%s: sha256: OpenSSL failed", util_atomic_path(w->a));
+        util_atomic_abort(w->a);
+    } else {
+        rc = util_atomic_commit(w->a, err);
     }
-    if (rc == 0) {
-        int e = fclose(w->f);
-        w->f = NULL;
-        if (e) rc = util_fail(err, "%s: close failed: %s", w->path, strerror(errno));
-    }
-    if (rc == 0 && rename(w->tmp, w->path))
-        rc = util_fail(err, "%s: cannot rename the temporary file over it: %s", w->path,
-                       strerror(errno));
-    if (rc == 0) {
-        /* The rename is durable only once the folder is synced. */
-        char *dir = strdup(w->path);
-        char *slash = dir ? strrchr(dir, '/') : NULL;
-        const char *d = slash ? (slash == dir ? "/" : (*slash = '\0', dir)) : ".";
-        int dfd = open(d, O_RDONLY | O_DIRECTORY);
-        if (dfd >= 0) {
-            fsync(dfd);
-            close(dfd);
-        }
-        free(dir);
-        free(w->tmp); /* renamed: nothing to remove */
-        w->tmp = NULL;
-    }
+    w->a = NULL;
     ix_writer_abort(w);
     return rc;
 }
 
 void ix_writer_abort(ix_writer_t *w) {
-    if (w->f) fclose(w->f);
-    if (w->tmp) unlink(w->tmp);
+    util_atomic_abort(w->a);
     EVP_MD_CTX_free((EVP_MD_CTX *)w->sha);
-    free(w->tmp);
-    free(w->path);
     memset(w, 0, sizeof *w);
 }
 

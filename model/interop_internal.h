@@ -1,6 +1,6 @@
 /* Private to model/: helpers shared by the model file (modelfile.c), the
  * Caffe importer (caffe_import.c) and ONNX import/export (onnx_io.c):
- * bounded file reading, atomic writing with a running SHA-256, and the
+ * atomic writing with a running SHA-256, and the
  * builder that turns a layer list read from another format into a checked
  * paper-shaped model file. White-box tests (tests/interop/) include it too. */
 #ifndef IMGRET_MODEL_INTEROP_INTERNAL_H
@@ -10,28 +10,16 @@
 
 #include <stdio.h>
 
-/* ------------------------------------------------------------ file reading */
-
-/* Opens path read-only after checking it is a regular file of at most
- * max_bytes; *fd_out and *len receive the descriptor and the size. */
-int ix_open_regular(const char *path, uint64_t max_bytes, int *fd_out, size_t *len,
-                    util_err_t *err);
-/* Reads a whole file of at most max_bytes (checked against its size before
- * anything is allocated). *out is malloc'd; the caller frees it. */
-int ix_read_file(const char *path, uint64_t max_bytes, uint8_t **out, size_t *len,
-                 util_err_t *err);
-
 /* ----------------------------------------------------------- atomic write */
 
-/* Writes a file atomically: everything goes to a temporary file in the same
- * folder, which is fsync'd and renamed over `path` (and the folder fsync'd),
- * so a crash leaves either the old file or the new one, never a torn one. */
+/* Writes a model file atomically through util's atomic write (see
+ * util_atomic_open: a crash leaves the old file or the new one, never a torn
+ * one), feeding what is written to a running SHA-256 when one is on. The
+ * hashing stays here so util needs no OpenSSL. */
 typedef struct ix_writer {
-    FILE *f;
-    char *path, *tmp;
-    int failed; /* a write failed; commit reports it */
-    int saved_errno;
-    void *sha; /* EVP_MD_CTX while hashing, else NULL */
+    util_atomic_file_t *a;
+    int failed; /* hashing failed; commit reports it */
+    void *sha;  /* EVP_MD_CTX while hashing, else NULL */
 } ix_writer_t;
 
 int ix_writer_open(ix_writer_t *w, const char *path, util_err_t *err);
@@ -45,7 +33,8 @@ int ix_writer_hash_end(ix_writer_t *w, uint8_t out[MODEL_HASH_BYTES], util_err_t
 /* Overwrites bytes at an absolute offset (e.g. a header filled in last). */
 int ix_writer_pwrite(ix_writer_t *w, uint64_t offset, const void *data, size_t len,
                      util_err_t *err);
-/* Flushes, fsyncs, renames over the target, fsyncs the folder. Frees w. */
+/* util_atomic_commit: flushes, fsyncs, renames over the target, fsyncs the
+ * folder. Frees w's resources. */
 int ix_writer_commit(ix_writer_t *w, util_err_t *err);
 /* Removes the temporary file. Frees w. Safe after a failed open. */
 void ix_writer_abort(ix_writer_t *w);

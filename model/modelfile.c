@@ -330,9 +330,9 @@ int model_file_set_class_names(model_file_t *mf, const char *const *names, int n
 }
 
 int model_file_read_class_names(model_file_t *mf, const char *path, util_err_t *err) {
-    uint8_t *buf;
     size_t len;
-    if (ix_read_file(path, 64u << 20, &buf, &len, err)) return -1;
+    uint8_t *buf = util_read_file(path, 64u << 20, &len, err);
+    if (!buf) return -1;
     int cap = MODEL_MAX_CLASSES, n = 0;
     const char **names = calloc((size_t)cap, sizeof *names);
     char *text = malloc(len + 1);

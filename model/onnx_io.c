@@ -388,9 +388,9 @@ model_file_t *model_import_onnx(const char *path, const model_onnx_import_opts_t
                                 util_err_t *err) {
     model_onnx_import_opts_t dflt = {0};
     if (!opts) opts = &dflt;
-    uint8_t *buf;
     size_t len;
-    if (ix_read_file(path, MODEL_FILE_MAX_BYTES, &buf, &len, err)) return NULL;
+    uint8_t *buf = util_read_file(path, MODEL_FILE_MAX_BYTES, &len, err);
+    if (!buf) return NULL;
     onnx_import_t im = {path, NULL, NULL, 0, 0, NULL, 0, 0};
     im.model = onnx__model_proto__unpack(NULL, len, buf);
     free(buf);

@@ -575,23 +575,19 @@ static void thumb_path(const struct srv *s, int64_t id, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/thumbs/%lld.jpg", s->store_dir, (long long)id);
 }
 
-/* Writes a kept thumbnail (temporary file then rename). Best effort: the
- * item is already durable; a failure only loses the picture. */
+/* Writes a kept thumbnail atomically (util_write_file_atomic). Best effort:
+ * the item is already durable; a failure only loses the picture. */
 static void write_thumb(struct srv *s, int64_t id, const uint8_t *b, size_t n) {
-    char dir[1100], path[1200], tmp[1220];
+    char dir[1100], path[1200];
     snprintf(dir, sizeof dir, "%s/thumbs", s->store_dir);
     mkdir(dir, 0755);
     thumb_path(s, id, path, sizeof path);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "wb");
-    int ok = f && fwrite(b, 1, n, f) == n;
-    if (f && fclose(f)) ok = 0;
-    if (ok && rename(tmp, path) == 0) return;
-    unlink(tmp);
+    util_err_t err;
+    if (util_write_file_atomic(path, b, n, &err) == 0) return;
     if (s->opt.log) {
         char line[1400];
         snprintf(line, sizeof line, "thumbnail of item %lld not written: %s", (long long)id,
-                 strerror(errno));
+                 err.msg);
         s->opt.log(s->opt.log_ctx, line);
     }
 }

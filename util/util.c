@@ -59,16 +59,17 @@ int util_fail_prefix(util_err_t *err, const char *fmt, ...) {
     return -1;
 }
 
-static uint64_t splitmix64(uint64_t *x) {
-    uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+#define SPLITMIX_GAMMA 0x9e3779b97f4a7c15ULL
+
+uint64_t util_splitmix64(uint64_t x) {
+    uint64_t z = x + SPLITMIX_GAMMA;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
 
 void util_rng_seed(util_rng_t *rng, uint64_t seed) {
-    uint64_t x = seed;
-    for (int i = 0; i < 4; i++) rng->s[i] = splitmix64(&x);
+    for (int i = 0; i < 4; i++) rng->s[i] = util_splitmix64(seed + (uint64_t)i * SPLITMIX_GAMMA);
 }
 
 static uint64_t rotl(uint64_t x, int k) {

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* Errors. Library code never prints and never exits: a function that can fail
  * returns an int status (0 ok, -1 error) or NULL, and writes one human
@@ -82,6 +83,11 @@ typedef struct util_rng {
 } util_rng_t;
 
 void util_rng_seed(util_rng_t *rng, uint64_t seed);
+/* splitmix64's output for the state x (x plus the golden gamma, then its
+ * finaliser): a stateless 64-bit mixer for deriving seeds and hashing keys.
+ * The stream of a seed s is util_splitmix64(s), util_splitmix64(s + gamma),
+ * ... with gamma = 0x9e3779b97f4a7c15. */
+uint64_t util_splitmix64(uint64_t x);
 uint64_t util_rng_u64(util_rng_t *rng);
 /* Uniform in [0, 1) with 24 random bits. */
 float util_rng_uniform(util_rng_t *rng);
@@ -101,5 +107,55 @@ int util_mul_size(size_t a, size_t b, size_t *out);
 
 /* Median of n doubles (the array is sorted in place). n > 0. */
 double util_median(double *v, size_t n);
+
+/* File I/O (fileio.c): the one bounded read of a whole file and the one
+ * atomic write that every module uses. */
+
+/* Reads the whole file at path into a malloc'd buffer (the caller frees it)
+ * with a NUL after the last byte, so text can be parsed in place; *len gets
+ * the size. A file (or pipe) of more than max_bytes is refused with a message
+ * naming the path and the limit, a regular file before anything is
+ * allocated. Returns NULL on error (cannot open, a folder, read failed). */
+void *util_read_file(const char *path, size_t max_bytes, size_t *len, util_err_t *err);
+
+/* Opens path read-only after checking it is a regular file of at most
+ * max_bytes (for readers that map the file). *fd gets the descriptor (the
+ * caller closes it), *len the size. */
+int util_open_regular(const char *path, size_t max_bytes, int *fd, size_t *len,
+                      util_err_t *err);
+
+/* An atomic write: everything goes to a temporary file "PATH.tmp.XXXXXX" in
+ * the target's folder; commit flushes it, fsyncs it, renames it over path and
+ * fsyncs the folder, so a crash at any moment leaves the old file (or none)
+ * or the complete new one at path, never a torn one. A crash before commit
+ * may leave the temporary file behind; path is untouched. */
+typedef struct util_atomic_file util_atomic_file_t;
+
+/* Creates the temporary file (mode 0666 less the umask). NULL on error. */
+util_atomic_file_t *util_atomic_open(const char *path, util_err_t *err);
+/* Appends len bytes at the stream's position. A failed write is remembered:
+ * later writes and commit fail too, so a streaming writer may check only the
+ * commit. */
+int util_atomic_write(util_atomic_file_t *a, const void *data, size_t len, util_err_t *err);
+/* Writes len bytes at an absolute offset (a header filled in last, a sparse
+ * layout), leaving the stream's position alone. */
+int util_atomic_pwrite(util_atomic_file_t *a, uint64_t offset, const void *data, size_t len,
+                       util_err_t *err);
+/* Sets the temporary file's size (ftruncate: zeros when it grows). */
+int util_atomic_resize(util_atomic_file_t *a, uint64_t size, util_err_t *err);
+/* The temporary file as a read-write stdio stream, for writers that hand a
+ * FILE * to a library (FAISS) or read back what they wrote. Owned by a; its
+ * errors are caught by commit (ferror). */
+FILE *util_atomic_stream(util_atomic_file_t *a);
+/* The target path (for messages). */
+const char *util_atomic_path(const util_atomic_file_t *a);
+/* Makes the file durable and puts it at path (see above). Frees a, also on
+ * error, when the temporary file is removed and path is untouched. */
+int util_atomic_commit(util_atomic_file_t *a, util_err_t *err);
+/* Removes the temporary file and frees a; path is untouched. NULL is fine. */
+void util_atomic_abort(util_atomic_file_t *a);
+
+/* One-shot atomic write of len bytes to path (open, write, commit). */
+int util_write_file_atomic(const char *path, const void *data, size_t len, util_err_t *err);
 
 #endif

@@ -52,9 +52,7 @@ static inline void tmp_path(char *out, size_t cap, const char *name) {
 }
 
 static inline uint8_t *slurp(const char *path, size_t *len) {
-    uint8_t *buf = NULL;
-    if (ix_read_file(path, (uint64_t)1 << 31, &buf, len, NULL)) return NULL;
-    return buf;
+    return util_read_file(path, (size_t)1 << 31, len, NULL);
 }
 
 static inline int spit(const char *path, const void *buf, size_t len) {
