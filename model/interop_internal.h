@@ -1,8 +1,10 @@
 /* Private to model/: helpers shared by the model file (modelfile.c), the
- * Caffe importer (caffe_import.c) and ONNX import/export (onnx_io.c):
- * atomic writing with a running SHA-256, and the
+ * Caffe importer (caffe_import.c) and ONNX import/export (onnx_io.c), in two
+ * layers that call one way: interop_common.c (atomic writing with a running
+ * SHA-256, dims in messages) under modelfile.c, and interop_build.c (the
  * builder that turns a layer list read from another format into a checked
- * paper-shaped model file. White-box tests (tests/interop/) include it too. */
+ * paper-shaped model file) above it. White-box tests (tests/interop/)
+ * include it too. */
 #ifndef IMGRET_MODEL_INTEROP_INTERNAL_H
 #define IMGRET_MODEL_INTEROP_INTERNAL_H
 
@@ -10,7 +12,7 @@
 
 #include <stdio.h>
 
-/* ----------------------------------------------------------- atomic write */
+/* -------------------------------------------- atomic write (interop_common.c) */
 
 /* Writes a model file atomically through util's atomic write (see
  * util_atomic_open: a crash leaves the old file or the new one, never a torn
@@ -47,7 +49,10 @@ void ix_writer_pack(ix_writer_t *w, const struct ProtobufCMessage *msg);
 /* SHA-256 of a buffer. */
 int ix_sha256(const void *data, size_t len, uint8_t out[MODEL_HASH_BYTES], util_err_t *err);
 
-/* ---------------------------------------------------------- import builder */
+/* Formats dims as "256x48x5x5". */
+void ix_dims_str(const int *dims, int ndim, char *out, size_t cap);
+
+/* ------------------------------------------- import builder (interop_build.c) */
 
 /* One layer read from a Caffe or ONNX file, in the file's own layout. Kinds
  * are the spec's; the builder checks the sequence and assigns imgret's
@@ -75,9 +80,6 @@ typedef struct ix_layer {
  * mean, scale 1, stored size 256). */
 model_file_t *ix_build(const ix_layer_t *layers, int n, int in_c, int in_h, int in_w,
                        model_channel_order_t in_order, const char *source, util_err_t *err);
-
-/* Formats dims as "256x48x5x5". */
-void ix_dims_str(const int *dims, int ndim, char *out, size_t cap);
 
 /* --------------------------------------------------------- white-box hooks */
 
