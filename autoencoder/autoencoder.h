@@ -133,8 +133,8 @@ ae_t *ae_load(const char *path, util_err_t *err);
 typedef struct ae_codes {
     int bits;
     size_t count;
-    uint8_t *codes; /* count x ae_code_bytes(bits) */
-    int64_t *ids;   /* count */
+    uint8_t *codes;  /* count x ae_code_bytes(bits) */
+    int64_t *ids;    /* count */
     int32_t *labels; /* count */
 } ae_codes_t;
 

@@ -223,38 +223,10 @@ struct feat_writer {
     int failed;
 };
 
-static int pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path,
-                      util_err_t *err) {
-    const uint8_t *p = buf;
-    while (n) {
-        ssize_t k = pwrite(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return util_fail(err, "%s: write: %s", path, k < 0 ? strerror(errno) : "no progress");
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
-static int pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path,
-                     util_err_t *err) {
-    uint8_t *p = buf;
-    while (n) {
-        ssize_t k = pread(fd, p, n, (off_t)off);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return util_fail(err, "%s: read: %s", path, k < 0 ? strerror(errno) : "file ends early");
-        p += k;
-        n -= (size_t)k;
-        off += (uint64_t)k;
-    }
-    return 0;
-}
-
 static int write_header(int fd, const feat_header_t *h, const char *path, util_err_t *err) {
     uint8_t b[FEAT_HEADER_SIZE];
     header_encode(h, b);
-    return pwrite_all(fd, b, sizeof b, 0, path, err);
+    return util_pwrite_all(fd, b, sizeof b, 0, path, err);
 }
 
 /* A new empty file at path, written atomically (util_atomic_open). */
@@ -283,7 +255,7 @@ static int writer_load(feat_writer_t *w, util_err_t *err) {
     if (fstat(w->fd, &st)) return util_fail(err, "%s: %s", w->path, strerror(errno));
     size_t len = (size_t)st.st_size;
     size_t n = len < sizeof b ? len : sizeof b;
-    if (n && pread_all(w->fd, b, n, 0, w->path, err)) return -1;
+    if (n && util_pread_all(w->fd, b, n, 0, w->path, err)) return -1;
     if (header_decode(b, len, w->path, &w->h, err))
         return util_fail_prefix(err, "cannot append (move the file away to start over)");
     layout_for(w->h.dim, w->h.capacity, &w->l);
@@ -292,7 +264,7 @@ static int writer_load(feat_writer_t *w, util_err_t *err) {
     w->last_id = -1;
     if (w->count) {
         uint8_t idb[8];
-        if (pread_all(w->fd, idb, 8, w->l.ids + 8 * (w->count - 1), w->path, err)) return -1;
+        if (util_pread_all(w->fd, idb, 8, w->l.ids + 8 * (w->count - 1), w->path, err)) return -1;
         w->last_id = (int64_t)get_u64(idb);
     }
     return 0;
@@ -380,7 +352,7 @@ static int writer_grow(feat_writer_t *w, uint64_t capacity, util_err_t *err) {
     for (int r = 0; rc == 0 && r < 4; r++)
         for (uint64_t o = 0; rc == 0 && o < len[r]; o += 1 << 20) {
             size_t k = (size_t)(len[r] - o < (1 << 20) ? len[r] - o : (1 << 20));
-            rc = pread_all(w->fd, buf, k, src[r] + o, w->path, err);
+            rc = util_pread_all(w->fd, buf, k, src[r] + o, w->path, err);
             if (rc == 0) rc = util_atomic_pwrite(a, dst[r] + o, buf, k, err);
         }
     free(buf);
@@ -437,11 +409,11 @@ int feat_writer_append(feat_writer_t *w, size_t n, const float *rows, const int6
     }
     /* Rows are host float32; the format is little-endian, which every
      * platform imgret builds for is. */
-    int rc = pwrite_all(w->fd, rows, n * w->h.dim * 4, w->l.rows + w->count * w->h.dim * 4,
-                        w->path, err);
-    if (rc == 0) rc = pwrite_all(w->fd, idb, 8 * n, w->l.ids + 8 * w->count, w->path, err);
-    if (rc == 0) rc = pwrite_all(w->fd, lb, 4 * n, w->l.labels + 4 * w->count, w->path, err);
-    if (rc == 0) rc = pwrite_all(w->fd, ub, ulen, w->l.uris + w->uri_bytes, w->path, err);
+    int rc = util_pwrite_all(w->fd, rows, n * w->h.dim * 4, w->l.rows + w->count * w->h.dim * 4,
+                             w->path, err);
+    if (rc == 0) rc = util_pwrite_all(w->fd, idb, 8 * n, w->l.ids + 8 * w->count, w->path, err);
+    if (rc == 0) rc = util_pwrite_all(w->fd, lb, 4 * n, w->l.labels + 4 * w->count, w->path, err);
+    if (rc == 0) rc = util_pwrite_all(w->fd, ub, ulen, w->l.uris + w->uri_bytes, w->path, err);
     free(meta);
     if (rc) {
         w->failed = 1;

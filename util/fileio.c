@@ -137,6 +137,40 @@ void *util_read_file(const char *path, size_t max_bytes, size_t *len, util_err_t
     return buf;
 }
 
+/* ------------------------------------------------- positioned transfers */
+
+/* pread or pwrite of all n bytes at off, retrying short transfers. */
+static int transfer_all(int fd, uint8_t *p, size_t n, uint64_t off, int writing, const char *path,
+                        util_err_t *err) {
+    while (n) {
+        errno = 0;
+        ssize_t k = writing ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) {
+            int e = k < 0 ? errno : writing ? EIO : 0;
+            if (!writing && k == 0)
+                return util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: read: file ends early", path);
+            errno = e;
+            return util_fail_kind(err, kind_of_errno(e), "%s: %s: %s", path,
+                                  writing ? "write" : "read", strerror(e));
+        }
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+int util_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path, util_err_t *err) {
+    return transfer_all(fd, buf, n, off, 0, path, err);
+}
+
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path,
+                    util_err_t *err) {
+    /* transfer_all only reads from p when writing. */
+    return transfer_all(fd, (uint8_t *)(uintptr_t)buf, n, off, 1, path, err);
+}
+
 /* ----------------------------------------------------------- atomic write */
 
 struct util_atomic_file {
@@ -210,15 +244,10 @@ int util_atomic_pwrite(util_atomic_file_t *a, uint64_t offset, const void *data,
     /* pwrite leaves the stream's position alone; the flush puts the buffered
      * bytes in the file first so they cannot later overwrite these. */
     if (fflush(a->f)) return remember(a, err);
-    int fd = fileno(a->f);
-    const uint8_t *p = data;
-    while (len) {
-        ssize_t k = pwrite(fd, p, len, (off_t)offset);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) return remember(a, err);
-        p += k;
-        len -= (size_t)k;
-        offset += (uint64_t)k;
+    if (util_pwrite_all(fileno(a->f), data, len, offset, a->path, err)) {
+        a->failed = 1;
+        a->saved_errno = errno ? errno : EIO;
+        return -1;
     }
     return 0;
 }

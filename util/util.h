@@ -121,8 +121,14 @@ void *util_read_file(const char *path, size_t max_bytes, size_t *len, util_err_t
 /* Opens path read-only after checking it is a regular file of at most
  * max_bytes (for readers that map the file). *fd gets the descriptor (the
  * caller closes it), *len the size. */
-int util_open_regular(const char *path, size_t max_bytes, int *fd, size_t *len,
-                      util_err_t *err);
+int util_open_regular(const char *path, size_t max_bytes, int *fd, size_t *len, util_err_t *err);
+
+/* pread / pwrite of exactly n bytes at offset off, retrying short transfers
+ * and interrupted calls. Reading past the end of the file is an error ("file
+ * ends early", UTIL_ERR_CORRUPT). Messages name path. */
+int util_pread_all(int fd, void *buf, size_t n, uint64_t off, const char *path, util_err_t *err);
+int util_pwrite_all(int fd, const void *buf, size_t n, uint64_t off, const char *path,
+                    util_err_t *err);
 
 /* An atomic write: everything goes to a temporary file "PATH.tmp.XXXXXX" in
  * the target's folder; commit flushes it, fsyncs it, renames it over path and
