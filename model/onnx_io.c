@@ -79,7 +79,8 @@ static int add_tensor(onnx_import_t *im, const char *name, const Onnx__TensorPro
     return 0;
 }
 
-static float *own(onnx_import_t *im, size_t count, util_err_t *err) {
+/* count zeroed floats that the import owns (freed with it). */
+static float *owned_floats(onnx_import_t *im, size_t count, util_err_t *err) {
     if (im->n_owned == im->cap_owned) {
         size_t cap = im->cap_owned ? 2 * im->cap_owned : 16;
         float **o = realloc(im->owned, cap * sizeof *o);
@@ -132,7 +133,7 @@ static int tensor_floats(onnx_import_t *im, const Onnx__TensorProto *t, const ch
         if ((uintptr_t)t->raw_data.data % sizeof(float) == 0) {
             *data = (const float *)(const void *)t->raw_data.data;
         } else {
-            float *copy = own(im, want, err);
+            float *copy = owned_floats(im, want, err);
             if (!copy) return -1;
             memcpy(copy, t->raw_data.data, want * sizeof(float));
             *data = copy;
@@ -184,7 +185,7 @@ static int weights_of(onnx_import_t *im, ix_layer_t *l, const Onnx__NodeProto *n
     /* A missing bias is a zero bias. */
     int out = l->w_ndim > 0 ? l->w_dims[0] : 0;
     if (l->w_in_out && l->w_ndim == 2) out = l->w_dims[1];
-    float *zero = own(im, (size_t)out, err);
+    float *zero = owned_floats(im, (size_t)out, err);
     if (!zero) return -1;
     l->b = zero;
     l->b_count = (size_t)out;
