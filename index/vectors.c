@@ -264,7 +264,8 @@ int vecindex_remove(vecindex_t *v, size_t n, const int64_t *ids, util_err_t *err
 int vecindex_search(const vecindex_t *v, size_t nq, const void *x, int k, index_hit_t *hits,
                     util_err_t *err) {
     if (!vecindex_is_trained(v))
-        return util_fail(err, "the %s index is not trained yet", v->factory);
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION, "the %s index is not trained yet",
+                              v->factory);
     /* Removed ids still inside the index are dropped from the results, so ask
      * for that many more. */
     int64_t kk = (int64_t)k + (int64_t)v->removed.n;
@@ -276,7 +277,7 @@ int vecindex_search(const vecindex_t *v, size_t nq, const void *x, int k, index_
     if (!labels || !dist) {
         free(labels);
         free(dist);
-        return util_fail(err, "out of memory for %zu results", cells);
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "out of memory for %zu results", cells);
     }
     int rc = v->f ? faiss_Index_search(v->f, (idx_t)nq, x, kk, dist, labels)
                   : faiss_IndexBinary_search(v->b, (idx_t)nq, x, kk, dist, labels);
@@ -409,7 +410,7 @@ int vecindex_save(const vecindex_t *v, const char *path, const char *store_uuid,
     if (fseek(f, 0, SEEK_SET) || write_header(f, &h, v)) goto io_fail;
     return util_atomic_commit(a, err);
 io_fail:
-    util_fail(err, "%s: write failed: %s", path, strerror(errno));
+    util_fail_kind(err, UTIL_ERR_IO, "%s: write failed: %s", path, strerror(errno));
 fail:
     util_atomic_abort(a);
     return -1;
@@ -420,25 +421,27 @@ vecindex_t *vecindex_load(const char *path, index_kind_t kind, int dim, const ch
                           util_err_t *err) {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        util_fail(err, "%s: %s", path, strerror(errno));
+        util_fail_kind(err, errno == ENOENT ? UTIL_ERR_NOT_FOUND : UTIL_ERR_IO, "%s: %s", path,
+                       strerror(errno));
         return NULL;
     }
     vecindex_t *v = NULL;
     snap_header_t h;
     struct stat st;
     if (fstat(fileno(f), &st) || fread(&h, sizeof h, 1, f) != 1) {
-        util_fail(err, "%s: truncated header", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: truncated header", path);
         goto fail;
     }
     if (memcmp(h.magic, SNAP_MAGIC, 8) || h.version != SNAP_VERSION) {
-        util_fail(err, "%s: not an imgret snapshot (bad magic or version)", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: not an imgret snapshot (bad magic or version)",
+                       path);
         goto fail;
     }
     h.uuid[sizeof h.uuid - 1] = h.factory[sizeof h.factory - 1] = 0;
     uint64_t header_len = sizeof h + 8 * (uint64_t)h.n_removed + 8;
     if ((uint64_t)st.st_size < header_len) {
-        util_fail(err, "%s: truncated (%lld bytes, header alone needs %llu)", path,
-                  (long long)st.st_size, (unsigned long long)header_len);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: truncated (%lld bytes, header alone needs %llu)",
+                       path, (long long)st.st_size, (unsigned long long)header_len);
         goto fail;
     }
     if (!(v = alloc_vecindex(kind, dim, factory, params, err))) goto fail;
@@ -448,38 +451,40 @@ vecindex_t *vecindex_load(const char *path, index_kind_t kind, int dim, const ch
     for (uint32_t i = 0; i < h.n_removed; i++) {
         int64_t id;
         if (fread(&id, 8, 1, f) != 1 || id < 0 || idset_put(&v->removed, id)) {
-            util_fail(err, "%s: bad removed-id list", path);
+            util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: bad removed-id list", path);
             goto fail;
         }
         sum_update(&s, &id, 8);
     }
     uint64_t hsum;
     if (fread(&hsum, 8, 1, f) != 1 || hsum != s.h) {
-        util_fail(err, "%s: header checksum mismatch (damaged file)", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: header checksum mismatch (damaged file)", path);
         goto fail;
     }
     if (strcmp(h.uuid, store_uuid)) {
-        util_fail(err, "%s: snapshot of another store (%s, this one is %s)", path, h.uuid,
-                  store_uuid);
+        util_fail_kind(err, UTIL_ERR_PRECONDITION,
+                       "%s: snapshot of another store (%s, this one is %s)", path, h.uuid,
+                       store_uuid);
         goto fail;
     }
     if (h.kind != (uint32_t)kind || h.dim != dim || strcmp(h.factory, factory)) {
-        util_fail(err, "%s: snapshot is %s over %d, wanted %s over %d", path, h.factory, h.dim,
-                  factory, dim);
+        util_fail_kind(err, UTIL_ERR_PRECONDITION, "%s: snapshot is %s over %d, wanted %s over %d",
+                       path, h.factory, h.dim, factory, dim);
         goto fail;
     }
     if ((uint64_t)st.st_size != header_len + h.payload_bytes) {
-        util_fail(err, "%s: truncated or padded (%lld bytes, header says %llu)", path,
-                  (long long)st.st_size, (unsigned long long)(header_len + h.payload_bytes));
+        util_fail_kind(err, UTIL_ERR_CORRUPT,
+                       "%s: truncated or padded (%lld bytes, header says %llu)", path,
+                       (long long)st.st_size, (unsigned long long)(header_len + h.payload_bytes));
         goto fail;
     }
     uint64_t psum;
     if (sum_file(f, (long)header_len, h.payload_bytes, &psum) || psum != h.payload_sum) {
-        util_fail(err, "%s: checksum mismatch (damaged file)", path);
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: checksum mismatch (damaged file)", path);
         goto fail;
     }
     if (fseek(f, (long)header_len, SEEK_SET)) {
-        util_fail(err, "%s: seek failed", path);
+        util_fail_kind(err, UTIL_ERR_IO, "%s: seek failed", path);
         goto fail;
     }
     int rc = kind == INDEX_FC7 ? faiss_read_index(f, 0, &v->f) : faiss_read_index_binary(f, 0, &v->b);
@@ -492,8 +497,8 @@ vecindex_t *vecindex_load(const char *path, index_kind_t kind, int dim, const ch
                  : v->f                   ? faiss_IndexIDMap_cast(v->f) != NULL
                                           : faiss_IndexBinaryIDMap_cast(v->b) != NULL;
     if (got_dim != dim || !is_map) {
-        util_fail(err, "%s: FAISS index has dimension %d (wanted %d)%s", path, got_dim, dim,
-                  is_map ? "" : " and no IDMap");
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: FAISS index has dimension %d (wanted %d)%s",
+                       path, got_dim, dim, is_map ? "" : " and no IDMap");
         goto fail;
     }
     if (finish(v, err)) goto fail;

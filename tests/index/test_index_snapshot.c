@@ -2,6 +2,7 @@
  * snapshot are replayed from the store; corrupt, truncated, stale or foreign
  * snapshots are detected, logged and replaced by a rebuild. */
 #include "index/index.h"
+#include "index/vectors.h"
 #include "tests/index/index_fixture.h"
 #include "tests/test.h"
 
@@ -378,7 +379,42 @@ static void test_reopen_without_factories_keeps_the_built_ones(void) {
     fx_rmdir(dir);
 }
 
-TEST_MAIN(T(test_reopened_snapshot_answers_like_the_live_index),
+/* vecindex_load's refusals carry their kinds: a missing file is not found,
+ * a damaged one corrupt, one of another store a failed precondition. */
+static void test_snapshot_load_errors_have_kinds(void) {
+    char dir[256], path[300];
+    fx_tmpdir(dir, sizeof dir, "snapkind");
+    snprintf(path, sizeof path, "%s/fc7.index", dir);
+    vec_params_t p = {16, 64, 2};
+    util_err_t err = {{0}};
+    int64_t seq = 0;
+    vecindex_t *v = vecindex_create(INDEX_FC7, 4, "Flat", &p, &err);
+    CHECK_MSG(v != NULL, "%s", err.msg);
+    if (!v) return;
+    CHECK_MSG(vecindex_save(v, path, "uuid-a", 7, &err) == 0, "%s", err.msg);
+    vecindex_free(v);
+    v = vecindex_load(path, INDEX_FC7, 4, "Flat", &p, "uuid-a", &seq, &err);
+    CHECK_MSG(v != NULL && seq == 7, "%s", err.msg);
+    vecindex_free(v);
+    CHECK(vecindex_load(path, INDEX_FC7, 4, "Flat", &p, "uuid-b", &seq, &err) == NULL);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_PRECONDITION, "%s", err.msg);
+    FILE *f = fopen(path, "r+b");
+    CHECK(f != NULL);
+    if (f) {
+        fseek(f, 2, SEEK_SET); /* inside the magic */
+        fputc('X', f);
+        fclose(f);
+    }
+    CHECK(vecindex_load(path, INDEX_FC7, 4, "Flat", &p, "uuid-a", &seq, &err) == NULL);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_CORRUPT, "%s", err.msg);
+    remove(path);
+    CHECK(vecindex_load(path, INDEX_FC7, 4, "Flat", &p, "uuid-a", &seq, &err) == NULL);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_NOT_FOUND, "%s", err.msg);
+    fx_rmdir(dir);
+}
+
+TEST_MAIN(T(test_snapshot_load_errors_have_kinds),
+          T(test_reopened_snapshot_answers_like_the_live_index),
           T(test_reopen_without_factories_keeps_the_built_ones),
           T(test_changes_after_a_snapshot_are_replayed),
           T(test_corrupt_snapshot_is_rebuilt_with_a_log_line),
