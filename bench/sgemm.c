@@ -1,5 +1,5 @@
-/* bench: imgret's own AVX-512 sgemm (model/sgemm.c) beside OpenBLAS's, one
- * thread each, on the shapes the paper's AlexNet convolutions run per image
+/* bench: imgret's own sgemm of the chosen kernel path (AVX-512 or AVX2;
+ * IMGRET_SGEMM picks one) beside OpenBLAS's, one thread each, on the shapes the paper's AlexNet convolutions run per image
  * and group: the forward pass (NN: weights x columns), the weight gradient
  * (NT: dy x columns^T) and the column gradient (TN: weights^T x dy).
  *
@@ -44,7 +44,7 @@ static double best_time(const shape_t *s, const float *A, const float *B, float 
     for (int r = -1; r < reps; r++) {
         double t0 = util_now();
         if (pack)
-            sgemm_avx512(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, C, s->N, pack);
+            sgemm_own(s->ta, s->tb, s->M, s->N, s->K, 1.0f, A, lda, B, ldb, 1.0f, C, s->N, pack);
         else
             cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans,
                         s->tb ? CblasTrans : CblasNoTrans, s->M, s->N, s->K, 1.0f, A, lda, B, ldb,
@@ -58,10 +58,15 @@ static double best_time(const shape_t *s, const float *A, const float *B, float 
 int main(int argc, char **argv) {
     int reps = argc > 1 ? atoi(argv[1]) : 20;
     if (reps < 1) reps = 1;
-    if (!sgemm_avx512_ready()) {
-        fprintf(stderr, "bench_sgemm: no AVX-512 on this CPU (or IMGRET_SGEMM=blas)\n");
+    util_err_t err = {{0}};
+    const char *path = model_cpu_kernels(&err);
+    if (!path || sgemm_path() == SGEMM_BLAS) {
+        fprintf(stderr, "bench_sgemm: %s\n",
+                path ? "kernel path blas (IMGRET_SGEMM=blas, or no AVX2 here): nothing to compare"
+                     : err.msg);
         return 1;
     }
+    printf("kernel path: %s\n", path);
     openblas_set_num_threads(1);
     util_rng_t rng;
     util_rng_seed(&rng, 7);

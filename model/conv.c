@@ -179,12 +179,12 @@ static int per_image_threads(const model_workspace_t *ws, int n) {
     return n >= ws_threads(ws) && ws_threads(ws) > 1;
 }
 
-/* Row-major sgemm on one thread's `pack` buffer (sgemm_avx512), or on
- * OpenBLAS when pack is NULL. */
+/* Row-major sgemm on one thread's `pack` buffer (the own sgemm of the
+ * chosen kernel path), or on OpenBLAS when pack is NULL. */
 static void conv_sgemm(int trans_a, int trans_b, int M, int N, int K, const float *A, int lda,
                        const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
     if (pack)
-        sgemm_avx512(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, pack);
+        sgemm_own(trans_a, trans_b, M, N, K, 1.0f, A, lda, B, ldb, beta, C, ldc, pack);
     else
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                     trans_b ? CblasTrans : CblasNoTrans, M, N, K, 1.0f, A, lda, B, ldb, beta, C,
@@ -194,7 +194,7 @@ static void conv_sgemm(int trans_a, int trans_b, int M, int N, int K, const floa
 /* Reserves the packing buffers when the per-image path (`spread`) will use
  * the own sgemm; returns 1 then, 0 for OpenBLAS, -1 on failure. */
 static int own_sgemm(model_workspace_t *ws, int spread, util_err_t *err) {
-    if (!spread || !sgemm_avx512_ready()) return 0;
+    if (!spread || sgemm_path() == SGEMM_BLAS) return 0;
     return ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err) ? -1 : 1;
 }
 
@@ -245,7 +245,7 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
                                  int T) {
     const int direct = direct_columns(p, c, x, i, 0) != NULL;
     const int parts = T / c->G, by_rows = c->Mg > c->HWo;
-    const int len = by_rows ? c->Mg : c->HWo, align = by_rows ? 14 : 32;
+    const int len = by_rows ? c->Mg : c->HWo, align = by_rows ? sgemm_tile_rows() : sgemm_tile_cols();
     const int step = ((len + parts - 1) / parts + align - 1) / align * align;
 #pragma omp parallel num_threads(T)
     {
@@ -291,7 +291,7 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
             forward_image(p, in, o, &c, x, w, b, y, i, ws_buf(ws, WS_COL, tid),
                           own ? ws_buf(ws, WS_GEMM, tid) : NULL, 0);
         }
-    } else if (T > 1 && c.G <= T && sgemm_avx512_ready()) {
+    } else if (T > 1 && c.G <= T && sgemm_path() != SGEMM_BLAS) {
         if (ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err)) return -1;
         for (int i = 0; i < in.n; i++) forward_image_shared(ws, p, in, o, &c, x, w, b, y, i, T);
     } else {

@@ -130,6 +130,7 @@ int model_gpu_count(util_err_t *why) {
 
 model_backend_t *model_backend_create(const model_device_t *dev, util_err_t *err) {
     if (dev->kind == MODEL_DEVICE_CPU || dev->kind == MODEL_DEVICE_CPU_STAGED) {
+        if (!model_cpu_kernels(err)) return NULL;
         model_backend_t *be = dev->kind == MODEL_DEVICE_CPU ? model_backend_cpu_create()
                                                             : model_backend_cpu_staged_create();
         if (!be) util_fail(err, "cpu:%d: out of memory", dev->index);

@@ -10,7 +10,7 @@ enum {
     WS_COL = 0, /* im2col columns (and their gradient), one buffer per thread */
     WS_GRAD_W,  /* per-thread weight-gradient accumulators */
     WS_GRAD_B,  /* per-thread bias-gradient accumulators */
-    WS_GEMM,    /* per-thread packing buffers of sgemm_avx512 */
+    WS_GEMM,    /* per-thread packing buffers of the own sgemm (sgemm_own) */
     WS_SLOTS
 };
 
@@ -21,22 +21,39 @@ int ws_reserve(model_workspace_t *ws, int slot, size_t count, util_err_t *err);
 float *ws_buf(model_workspace_t *ws, int slot, int tid);
 int ws_threads(const model_workspace_t *ws);
 
-/* imgret's own single-threaded AVX-512 sgemm (model/sgemm.c), for the conv
- * layers' per-image path. Row-major C[M x N] = alpha * op(A) * op(B) + beta * C
- * with op(A) M x K (A^T when trans_a: A is then K x M), op(B) K x N (B^T when
- * trans_b); C is not read when beta is 0. `pack`: sgemm_pack_floats() floats,
- * 64-byte aligned, owned by the caller and used by one thread at a time.
- * Call only when sgemm_avx512_ready(). */
-void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                  int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
+/* imgret's own single-threaded sgemm (model/sgemm.c: AVX-512,
+ * model/sgemm_avx2.c: AVX2 + FMA), for the conv layers. Row-major
+ * C[M x N] = alpha * op(A) * op(B) + beta * C with op(A) M x K (A^T when
+ * trans_a: A is then K x M), op(B) K x N (B^T when trans_b); C is not read
+ * when beta is 0. `pack`: sgemm_pack_floats() floats, 64-byte aligned, owned
+ * by the caller and used by one thread at a time.
+ *
+ * The path is chosen once per process (sgemm_path): IMGRET_SGEMM, else the
+ * widest the CPU has; sgemm_own and sgemv_own run it. Call them only when
+ * sgemm_path() != SGEMM_BLAS; the _avx512 and _avx2 entry points only where
+ * the CPU has that path (the tests call each directly). */
+typedef enum { SGEMM_BLAS = 0, SGEMM_AVX2 = 1, SGEMM_AVX512 = 2 } sgemm_path_t;
+sgemm_path_t sgemm_path(void);
+void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
+/* Packing floats and micro-tile rows/columns of the chosen path (whole
+ * micro-tiles are how model/conv.c cuts one product over threads). */
 size_t sgemm_pack_floats(void);
+int sgemm_tile_rows(void);
+int sgemm_tile_cols(void);
 /* y[i] += A[i, :] . x for rows 0 .. M-1 of row-major A (K columns, row
  * stride lda), single-threaded: the fc layers' batch-1 matrix-vector product,
- * which streams the weights; the caller splits the rows over threads. Same
- * precondition as sgemm_avx512. */
+ * which streams the weights; the caller splits the rows over threads. */
+void sgemv_own(int M, int K, const float *A, int lda, const float *x, float *y);
+
+void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *y);
-/* 1 when this CPU has AVX-512F and the environment does not say
- * IMGRET_SGEMM=blas (which keeps every sgemm on OpenBLAS). */
-int sgemm_avx512_ready(void);
+void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
+void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y);
+size_t sgemm_avx2_pack_floats(void);
+/* C = beta * C (0 when beta is 0, whatever C held). */
+void sgemm_scale_c(int M, int N, float beta, float *C, int ldc);
 
 #endif

@@ -270,6 +270,22 @@ int model_cuda_built(void);
  * or without a GPU); why, when 0, goes into why (may be NULL). */
 int model_gpu_count(util_err_t *why);
 
+/* The CPU kernel path the CPU backend runs: "avx512" (imgret's own AVX-512
+ * sgemm and sgemv), "avx2" (its own AVX2 + FMA ones) or "blas" (OpenBLAS
+ * only). Chosen once per process: IMGRET_SGEMM=avx512|avx2|blas forces one,
+ * else the widest the CPU has. NULL with the reason in err when IMGRET_SGEMM
+ * names a path this CPU lacks or no path at all: CPU backends are then not
+ * created (model_backend_create fails with that reason). */
+const char *model_cpu_kernels(util_err_t *err);
+/* Switches the path ("avx512", "avx2", "blas") for this process; -1 when
+ * the CPU lacks it. NULL chooses again as at start (IMGRET_SGEMM as it is
+ * now, else the widest path): -1 with the refusal when that names a path the
+ * CPU lacks. For tests and benchmarks that run every path: call while no net
+ * is computing. */
+int model_cpu_set_kernels(const char *name, util_err_t *err);
+/* 1 when this CPU can run the named path. */
+int model_cpu_has_kernels(const char *name);
+
 /* ------------------------------------------------------------------- net */
 
 typedef struct model_param {

@@ -1,7 +1,12 @@
-/* imgret's own single-threaded AVX-512 sgemm, for the conv layers when each
- * thread takes whole images (model/conv.c). OpenBLAS is pinned to its AVX2
- * Haswell kernels on the machines we run on (its AVX-512 kernels compute wrong
- * results there), which leaves half of the FMA width unused.
+/* imgret's own single-threaded sgemm and sgemv, and the run-time choice of
+ * the CPU kernel path: AVX-512 (here), AVX2 + FMA (model/sgemm_avx2.c), else
+ * OpenBLAS. IMGRET_SGEMM=avx512|avx2|blas forces one; a path the CPU lacks is
+ * refused (model_cpu_kernels says why, and CPU backends are not created).
+ *
+ * The AVX-512 kernels are for the conv layers when each thread takes whole
+ * images (model/conv.c). OpenBLAS is pinned to its AVX2 Haswell kernels on
+ * some of the machines we run on (its AVX-512 kernels compute wrong results
+ * there), which leaves half of the FMA width unused.
  *
  * The classic blocked scheme: for each kc-deep slice of K and nc-wide slice
  * of N, B is packed into kc x NR column panels; for each mc-tall slice of M,
@@ -13,9 +18,10 @@
  * columns; the columns past N are masked on the C loads and stores.
  *
  * Only the kernels carry the AVX-512 target attribute, so this file builds
- * without -march and the caller checks sgemm_avx512_ready() first. */
+ * without -march; the path chosen above decides which kernels run. */
 #include "model/internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,18 +35,123 @@ enum {
     NC = 3072 /* columns of B per packed block: 3 MiB (L3) */
 };
 
-size_t sgemm_pack_floats(void) {
-    return (size_t)MC * KC + (size_t)KC * NC;
-}
+/* ---------------------------------------------------- the kernel path */
 
-int sgemm_avx512_ready(void) {
-    const char *env = getenv("IMGRET_SGEMM");
-    if (env && !strcmp(env, "blas")) return 0;
+static const char *const path_names[] = {"blas", "avx2", "avx512"};
+
+static int cpu_has(sgemm_path_t p) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    switch (p) {
+    case SGEMM_AVX512:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("fma");
+    case SGEMM_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    default:
+        return 1;
+    }
 }
 
-/* Exactly what sgemm_avx512_ready() checks for. */
+/* -1 until first use; then the path, read once from IMGRET_SGEMM or the CPU. */
+static int chosen = -1;
+static char refusal[200];
+
+static sgemm_path_t choose(void) {
+    const char *env = getenv("IMGRET_SGEMM");
+    refusal[0] = 0;
+    if (env && *env) {
+        for (int p = 0; p < 3; p++)
+            if (!strcmp(env, path_names[p])) {
+                if (cpu_has((sgemm_path_t)p)) return (sgemm_path_t)p;
+                snprintf(refusal, sizeof refusal,
+                         "IMGRET_SGEMM=%s: this CPU has no %s (choose %s, or unset it for the "
+                         "widest path the CPU has)",
+                         env, p == SGEMM_AVX512 ? "AVX-512F" : "AVX2 and FMA",
+                         cpu_has(SGEMM_AVX2) ? "avx2 or blas" : "blas");
+                return SGEMM_BLAS;
+            }
+        snprintf(refusal, sizeof refusal,
+                 "IMGRET_SGEMM=%.40s: unknown kernel path (avx512, avx2 or blas)", env);
+        return SGEMM_BLAS;
+    }
+    return cpu_has(SGEMM_AVX512) ? SGEMM_AVX512 : cpu_has(SGEMM_AVX2) ? SGEMM_AVX2 : SGEMM_BLAS;
+}
+
+sgemm_path_t sgemm_path(void) {
+    if (chosen < 0) chosen = (int)choose();
+    return (sgemm_path_t)chosen;
+}
+
+const char *model_cpu_kernels(util_err_t *err) {
+    const sgemm_path_t p = sgemm_path();
+    if (refusal[0]) {
+        util_fail(err, "%s", refusal);
+        return NULL;
+    }
+    return path_names[p];
+}
+
+int model_cpu_set_kernels(const char *name, util_err_t *err) {
+    if (!name) {
+        chosen = (int)choose();
+        return model_cpu_kernels(err) ? 0 : -1;
+    }
+    for (int p = 0; p < 3; p++)
+        if (name && !strcmp(name, path_names[p])) {
+            if (!cpu_has((sgemm_path_t)p))
+                return util_fail(err, "kernel path %s: this CPU has no %s", name,
+                                 p == SGEMM_AVX512 ? "AVX-512F" : "AVX2 and FMA");
+            chosen = p;
+            refusal[0] = 0;
+            return 0;
+        }
+    return util_fail(err, "kernel path '%s': expected avx512, avx2 or blas", name ? name : "");
+}
+
+int model_cpu_has_kernels(const char *name) {
+    for (int p = 0; p < 3; p++)
+        if (name && !strcmp(name, path_names[p])) return cpu_has((sgemm_path_t)p);
+    return 0;
+}
+
+size_t sgemm_pack_floats(void) {
+    return sgemm_path() == SGEMM_AVX2 ? sgemm_avx2_pack_floats()
+                                      : (size_t)MC * KC + (size_t)KC * NC;
+}
+
+int sgemm_tile_rows(void) {
+    return sgemm_path() == SGEMM_AVX2 ? 6 : MR;
+}
+
+int sgemm_tile_cols(void) {
+    return sgemm_path() == SGEMM_AVX2 ? 16 : NR;
+}
+
+void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
+    if (sgemm_path() == SGEMM_AVX512)
+        sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pack);
+    else
+        sgemm_avx2(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pack);
+}
+
+void sgemv_own(int M, int K, const float *A, int lda, const float *x, float *y) {
+    if (sgemm_path() == SGEMM_AVX512)
+        sgemv_avx512(M, K, A, lda, x, y);
+    else
+        sgemv_avx2(M, K, A, lda, x, y);
+}
+
+void sgemm_scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float *x = C + (size_t)i * ldc + j;
+            *x = beta == 0.0f ? 0.0f : beta * *x;
+        }
+}
+
+/* ------------------------------------------------------ AVX-512 kernels */
+
+/* Exactly what cpu_has(SGEMM_AVX512) checks for. */
 #define AVX512 __attribute__((target("avx512f,fma")))
 #define INLINE_AVX512 AVX512 static inline __attribute__((always_inline))
 
@@ -217,20 +328,12 @@ AVX512 static void tile(int mr, int nv, int kc, const float *a, const float *b, 
     }
 }
 
-AVX512 static void scale_c(int M, int N, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float *x = C + (size_t)i * ldc + j;
-            *x = beta == 0.0f ? 0.0f : beta * *x;
-        }
-}
-
 AVX512 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                          int lda, const float *B, int ldb, float beta, float *C, int ldc,
                          float *pack) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
-        scale_c(M, N, beta, C, ldc);
+        sgemm_scale_c(M, N, beta, C, ldc);
         return;
     }
     float *pa = pack, *pb = pack + (size_t)MC * KC;

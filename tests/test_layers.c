@@ -579,5 +579,38 @@ int main(int argc, char **argv) {
         T(test_small_variant_keeps_4096_fc7),
         T(test_paper_initialisation),
     };
-    return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+    util_err_t err = {{0}};
+    const char *first = model_cpu_kernels(&err);
+    if (!first) {
+        printf("FAIL: %s\n", err.msg);
+        return 1;
+    }
+    printf("kernel path %s (the widest this CPU has, or IMGRET_SGEMM's)\n", first);
+    int rc = test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+    /* The layers whose arithmetic depends on the kernel path, again on every
+     * other path this CPU has: the own AVX-512 and AVX2 sgemm and sgemv, and
+     * OpenBLAS alone. */
+    static const test_case_t kernel_tests[] = {
+        T(test_conv_gradients_groups_stride_padding),
+        T(test_conv_gradients_stride4_like_conv1),
+        T(test_conv_gradients_5x5_pad2_groups2_like_conv2),
+        T(test_conv_gradients_1x1_direct),
+        T(test_conv_forward_matches_direct_sum),
+        T(test_conv_forward_batch1_on_shared_threads),
+        T(test_fc_gradients),
+        T(test_fc_forward_batch1_matches_definition),
+    };
+    static const char *const paths[] = {"avx512", "avx2", "blas"};
+    for (int k = 0; k < 3; k++) {
+        if (!strcmp(paths[k], first)) continue;
+        if (!model_cpu_has_kernels(paths[k])) {
+            printf("kernel path %s: not on this CPU, not tested here\n", paths[k]);
+            continue;
+        }
+        CHECK(model_cpu_set_kernels(paths[k], NULL) == 0);
+        printf("kernel path %s\n", paths[k]);
+        rc |= test_run_all(kernel_tests, (int)(sizeof kernel_tests / sizeof kernel_tests[0]), argc,
+                           argv);
+    }
+    return rc;
 }

@@ -20,6 +20,25 @@
 
 #define SKIP_CODE 77
 
+/* Under AddressSanitizer (the unit-test build of scripts/test.sh) the fake
+ * CUDA's plain loops and the Debug CPU backend run about ten times slower, and
+ * the full shapes took over the test's 600 s there. That build runs the same
+ * cases on smaller shapes: the paper net (and conv1's case) at a 67x67 input
+ * (conv1 15x15 ... pool5 1x1, fc6 256 inputs), the small net's FC layers 512
+ * wide instead of 4096: the same layer kinds, groups, devices and code paths
+ * at a tenth of the arithmetic. The release build runs the full shapes. */
+#if defined(__SANITIZE_ADDRESS__)
+#define REDUCED_SHAPES 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define REDUCED_SHAPES 1
+#endif
+#endif
+#ifndef REDUCED_SHAPES
+#define REDUCED_SHAPES 0
+#endif
+#define PAPER_SIDE (REDUCED_SHAPES ? 67 : 227)
+
 static double layer_tol = 1e-4;
 
 static double rel_diff(const float *a, const float *b, size_t n) {
@@ -90,7 +109,7 @@ static void conv_case(int in_c, int hw, int out_c, int k, int stride, int pad, i
 }
 
 static void test_conv_matches_cpu(void) {
-    conv_case(3, 227, 96, 11, 4, 0, 1); /* conv1 */
+    conv_case(3, PAPER_SIDE, 96, 11, 4, 0, 1); /* conv1 */
     conv_case(96, 27, 256, 5, 1, 2, 2); /* conv2: two groups */
     conv_case(256, 13, 384, 3, 1, 1, 1); /* conv3 */
     conv_case(384, 13, 384, 3, 1, 1, 2); /* conv4 */
@@ -231,6 +250,22 @@ static void no_dropout(model_spec_t *s) {
         if (s->layer[i].kind == MODEL_DROPOUT) s->layer[i].dropout = 0.0f;
 }
 
+/* The paper's net without dropout, at PAPER_SIDE. */
+static void paper_net_spec(model_spec_t *s) {
+    model_spec_alexnet(s);
+    no_dropout(s);
+    s->in_h = s->in_w = PAPER_SIDE;
+}
+
+/* tests/tiny_net.h's net, its FC layers 512 wide under REDUCED_SHAPES. */
+static int small_net_spec(model_spec_t *s) {
+    if (tiny_net_spec(s)) return -1;
+    no_dropout(s);
+    for (int i = 0; REDUCED_SHAPES && i < s->n_layers - 1; i++)
+        if (s->layer[i].kind == MODEL_FC) s->layer[i].out = 512;
+    return 0;
+}
+
 static model_placement_t one_gpu(void) {
     model_placement_t pl;
     CHECK(model_placement_parse("gpu:0", NULL, &pl, NULL) == 0);
@@ -239,8 +274,7 @@ static model_placement_t one_gpu(void) {
 
 static void test_paper_net_training_step_matches_cpu(void) {
     model_spec_t s;
-    model_spec_alexnet(&s);
-    no_dropout(&s);
+    paper_net_spec(&s);
     const int n = 4;
     util_err_t err = {{0}};
     model_placement_t pl = one_gpu();
@@ -249,7 +283,7 @@ static void test_paper_net_training_step_matches_cpu(void) {
     if (!c || !g) goto done;
     model_net_init(c, 5);
     model_net_init(g, 5);
-    size_t xn = (size_t)n * 3 * 227 * 227;
+    size_t xn = (size_t)n * 3 * PAPER_SIDE * PAPER_SIDE;
     float *x = malloc(xn * sizeof(float));
     util_rng_t rng;
     util_rng_seed(&rng, 6);
@@ -287,8 +321,7 @@ done:
 
 static void test_loss_curve_follows_cpu(void) {
     model_spec_t s;
-    CHECK(tiny_net_spec(&s) == 0);
-    no_dropout(&s);
+    CHECK(small_net_spec(&s) == 0);
     util_err_t err = {{0}};
     model_placement_t pl = one_gpu();
     model_net_t *c = model_net_create(&s, TINY_BATCH, &err),
@@ -329,8 +362,7 @@ done:
  * the same batches, hold the same bits (what a bit-exact resume needs). */
 static void test_deterministic_training_repeats_bit_for_bit(void) {
     model_spec_t s;
-    CHECK(tiny_net_spec(&s) == 0);
-    no_dropout(&s);
+    CHECK(small_net_spec(&s) == 0);
     setenv("IMGRET_CUDNN_DETERMINISTIC", "1", 1);
     util_err_t err = {{0}};
     model_placement_t pl = one_gpu();
@@ -371,8 +403,7 @@ static void test_two_gpus_columns_and_data_match_one(void) {
     const char *two_devices = model_gpu_count(NULL) >= 2 ? "gpu:0,gpu:1" : "gpu:0,gpu:0";
     printf("(two devices: %s)\n", two_devices);
     model_spec_t s;
-    model_spec_alexnet(&s);
-    no_dropout(&s);
+    paper_net_spec(&s);
     const char *how[2] = {"columns", "data"};
     for (int k = 0; k < 2; k++) {
         model_placement_t one = one_gpu(), two;
@@ -384,7 +415,7 @@ static void test_two_gpus_columns_and_data_match_one(void) {
         if (a && b) {
             model_net_init(a, 3);
             model_net_init(b, 3);
-            size_t xn = (size_t)4 * 3 * 227 * 227;
+            size_t xn = (size_t)4 * 3 * PAPER_SIDE * PAPER_SIDE;
             float *x = malloc(xn * sizeof(float));
             util_rng_t rng;
             util_rng_seed(&rng, 8);
