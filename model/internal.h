@@ -53,7 +53,14 @@ void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
                 int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y);
 size_t sgemm_avx2_pack_floats(void);
-/* C = beta * C (0 when beta is 0, whatever C held). */
-void sgemm_scale_c(int M, int N, float beta, float *C, int ldc);
+/* C = beta * C (0 when beta is 0, whatever C held). Inline here, under both
+ * kernel files (sgemm.c and sgemm_avx2.c), which otherwise call each other. */
+static inline void sgemm_scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float *x = C + (size_t)i * ldc + j;
+            *x = beta == 0.0f ? 0.0f : beta * *x;
+        }
+}
 
 #endif

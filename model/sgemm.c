@@ -141,14 +141,6 @@ void sgemv_own(int M, int K, const float *A, int lda, const float *x, float *y) 
         sgemv_avx2(M, K, A, lda, x, y);
 }
 
-void sgemm_scale_c(int M, int N, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float *x = C + (size_t)i * ldc + j;
-            *x = beta == 0.0f ? 0.0f : beta * *x;
-        }
-}
-
 /* ------------------------------------------------------ AVX-512 kernels */
 
 /* Exactly what cpu_has(SGEMM_AVX512) checks for. */
