@@ -257,8 +257,17 @@ INLINE_AVX512 void micro_tile(const int mr, const int nv, int kc, const float *a
                               float beta) {
     __m512 acc[MR][2];
 #pragma GCC unroll 14
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+        /* The tile's C rows arrive while the K loop runs (a C larger than
+         * L2, conv3's weight gradient, waited on L3 after every tile). */
+        if (i < mr) {
+            const char *ci = (const char *)(c + (size_t)i * ldc);
+            _mm_prefetch(ci, _MM_HINT_T0);
+            _mm_prefetch(ci + 64, _MM_HINT_T0);
+            if (nv == 2) _mm_prefetch(ci + 124, _MM_HINT_T0);
+        }
+    }
     for (int p = 0; p < kc; p++) {
         const __m512 b0 = _mm512_load_ps(b);
         const __m512 b1 = nv == 2 ? _mm512_load_ps(b + 16) : b0;

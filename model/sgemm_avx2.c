@@ -139,8 +139,15 @@ INLINE_AVX2 void micro_tile(const int mr, const int nv, const int full, int kc, 
                             const float *b, float *c, int ldc, int cols, int first, float beta) {
     __m256 acc[MR][2];
 #pragma GCC unroll 6
-    for (int i = 0; i < MR; i++)
+    for (int i = 0; i < MR; i++) {
         acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        /* The tile's C rows arrive while the K loop runs (a C larger than
+         * L2, conv3's weight gradient, waited on L3 after every tile). */
+        if (i < mr) {
+            _mm_prefetch((const char *)(c + (size_t)i * ldc), _MM_HINT_T0);
+            _mm_prefetch((const char *)(c + (size_t)i * ldc + 8 * nv - 1), _MM_HINT_T0);
+        }
+    }
     for (int p = 0; p < kc; p++) {
         const __m256 b0 = _mm256_load_ps(b);
         const __m256 b1 = nv == 2 ? _mm256_load_ps(b + 8) : b0;
