@@ -966,16 +966,7 @@ model_file_t *model_file_load(const char *path, util_err_t *err) {
                   (unsigned long long)(model_len + ckpt_len));
         goto out;
     }
-    for (uint64_t got = 0; got < model_len + ckpt_len;) {
-        ssize_t r = pread(fd, body + got, model_len + ckpt_len - got, (off_t)(MF_HEADER + got));
-        if (r < 0 && errno == EINTR) continue;
-        if (r <= 0) {
-            util_fail_kind(err, UTIL_ERR_IO, "%s: read failed: %s", path,
-                           r < 0 ? strerror(errno) : "file shrank");
-            goto out;
-        }
-        got += (uint64_t)r;
-    }
+    if (util_pread_all(fd, body, model_len + ckpt_len, MF_HEADER, path, err)) goto out;
     uint8_t hash[MODEL_HASH_BYTES], ckpt_hash[MODEL_HASH_BYTES] = {0};
     if (ix_sha256(body, model_len, hash, err)) goto out;
     if (memcmp(hash, h + 32, MODEL_HASH_BYTES) != 0) {
