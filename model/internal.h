@@ -52,7 +52,24 @@ void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *
 void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y);
-size_t sgemm_avx2_pack_floats(void);
+
+/* One path's micro-kernel, its packing and its block sizes (rows mr and
+ * columns nr of a micro-tile, depth kc, rows mc and columns nc of a packed
+ * block), run by the blocked driver both paths share. */
+typedef struct sgemm_kernels {
+    int mr, nr, kc, mc, nc;
+    void (*pack_a)(int trans, const float *A, int lda, int i0, int p0, int mc, int kc, float alpha,
+                   float *dst);
+    void (*pack_b)(int trans, const float *B, int ldb, int p0, int j0, int kc, int nc, float *dst);
+    /* C[mr x cols] (cols 1 .. nr) from an a-panel and a b-panel of depth kc. */
+    void (*tile)(int mr, int cols, int kc, const float *a, const float *b, float *c, int ldc,
+                 int first, float beta);
+} sgemm_kernels_t;
+extern const sgemm_kernels_t sgemm_avx512_kernels, sgemm_avx2_kernels;
+void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, int N, int K,
+                   float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                   float *C, int ldc, float *pack);
+size_t sgemm_kernels_pack_floats(const sgemm_kernels_t *k);
 /* C = beta * C (0 when beta is 0, whatever C held). Inline here, under both
  * kernel files (sgemm.c and sgemm_avx2.c), which otherwise call each other. */
 static inline void sgemm_scale_c(int M, int N, float beta, float *C, int ldc) {

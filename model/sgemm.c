@@ -113,17 +113,60 @@ int model_cpu_has_kernels(const char *name) {
     return 0;
 }
 
+/* The kernels of the chosen path (AVX-512's when it is blas: sizes only). */
+static const sgemm_kernels_t *own_kernels(void) {
+    return sgemm_path() == SGEMM_AVX2 ? &sgemm_avx2_kernels : &sgemm_avx512_kernels;
+}
+
+size_t sgemm_kernels_pack_floats(const sgemm_kernels_t *k) {
+    return (size_t)k->mc * k->kc + (size_t)k->kc * k->nc;
+}
+
 size_t sgemm_pack_floats(void) {
-    return sgemm_path() == SGEMM_AVX2 ? sgemm_avx2_pack_floats()
-                                      : (size_t)MC * KC + (size_t)KC * NC;
+    return sgemm_kernels_pack_floats(own_kernels());
 }
 
 int sgemm_tile_rows(void) {
-    return sgemm_path() == SGEMM_AVX2 ? 6 : MR;
+    return own_kernels()->mr;
 }
 
 int sgemm_tile_cols(void) {
-    return sgemm_path() == SGEMM_AVX2 ? 16 : NR;
+    return own_kernels()->nr;
+}
+
+/* The blocked product of both paths: for each nc-wide slice of N and
+ * kc-deep slice of K (even slices, none deeper than k->kc), op(B) is packed
+ * once; for each mc-tall slice of M, alpha * op(A); then every mr x nr tile
+ * of C runs on the micro-kernel, C's columns past N masked inside it. */
+void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, int N, int K,
+                   float alpha, const float *A, int lda, const float *B, int ldb, float beta,
+                   float *C, int ldc, float *pack) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0 || alpha == 0.0f) {
+        sgemm_scale_c(M, N, beta, C, ldc);
+        return;
+    }
+    float *pa = pack, *pb = pack + (size_t)k->mc * k->kc;
+    const int kslices = (K + k->kc - 1) / k->kc, kstep = (K + kslices - 1) / kslices;
+    for (int j0 = 0; j0 < N; j0 += k->nc) {
+        const int nc = N - j0 < k->nc ? N - j0 : k->nc;
+        for (int p0 = 0; p0 < K; p0 += kstep) {
+            const int kc = K - p0 < kstep ? K - p0 : kstep;
+            const int first = p0 == 0;
+            k->pack_b(trans_b, B, ldb, p0, j0, kc, nc, pb);
+            for (int i0 = 0; i0 < M; i0 += k->mc) {
+                const int mc = M - i0 < k->mc ? M - i0 : k->mc;
+                k->pack_a(trans_a, A, lda, i0, p0, mc, kc, alpha, pa);
+                for (int jj = 0; jj < nc; jj += k->nr) {
+                    const int cols = nc - jj < k->nr ? nc - jj : k->nr;
+                    const float *b = pb + (size_t)jj * kc;
+                    for (int r = 0; r < mc; r += k->mr)
+                        k->tile(mc - r < k->mr ? mc - r : k->mr, cols, kc, pa + (size_t)r * kc, b,
+                                C + (size_t)(i0 + r) * ldc + j0 + jj, ldc, first, beta);
+                }
+            }
+        }
+    }
 }
 
 void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
@@ -307,8 +350,12 @@ INLINE_AVX512 void micro_tile(const int mr, const int nv, int kc, const float *a
             micro_tile(R, 1, kc, a, b, c, ldc, m0, m1, first, beta);                               \
         break;
 
-AVX512 static void tile(int mr, int nv, int kc, const float *a, const float *b, float *c, int ldc,
-                        __mmask16 m0, __mmask16 m1, int first, float beta) {
+/* One mr x cols tile (cols 1 .. NR): the instance for its rows, one or two
+ * vectors of columns, and the column masks. */
+AVX512 static void tile(int mr, int cols, int kc, const float *a, const float *b, float *c,
+                        int ldc, int first, float beta) {
+    const int nv = cols > 16 ? 2 : 1;
+    const __mmask16 m0 = tail_mask(cols), m1 = tail_mask(cols > 16 ? cols - 16 : 0);
     switch (mr) {
         TILE_CASE(1)
         TILE_CASE(2)
@@ -329,40 +376,12 @@ AVX512 static void tile(int mr, int nv, int kc, const float *a, const float *b, 
     }
 }
 
-AVX512 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                         int lda, const float *B, int ldb, float beta, float *C, int ldc,
-                         float *pack) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        sgemm_scale_c(M, N, beta, C, ldc);
-        return;
-    }
-    float *pa = pack, *pb = pack + (size_t)MC * KC;
-    /* Even slices of K, none deeper than KC. */
-    const int kslices = (K + KC - 1) / KC, kstep = (K + kslices - 1) / kslices;
-    for (int j0 = 0; j0 < N; j0 += NC) {
-        const int nc = N - j0 < NC ? N - j0 : NC;
-        for (int p0 = 0; p0 < K; p0 += kstep) {
-            const int kc = K - p0 < kstep ? K - p0 : kstep;
-            const int first = p0 == 0;
-            pack_b(trans_b, B, ldb, p0, j0, kc, nc, pb);
-            for (int i0 = 0; i0 < M; i0 += MC) {
-                const int mc = M - i0 < MC ? M - i0 : MC;
-                pack_a(trans_a, A, lda, i0, p0, mc, kc, alpha, pa);
-                for (int jj = 0; jj < nc; jj += NR) {
-                    const int n = nc - jj < NR ? nc - jj : NR;
-                    const int nv = n > 16 ? 2 : 1;
-                    const __mmask16 m0 = tail_mask(n), m1 = tail_mask(n > 16 ? n - 16 : 0);
-                    const float *b = pb + (size_t)jj * kc;
-                    for (int r = 0; r < mc; r += MR) {
-                        const int mr = mc - r < MR ? mc - r : MR;
-                        tile(mr, nv, kc, pa + (size_t)r * kc, b,
-                             C + (size_t)(i0 + r) * ldc + j0 + jj, ldc, m0, m1, first, beta);
-                    }
-                }
-            }
-        }
-    }
+const sgemm_kernels_t sgemm_avx512_kernels = {MR, NR, KC, MC, NC, pack_a, pack_b, tile};
+
+void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                  int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
+    sgemm_blocked(&sgemm_avx512_kernels, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                  ldc, pack);
 }
 
 AVX512 void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *y) {

@@ -13,7 +13,8 @@
  * stores are slow: full tiles use plain ones).
  *
  * Only the kernels carry the target attribute, so this file builds without
- * -march; model/sgemm.c chooses the path at run time. */
+ * -march; model/sgemm.c holds the blocked driver both paths share
+ * (sgemm_blocked) and chooses the path at run time. */
 #include "model/internal.h"
 
 #include <immintrin.h>
@@ -25,10 +26,6 @@ enum {
     MC = 240, /* rows of A per packed block: 240 x 256 floats = 240 KiB (L2) */
     NC = 3072 /* columns of B per packed block: 3 MiB (L3) */
 };
-
-size_t sgemm_avx2_pack_floats(void) {
-    return (size_t)MC * KC + (size_t)KC * NC;
-}
 
 #define AVX2 __attribute__((target("avx2,fma")))
 #define INLINE_AVX2 AVX2 static inline __attribute__((always_inline))
@@ -213,37 +210,12 @@ AVX2 static void tile(int mr, int cols, int kc, const float *a, const float *b, 
     }
 }
 
+const sgemm_kernels_t sgemm_avx2_kernels = {MR, NR, KC, MC, NC, pack_a, pack_b, tile};
+
 void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                 int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
-    if (M <= 0 || N <= 0) return;
-    if (K <= 0 || alpha == 0.0f) {
-        sgemm_scale_c(M, N, beta, C, ldc);
-        return;
-    }
-    float *pa = pack, *pb = pack + (size_t)MC * KC;
-    /* Even slices of K, none deeper than KC. */
-    const int kslices = (K + KC - 1) / KC, kstep = (K + kslices - 1) / kslices;
-    for (int j0 = 0; j0 < N; j0 += NC) {
-        const int nc = N - j0 < NC ? N - j0 : NC;
-        for (int p0 = 0; p0 < K; p0 += kstep) {
-            const int kc = K - p0 < kstep ? K - p0 : kstep;
-            const int first = p0 == 0;
-            pack_b(trans_b, B, ldb, p0, j0, kc, nc, pb);
-            for (int i0 = 0; i0 < M; i0 += MC) {
-                const int mc = M - i0 < MC ? M - i0 : MC;
-                pack_a(trans_a, A, lda, i0, p0, mc, kc, alpha, pa);
-                for (int jj = 0; jj < nc; jj += NR) {
-                    const int cols = nc - jj < NR ? nc - jj : NR;
-                    const float *b = pb + (size_t)jj * kc;
-                    for (int r = 0; r < mc; r += MR) {
-                        const int mr = mc - r < MR ? mc - r : MR;
-                        tile(mr, cols, kc, pa + (size_t)r * kc, b,
-                             C + (size_t)(i0 + r) * ldc + j0 + jj, ldc, first, beta);
-                    }
-                }
-            }
-        }
-    }
+    sgemm_blocked(&sgemm_avx2_kernels, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                  ldc, pack);
 }
 
 AVX2 void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y) {

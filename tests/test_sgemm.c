@@ -269,8 +269,9 @@ static void test_kernel_path_choice_from_environment(void) {
 int main(int argc, char **argv) {
     util_rng_seed(&rng, 11);
     openblas_set_num_threads(1);
-    const size_t floats = sgemm_avx2_pack_floats() > sgemm_pack_floats() ? sgemm_avx2_pack_floats()
-                                                                          : sgemm_pack_floats();
+    const size_t a512 = sgemm_kernels_pack_floats(&sgemm_avx512_kernels),
+                 a2 = sgemm_kernels_pack_floats(&sgemm_avx2_kernels);
+    const size_t floats = a512 > a2 ? a512 : a2;
     if (posix_memalign((void **)&pack, 64, floats * sizeof *pack)) return 1;
     static const test_case_t tests[] = {T(test_sgemm_edges_match_reference_and_openblas),
                                         T(test_sgemm_every_depth_remainder),
