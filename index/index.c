@@ -228,7 +228,9 @@ static int replay_slot(index_t *ix, slot_t *s, util_err_t *err) {
         }
         if (!ret) s->applied_seq = ch[i].seq;
     }
-    if (!ret) s->applied_seq = last;
+    /* The log may hold changes committed after `last` was read: applied
+     * already, so applied_seq never moves back to `last`. */
+    if (!ret && s->applied_seq < last) s->applied_seq = last;
     free(ch);
     return ret;
 }
@@ -296,7 +298,11 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         util_fail_kind(err, UTIL_ERR_INVALID, "index: negative snapshot_every");
         return NULL;
     }
-    if (make_dir(dir, err)) return NULL;
+    /* A database URL names the store; the snapshots then go to
+     * opt->snapshot_dir, or nowhere. */
+    const int remote = store_is_database_url(dir);
+    const char *snap_dir = remote ? opt->snapshot_dir : dir;
+    if (snap_dir && make_dir(snap_dir, err)) return NULL;
     index_t *ix = calloc(1, sizeof *ix);
     if (!ix) {
         util_fail(err, "index: out of memory");
@@ -310,14 +316,17 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
     /* The folder's files: items.db here, fc7.index and code.index (the
      * longest name) in the slots' path fields below, all as long as these. */
     char path[sizeof ix->slot[0].path];
-    if (strlen(dir) + sizeof "/code.index" > sizeof path) {
+    if (snap_dir && strlen(snap_dir) + sizeof "/code.index" > sizeof path) {
         util_fail_kind(err, UTIL_ERR_INVALID,
-                       "%s: the index folder's path is longer than %zu bytes", dir,
+                       "%s: the index folder's path is longer than %zu bytes", snap_dir,
                        sizeof path - sizeof "/code.index");
         index_free(ix);
         return NULL;
     }
-    snprintf(path, sizeof path, "%s/items.db", dir);
+    if (remote)
+        snprintf(path, sizeof path, "%s", dir);
+    else
+        snprintf(path, sizeof path, "%s/items.db", dir);
     ix->store = store_open(path, opt->fc7_dim, opt->code_bits, err);
     if (!ix->store) {
         index_free(ix);
@@ -346,7 +355,9 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         s->dim = dims[k];
         s->row_bytes = k == INDEX_FC7 ? sizeof(float) * (size_t)dims[k] : (size_t)dims[k] / 8;
         s->snapshot_seq = -1;
-        snprintf(s->path, sizeof s->path, "%s/%s.index", dir, k == INDEX_FC7 ? "fc7" : "code");
+        if (snap_dir)
+            snprintf(s->path, sizeof s->path, "%s/%s.index", snap_dir,
+                     k == INDEX_FC7 ? "fc7" : "code");
         if (strlen(factories[k]) >= sizeof s->factory) {
             util_fail(err, "%s factory '%s' is too long", s->name, factories[k]);
             index_free(ix);
@@ -362,6 +373,10 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
         snprintf(how[k], sizeof how[k], "off");
         if (!s->factory[0]) continue;
         struct stat st;
+        if (!s->path[0]) {
+            snprintf(how[k], sizeof how[k], "rebuilt (no snapshot folder)");
+            continue;
+        }
         if (stat(s->path, &st)) {
             snprintf(how[k], sizeof how[k], "rebuilt (no snapshot)");
             continue;
@@ -426,7 +441,7 @@ static int snapshot_locked(index_t *ix, util_err_t *err) {
     int64_t trim = INT64_MAX;
     for (int k = 0; k < 2; k++) {
         slot_t *s = &ix->slot[k];
-        if (!s->factory[0] || !s->v) continue;
+        if (!s->factory[0] || !s->v || !s->path[0]) continue;
         if (s->snapshot_seq != s->applied_seq &&
             vecindex_save(s->v, s->path, store_uuid(ix->store), s->applied_seq, err))
             return util_fail_prefix(err, "%s snapshot", s->name);
@@ -434,6 +449,9 @@ static int snapshot_locked(index_t *ix, util_err_t *err) {
         if (s->applied_seq < trim) trim = s->applied_seq;
     }
     ix->changes_since_snapshot = 0;
+    /* A shared (PostgreSQL) log is not trimmed by one of its readers: the
+     * other replicas replay it from their own snapshots. */
+    if (!strcmp(store_backend(ix->store), "postgresql")) return 0;
     if (trim != INT64_MAX && store_trim_changes(ix->store, trim, err)) return -1;
     return 0;
 }

@@ -1,8 +1,10 @@
 /* index: the item store and the nearest-neighbour indexes over it.
  *
- * The store (store_*) is the truth: a SQLite database in WAL mode holding one
- * row per item (id, uri, label, FC7 vector, binary code, time added, sequence
- * number of the change that added it) and a log of changes. The indexes
+ * The store (store_*) is the truth: one row per item (id, uri, label, FC7
+ * vector, binary code, time added, sequence number of the change that added
+ * it) and a log of changes, in one of two backends behind the same functions:
+ * a SQLite file in WAL mode (the embedded default) or a PostgreSQL 15
+ * database that several processes share (docs/postgresql.md). The indexes
  * (index_*) are caches of the store: a FAISS float index over FC7 (squared
  * Euclidean distance) and a FAISS binary index over codes (Hamming distance),
  * snapshotted to disk with the store sequence number they reflect and rebuilt
@@ -60,13 +62,25 @@ typedef struct store_record {
 /* Frees what the record owns and zeroes it. Accepts NULL and zeroed records. */
 void store_record_clear(store_record_t *rec);
 
-/* Opens (creating when missing) the store at `path`. For a new store,
+/* Opens (creating when missing) the store at `path`: a SQLite file, or a
+ * PostgreSQL database named by a postgresql:// (or postgres://) URL, whose
+ * tables are created when missing. For a new store,
  * fc7_dim (floats per FC7 vector, 0 for none) and code_bits (a multiple of 8,
  * 0 for none) fix its shapes for good; for an existing one, 0 means "take the
  * store's" and any other value must match. Returns NULL with err set on
- * failure (not a store, shapes differ, disk full...). */
+ * failure (not a store, shapes differ, disk full, database unreachable:
+ * UTIL_ERR_UNAVAILABLE...). */
 store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *err);
 void store_free(store_t *store);
+
+/* 1 when `where` names a database (postgresql:// or postgres://), 0 for a
+ * file path. */
+int store_is_database_url(const char *where);
+/* `where` fit for messages and logs: a URL's password replaced by "***". */
+void store_redact_url(const char *where, char *out, size_t cap);
+/* "sqlite" or "postgresql"; and the store's name as messages give it. */
+const char *store_backend(const store_t *store);
+const char *store_name(const store_t *store);
 
 int store_fc7_dim(const store_t *store);
 int store_code_bits(const store_t *store);
@@ -125,6 +139,13 @@ int store_changes(store_t *store, int64_t after_seq, store_change_t **changes, s
  * only by snapshots older than that). */
 int store_trim_changes(store_t *store, int64_t upto_seq, util_err_t *err);
 
+/* Copies every item of `from` into `to` (an empty store of the same shapes;
+ * either backend) with the same ids, labels, uris, vectors and codes, in
+ * batches of one transaction each, and the index settings; then checks that
+ * both hold the number copied. The sequence numbers are `to`'s own (its log
+ * starts afresh). *copied: the items copied. */
+int store_copy(store_t *from, store_t *to, int64_t *copied, util_err_t *err);
+
 /* ---------------------------------------------------------------- index -- */
 
 typedef struct index index_t;
@@ -155,6 +176,11 @@ typedef struct index_options {
     int nflip;     /* BHash bit flips probed per table; 0: 2 (-1: none) */
     /* Snapshot automatically after this many changes; 0: only when asked. */
     int64_t snapshot_every;
+    /* When index_open is given a database URL instead of a folder: the folder
+     * of the FAISS snapshots (created when missing); NULL: none, the indexes
+     * are rebuilt from the store at every open and index_snapshot writes no
+     * file and trims no log (the log is shared with other processes). */
+    const char *snapshot_dir;
     index_log_fn log;
     void *log_ctx;
 } index_options_t;
@@ -163,7 +189,9 @@ typedef struct index_options {
 void index_options_default(index_options_t *opt);
 
 /* Opens the index in folder `dir` (created when missing): the store
- * dir/items.db and the snapshots dir/fc7.index and dir/code.index. A valid
+ * dir/items.db and the snapshots dir/fc7.index and dir/code.index; or, when
+ * `dir` is a postgresql:// URL, the store in that database and the snapshots
+ * in opt->snapshot_dir. A valid
  * snapshot is loaded and the changes made after it applied; a missing, stale,
  * foreign or corrupt one is replaced by a rebuild from the store (logged).
  * opt may be NULL (defaults). Returns NULL with err set on failure. */

@@ -1,124 +1,22 @@
-/* The item store: SQLite in WAL mode.
- *
- * Tables: meta (key/value: format, shapes, uuid, counters), items (one row per
- * item; FC7 and code as raw host-order blobs) and changes (the log the index
- * replays after loading a snapshot: one row per add or remove, keyed by
- * sequence number). Every write is one transaction that also bumps the
- * sequence counter in meta, so sequence numbers are dense and strictly
- * increasing, and an item and its change-log row appear together or not at
- * all. */
-#include "index/index.h"
+/* The item store's front: the public store_* functions of index.h, the same
+ * for every backend. It checks arguments and items once, gives a new store
+ * its uuid and the time of an add, and calls the backend through its ops
+ * table (store_internal.h): SQLite for a file path, PostgreSQL for a
+ * postgresql:// or postgres:// URL (libpq's; several hosts may be named). */
+#include "index/store_internal.h"
 
-#include <sqlite3.h>
-
-#include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
-#define STORE_FORMAT "imgret-store-1"
-
-enum { CHANGE_ADD = STORE_OP_ADD, CHANGE_REMOVE = STORE_OP_REMOVE };
-
-struct store {
-    sqlite3 *db;
-    pthread_mutex_t lock; /* one connection: statements are not shared across threads */
-    int fc7_dim, code_bits;
-    char uuid[33];
-    char path[1024];
-    sqlite3_stmt *insert_item, *insert_change, *delete_item, *get_item, *set_meta;
-};
-
-/* The kind of SQLite's last error on the connection. */
-static util_err_kind_t db_kind(store_t *s) {
-    switch (sqlite3_errcode(s->db) & 0xff) { /* the primary code */
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-        return UTIL_ERR_CORRUPT;
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CANTOPEN:
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-        return UTIL_ERR_IO;
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-        return UTIL_ERR_UNAVAILABLE;
-    case SQLITE_NOMEM:
-        return UTIL_ERR_LIMIT;
-    default:
-        return UTIL_ERR_INTERNAL;
-    }
-}
-
-static int db_fail(store_t *s, util_err_t *err, const char *what) {
-    return util_fail_kind(err, db_kind(s), "%s: %s: %s", s->path, what, sqlite3_errmsg(s->db));
-}
-
-static int exec(store_t *s, const char *sql, util_err_t *err) {
-    char *msg = NULL;
-    if (sqlite3_exec(s->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        util_fail_kind(err, db_kind(s), "%s: %s", s->path, msg ? msg : sqlite3_errmsg(s->db));
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-/* Reads meta[key] as text into buf; returns 1 found, 0 missing, -1 error. */
-static int meta_get(store_t *s, const char *key, char *buf, size_t cap, util_err_t *err) {
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT value FROM meta WHERE key = ?", -1, &st, NULL) !=
-        SQLITE_OK)
-        return db_fail(s, err, "reading meta");
-    sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st), found = 0;
-    if (rc == SQLITE_ROW) {
-        const unsigned char *v = sqlite3_column_text(st, 0);
-        snprintf(buf, cap, "%s", v ? (const char *)v : "");
-        found = 1;
-    } else if (rc != SQLITE_DONE) {
-        found = db_fail(s, err, "reading meta");
-    }
-    sqlite3_finalize(st);
-    return found;
-}
-
-static int meta_set(store_t *s, const char *key, const char *value, util_err_t *err) {
-    sqlite3_reset(s->set_meta);
-    sqlite3_bind_text(s->set_meta, 1, key, -1, SQLITE_STATIC);
-    sqlite3_bind_text(s->set_meta, 2, value, -1, SQLITE_TRANSIENT);
-    if (sqlite3_step(s->set_meta) != SQLITE_DONE) return db_fail(s, err, "writing meta");
-    return 0;
-}
-
-static int meta_get_i64(store_t *s, const char *key, int64_t *out, util_err_t *err) {
-    char buf[64];
-    int f = meta_get(s, key, buf, sizeof buf, err);
-    if (f < 0) return -1;
-    if (!f)
-        return util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: meta key '%s' is missing (damaged store)",
-                              s->path, key);
-    char *end;
-    errno = 0;
-    long long v = strtoll(buf, &end, 10);
-    if (errno || *end || end == buf)
-        return util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: meta key '%s' holds '%s', not a number",
-                              s->path, key, buf);
-    *out = (int64_t)v;
-    return 0;
-}
-
-static int meta_set_i64(store_t *s, const char *key, int64_t v, util_err_t *err) {
-    char buf[32];
-    snprintf(buf, sizeof buf, "%" PRId64, v);
-    return meta_set(s, key, buf, err);
+int store_is_database_url(const char *where) {
+    if (!where) return 0;
+    return !strncmp(where, "postgresql://", 13) || !strncmp(where, "postgres://", 11);
 }
 
 static void make_uuid(char out[33]) {
@@ -133,9 +31,11 @@ static void make_uuid(char out[33]) {
         clock_gettime(CLOCK_REALTIME, &ts);
         util_rng_seed(&rng, (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20) ^
                                 ((uint64_t)getpid() << 40));
-        for (int i = 0; i < 16; i++) b[i] = (uint8_t)util_rng_u64(&rng);
+        for (int i = 0; i < 16; i++)
+            b[i] = (uint8_t)util_rng_u64(&rng);
     }
-    for (int i = 0; i < 16; i++) snprintf(out + 2 * i, 3, "%02x", b[i]);
+    for (int i = 0; i < 16; i++)
+        snprintf(out + 2 * i, 3, "%02x", b[i]);
 }
 
 static int64_t now_us(void) {
@@ -144,176 +44,87 @@ static int64_t now_us(void) {
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-static int prepare(store_t *s, const char *sql, sqlite3_stmt **st, util_err_t *err) {
-    if (sqlite3_prepare_v3(s->db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL) != SQLITE_OK)
-        return db_fail(s, err, "preparing a statement");
-    return 0;
-}
-
-static int check_shape(const char *path, const char *name, int given, int stored, int max,
+static int check_shape(const char *name_of_store, const char *name, int given, int stored, int max,
                        util_err_t *err) {
     if (given < 0 || given > max)
-        return util_fail_kind(err, UTIL_ERR_INVALID, "%s: %s %d is out of range (0..%d)", path,
-                              name, given, max);
+        return util_fail_kind(err, UTIL_ERR_INVALID, "%s: %s %d is out of range (0..%d)",
+                              name_of_store, name, given, max);
     if (given && stored >= 0 && given != stored)
         return util_fail_kind(err, UTIL_ERR_PRECONDITION, "%s: the store holds %s %d, asked for %d",
-                              path, name, stored, given);
+                              name_of_store, name, stored, given);
     return 0;
 }
 
-store_t *store_open(const char *path, int fc7_dim, int code_bits, util_err_t *err) {
-    if (!path || !*path) {
+store_t *store_open(const char *where, int fc7_dim, int code_bits, util_err_t *err) {
+    if (!where || !*where) {
         util_fail_kind(err, UTIL_ERR_INVALID, "store: empty path");
         return NULL;
     }
-    if (check_shape(path, "fc7_dim", fc7_dim, -1, STORE_MAX_FC7_DIM, err) ||
-        check_shape(path, "code_bits", code_bits, -1, STORE_MAX_CODE_BITS, err))
+    const store_ops_t *ops = store_is_database_url(where) ? &store_pg_ops : &store_sqlite_ops;
+    /* Messages name the store; a URL's password is not repeated in them. */
+    char name[sizeof((store_t *)0)->name];
+    if (strlen(where) >= sizeof name) {
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: the path is longer than %zu bytes", where,
+                       sizeof name - 1);
+        return NULL;
+    }
+    store_redact_url(where, name, sizeof name);
+    if (check_shape(name, "fc7_dim", fc7_dim, -1, STORE_MAX_FC7_DIM, err) ||
+        check_shape(name, "code_bits", code_bits, -1, STORE_MAX_CODE_BITS, err))
         return NULL;
     if (code_bits % 8) {
-        util_fail_kind(err, UTIL_ERR_INVALID, "%s: code_bits %d is not a multiple of 8", path,
+        util_fail_kind(err, UTIL_ERR_INVALID, "%s: code_bits %d is not a multiple of 8", name,
                        code_bits);
         return NULL;
     }
-    if (strlen(path) >= sizeof((store_t *)0)->path) {
-        util_fail_kind(err, UTIL_ERR_INVALID, "%s: the path is longer than %zu bytes", path,
-                       sizeof((store_t *)0)->path - 1);
+    char uuid[33];
+    make_uuid(uuid);
+    store_t *s = ops->open(where, fc7_dim, code_bits, uuid, err);
+    if (!s) return NULL;
+    s->ops = ops;
+    snprintf(s->name, sizeof s->name, "%s", name);
+    if (check_shape(name, "fc7_dim", fc7_dim, s->fc7_dim, STORE_MAX_FC7_DIM, err) ||
+        check_shape(name, "code_bits", code_bits, s->code_bits, STORE_MAX_CODE_BITS, err)) {
+        ops->close(s);
         return NULL;
     }
-    store_t *s = calloc(1, sizeof *s);
-    if (!s) {
-        util_fail_kind(err, UTIL_ERR_LIMIT, "%s: out of memory", path);
-        return NULL;
-    }
-    pthread_mutex_init(&s->lock, NULL);
-    snprintf(s->path, sizeof s->path, "%s", path);
-    if (sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        if (s->db) db_fail(s, err, "cannot open");
-        else
-            util_fail_kind(err, UTIL_ERR_LIMIT, "%s: cannot open (out of memory)", path);
-        store_free(s);
-        return NULL;
-    }
-    /* Another process (the CLI beside a running server) may hold the write
-     * lock for a moment: wait instead of failing at once. */
-    sqlite3_busy_timeout(s->db, 10000);
-
-    char mode[16] = "";
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(s->db, "PRAGMA journal_mode=WAL", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        db_fail(s, err, "not an SQLite database, or unreadable");
-        sqlite3_finalize(st);
-        store_free(s);
-        return NULL;
-    }
-    snprintf(mode, sizeof mode, "%s", (const char *)sqlite3_column_text(st, 0));
-    sqlite3_finalize(st);
-    if (strcmp(mode, "wal")) {
-        util_fail(err, "%s: could not switch to WAL mode (journal mode is '%s')", path, mode);
-        store_free(s);
-        return NULL;
-    }
-    /* synchronous=FULL: in WAL mode SQLite then fsyncs the WAL at every commit,
-     * so a transaction that returned is on stable storage and survives a power
-     * loss. NORMAL would fsync only at checkpoints: still safe against kill -9
-     * (the WAL is in the OS page cache) but a power cut could lose the last
-     * acknowledged adds, and an acknowledged Add must be in the store before
-     * its reply is sent. The cost is one fsync per transaction; batch adds to
-     * amortise it. */
-    if (exec(s, "PRAGMA synchronous=FULL; PRAGMA foreign_keys=OFF;", err) ||
-        exec(s,
-             "BEGIN IMMEDIATE;"
-             "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);"
-             "CREATE TABLE IF NOT EXISTS items(id INTEGER PRIMARY KEY, uri TEXT NOT NULL,"
-             " label INTEGER NOT NULL, fc7 BLOB, code BLOB, added_us INTEGER NOT NULL,"
-             " seq INTEGER NOT NULL);"
-             "CREATE TABLE IF NOT EXISTS changes(seq INTEGER PRIMARY KEY, op INTEGER NOT NULL,"
-             " id INTEGER NOT NULL);",
-             err)) {
-        store_free(s);
-        return NULL;
-    }
-    if (prepare(s, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", &s->set_meta, err))
-        goto fail_tx;
-
-    char buf[64];
-    int f = meta_get(s, "format", buf, sizeof buf, err);
-    if (f < 0) goto fail_tx;
-    if (!f) {
-        /* A new store, or some other SQLite file: only an empty one is adopted. */
-        sqlite3_stmt *q = NULL;
-        int nitems = -1;
-        if (sqlite3_prepare_v2(s->db, "SELECT count(*) FROM items", -1, &q, NULL) == SQLITE_OK &&
-            sqlite3_step(q) == SQLITE_ROW)
-            nitems = sqlite3_column_int(q, 0);
-        sqlite3_finalize(q);
-        if (nitems != 0) {
-            util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: not an imgret store (no format marker)",
-                           path);
-            goto fail_tx;
-        }
-        make_uuid(s->uuid);
-        s->fc7_dim = fc7_dim;
-        s->code_bits = code_bits;
-        if (meta_set(s, "format", STORE_FORMAT, err) || meta_set(s, "uuid", s->uuid, err) ||
-            meta_set_i64(s, "fc7_dim", fc7_dim, err) ||
-            meta_set_i64(s, "code_bits", code_bits, err) || meta_set_i64(s, "last_seq", 0, err) ||
-            meta_set_i64(s, "next_id", 0, err))
-            goto fail_tx;
-    } else {
-        if (strcmp(buf, STORE_FORMAT)) {
-            util_fail_kind(err, UTIL_ERR_UNSUPPORTED,
-                           "%s: store format '%s', this build reads '%s'", path, buf, STORE_FORMAT);
-            goto fail_tx;
-        }
-        int64_t d, b;
-        if (meta_get_i64(s, "fc7_dim", &d, err) || meta_get_i64(s, "code_bits", &b, err))
-            goto fail_tx;
-        if (check_shape(path, "fc7_dim", fc7_dim, (int)d, STORE_MAX_FC7_DIM, err) ||
-            check_shape(path, "code_bits", code_bits, (int)b, STORE_MAX_CODE_BITS, err))
-            goto fail_tx;
-        s->fc7_dim = (int)d;
-        s->code_bits = (int)b;
-        int u = meta_get(s, "uuid", s->uuid, sizeof s->uuid, err);
-        if (u != 1) {
-            if (u == 0)
-                util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: store has no uuid", path);
-            else
-                util_fail_prefix(err, "%s: store has no uuid", path);
-            goto fail_tx;
-        }
-    }
-    if (exec(s, "COMMIT", err)) goto fail;
-    if (prepare(s,
-                "INSERT INTO items(id, uri, label, fc7, code, added_us, seq)"
-                " VALUES(?, ?, ?, ?, ?, ?, ?)",
-                &s->insert_item, err) ||
-        prepare(s, "INSERT INTO changes(seq, op, id) VALUES(?, ?, ?)", &s->insert_change, err) ||
-        prepare(s, "DELETE FROM items WHERE id = ?", &s->delete_item, err) ||
-        prepare(s,
-                "SELECT id, uri, label, fc7, code, added_us, seq FROM items WHERE id = ?",
-                &s->get_item, err))
-        goto fail;
     return s;
-
-fail_tx:
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-fail:
-    store_free(s);
-    return NULL;
 }
 
 void store_free(store_t *s) {
-    if (!s) return;
-    sqlite3_finalize(s->insert_item);
-    sqlite3_finalize(s->insert_change);
-    sqlite3_finalize(s->delete_item);
-    sqlite3_finalize(s->get_item);
-    sqlite3_finalize(s->set_meta);
-    sqlite3_close(s->db);
-    pthread_mutex_destroy(&s->lock);
-    free(s);
+    if (s) s->ops->close(s);
+}
+
+const char *store_backend(const store_t *s) {
+    return s->ops->backend;
+}
+const char *store_name(const store_t *s) {
+    return s->name;
+}
+
+void store_redact_url(const char *where, char *out, size_t cap) {
+    snprintf(out, cap, "%s", where);
+    if (!store_is_database_url(where)) return;
+    /* postgresql://user:secret@host/db -> postgresql://user:***@host/db */
+    char *scheme = strstr(out, "://");
+    if (scheme) {
+        char *at = strchr(scheme + 3, '@'), *colon = strchr(scheme + 3, ':');
+        if (at && colon && colon < at) {
+            char rest[1024];
+            snprintf(rest, sizeof rest, "%s", at);
+            snprintf(colon + 1, cap - (size_t)(colon + 1 - out), "***%s", rest);
+        }
+    }
+    /* ... password=secret ... in a URL's query or a key=value string */
+    char *pw = strstr(out, "password=");
+    if (pw) {
+        char *end = pw + 9;
+        while (*end && *end != ' ' && *end != '&')
+            end++;
+        char rest[1024];
+        snprintf(rest, sizeof rest, "%s", end);
+        snprintf(pw + 9, cap - (size_t)(pw + 9 - out), "***%s", rest);
+    }
 }
 
 static int setting_key(const char *key, char *full, size_t cap, util_err_t *err) {
@@ -326,39 +137,30 @@ static int setting_key(const char *key, char *full, size_t cap, util_err_t *err)
 int store_setting_get(store_t *s, const char *key, char *buf, size_t cap, util_err_t *err) {
     char full[80];
     if (!s || !buf || setting_key(key, full, sizeof full, err)) return -1;
-    return meta_get(s, full, buf, cap, err);
+    return s->ops->setting_get(s, full, buf, cap, err);
 }
 
 int store_setting_set(store_t *s, const char *key, const char *value, util_err_t *err) {
     char full[80];
     if (!s || !value || setting_key(key, full, sizeof full, err)) return -1;
-    return meta_set(s, full, value, err);
+    return s->ops->setting_set(s, full, value, err);
 }
 
-int store_fc7_dim(const store_t *s) { return s->fc7_dim; }
-int store_code_bits(const store_t *s) { return s->code_bits; }
-const char *store_uuid(const store_t *s) { return s->uuid; }
-
-static int64_t query_i64(store_t *s, const char *sql, util_err_t *err) {
-    sqlite3_stmt *st = NULL;
-    int64_t v = -1;
-    pthread_mutex_lock(&s->lock);
-    if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        v = sqlite3_column_int64(st, 0);
-    else
-        db_fail(s, err, "query");
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->lock);
-    return v;
+int store_fc7_dim(const store_t *s) {
+    return s->fc7_dim;
+}
+int store_code_bits(const store_t *s) {
+    return s->code_bits;
+}
+const char *store_uuid(const store_t *s) {
+    return s->uuid;
 }
 
 int64_t store_count(store_t *s, util_err_t *err) {
-    return query_i64(s, "SELECT count(*) FROM items", err);
+    return s->ops->count(s, err);
 }
-
 int64_t store_last_seq(store_t *s, util_err_t *err) {
-    return query_i64(s, "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'last_seq'", err);
+    return s->ops->last_seq(s, err);
 }
 
 static int validate_item(const store_t *s, const store_item_t *it, size_t i, util_err_t *err) {
@@ -382,12 +184,6 @@ static int validate_item(const store_t *s, const store_item_t *it, size_t i, uti
     return 0;
 }
 
-static int rollback_fail(store_t *s) {
-    sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
-    pthread_mutex_unlock(&s->lock);
-    return -1;
-}
-
 int store_add(store_t *s, store_item_t *items, size_t n, util_err_t *err) {
     if (n && !items) return util_fail_kind(err, UTIL_ERR_INVALID, "store_add: items is NULL");
     for (size_t i = 0; i < n; i++)
@@ -396,114 +192,22 @@ int store_add(store_t *s, store_item_t *items, size_t n, util_err_t *err) {
     int64_t *assigned = malloc(n * sizeof *assigned);
     if (!assigned)
         return util_fail_kind(err, UTIL_ERR_LIMIT, "store_add: out of memory for %zu items", n);
-    pthread_mutex_lock(&s->lock);
-    int64_t seq, next_id;
-    if (exec(s, "BEGIN IMMEDIATE", err)) {
-        pthread_mutex_unlock(&s->lock);
-        free(assigned);
-        return -1;
-    }
-    if (meta_get_i64(s, "last_seq", &seq, err) || meta_get_i64(s, "next_id", &next_id, err))
-        goto fail;
-    int64_t t = now_us();
-    for (size_t i = 0; i < n; i++) {
-        store_item_t *it = &items[i];
-        int64_t id = it->id == STORE_ID_AUTO ? next_id : it->id;
-        if (id >= next_id) next_id = id + 1;
-        assigned[i] = id;
-        seq++;
-        sqlite3_stmt *st = s->insert_item;
-        sqlite3_reset(st);
-        sqlite3_clear_bindings(st);
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_text(st, 2, it->uri ? it->uri : "", -1, SQLITE_STATIC);
-        sqlite3_bind_int(st, 3, it->label);
-        if (it->fc7)
-            sqlite3_bind_blob(st, 4, it->fc7, (int)(sizeof(float) * (size_t)s->fc7_dim),
-                              SQLITE_STATIC);
-        if (it->code) sqlite3_bind_blob(st, 5, it->code, s->code_bits / 8, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 6, t);
-        sqlite3_bind_int64(st, 7, seq);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc == SQLITE_CONSTRAINT) {
-            util_fail_kind(err, UTIL_ERR_EXISTS, "item %zu: id %" PRId64 " already exists", i, id);
-            goto fail;
+    int64_t t = now_us(), first = 0;
+    int rc = s->ops->add(s, items, n, t, assigned, &first, err);
+    if (rc == 0) /* handed back only once they are committed */
+        for (size_t i = 0; i < n; i++) {
+            items[i].id = assigned[i];
+            items[i].seq = first + (int64_t)i;
+            items[i].added_us = t;
         }
-        if (rc != SQLITE_DONE) {
-            db_fail(s, err, "adding an item");
-            goto fail;
-        }
-        st = s->insert_change;
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_int(st, 2, CHANGE_ADD);
-        sqlite3_bind_int64(st, 3, id);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            db_fail(s, err, "logging an add");
-            goto fail;
-        }
-    }
-    if (meta_set_i64(s, "last_seq", seq, err) || meta_set_i64(s, "next_id", next_id, err) ||
-        exec(s, "COMMIT", err))
-        goto fail;
-    pthread_mutex_unlock(&s->lock);
-    /* Hand the assigned values back only once they are committed. */
-    int64_t first = seq - (int64_t)n + 1;
-    for (size_t i = 0; i < n; i++) {
-        items[i].id = assigned[i];
-        items[i].seq = first + (int64_t)i;
-        items[i].added_us = t;
-    }
     free(assigned);
-    return 0;
-fail:
-    free(assigned);
-    return rollback_fail(s);
+    return rc;
 }
 
 int store_remove(store_t *s, const int64_t *ids, size_t n, util_err_t *err) {
     if (n && !ids) return util_fail_kind(err, UTIL_ERR_INVALID, "store_remove: ids is NULL");
     if (!n) return 0;
-    pthread_mutex_lock(&s->lock);
-    int64_t seq;
-    if (exec(s, "BEGIN IMMEDIATE", err)) {
-        pthread_mutex_unlock(&s->lock);
-        return -1;
-    }
-    if (meta_get_i64(s, "last_seq", &seq, err)) return rollback_fail(s);
-    for (size_t i = 0; i < n; i++) {
-        sqlite3_stmt *st = s->delete_item;
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, ids[i]);
-        int rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            db_fail(s, err, "removing an item");
-            return rollback_fail(s);
-        }
-        if (sqlite3_changes(s->db) != 1) {
-            util_fail_kind(err, UTIL_ERR_NOT_FOUND, "no item with id %" PRId64, ids[i]);
-            return rollback_fail(s);
-        }
-        seq++;
-        st = s->insert_change;
-        sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, seq);
-        sqlite3_bind_int(st, 2, CHANGE_REMOVE);
-        sqlite3_bind_int64(st, 3, ids[i]);
-        rc = sqlite3_step(st);
-        sqlite3_reset(st);
-        if (rc != SQLITE_DONE) {
-            db_fail(s, err, "logging a remove");
-            return rollback_fail(s);
-        }
-    }
-    if (meta_set_i64(s, "last_seq", seq, err) || exec(s, "COMMIT", err)) return rollback_fail(s);
-    pthread_mutex_unlock(&s->lock);
-    return 0;
+    return s->ops->remove(s, ids, n, err);
 }
 
 void store_record_clear(store_record_t *rec) {
@@ -514,99 +218,12 @@ void store_record_clear(store_record_t *rec) {
     memset(rec, 0, sizeof *rec);
 }
 
-/* Fills *it from a row of (id, uri, label, fc7, code, added_us, seq), checking
- * blob sizes: a wrong size means the file was damaged or written by a
- * different build. The pointers point into the statement's row. */
-static int row_item(store_t *s, sqlite3_stmt *st, store_item_t *it, util_err_t *err) {
-    it->id = sqlite3_column_int64(st, 0);
-    it->uri = (const char *)sqlite3_column_text(st, 1);
-    it->label = sqlite3_column_int(st, 2);
-    it->fc7 = sqlite3_column_blob(st, 3);
-    int fc7_bytes = sqlite3_column_bytes(st, 3);
-    it->code = sqlite3_column_blob(st, 4);
-    int code_bytes = sqlite3_column_bytes(st, 4);
-    it->added_us = sqlite3_column_int64(st, 5);
-    it->seq = sqlite3_column_int64(st, 6);
-    if (!it->uri) it->uri = "";
-    if (it->fc7 && fc7_bytes != (int)sizeof(float) * s->fc7_dim)
-        return util_fail_kind(err, UTIL_ERR_CORRUPT,
-                              "%s: item %" PRId64 ": FC7 blob has %d bytes, expected %d", s->path,
-                              it->id, fc7_bytes, (int)sizeof(float) * s->fc7_dim);
-    if (it->code && code_bytes != s->code_bits / 8)
-        return util_fail_kind(err, UTIL_ERR_CORRUPT,
-                              "%s: item %" PRId64 ": code blob has %d bytes, expected %d", s->path,
-                              it->id, code_bytes, s->code_bits / 8);
-    return 0;
-}
-
 int store_get(store_t *s, int64_t id, store_record_t *out, util_err_t *err) {
-    memset(out, 0, sizeof *out);
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *st = s->get_item;
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, id);
-    int rc = sqlite3_step(st), ret = 0;
-    if (rc == SQLITE_DONE) {
-        ret = util_fail_kind(err, UTIL_ERR_NOT_FOUND, "no item with id %" PRId64, id);
-    } else if (rc != SQLITE_ROW) {
-        ret = db_fail(s, err, "reading an item");
-    } else {
-        store_item_t it;
-        ret = row_item(s, st, &it, err);
-        if (!ret) {
-            out->id = it.id;
-            out->label = it.label;
-            out->added_us = it.added_us;
-            out->seq = it.seq;
-            out->uri = strdup(it.uri);
-            size_t fb = sizeof(float) * (size_t)s->fc7_dim, cb = (size_t)s->code_bits / 8;
-            if (it.fc7 && (out->fc7 = malloc(fb))) memcpy(out->fc7, it.fc7, fb);
-            if (it.code && (out->code = malloc(cb))) memcpy(out->code, it.code, cb);
-            if (!out->uri || (it.fc7 && !out->fc7) || (it.code && !out->code)) {
-                store_record_clear(out);
-                ret = util_fail_kind(err, UTIL_ERR_LIMIT, "item %" PRId64 ": out of memory", id);
-            }
-        }
-    }
-    sqlite3_reset(st);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    return s->ops->get(s, id, out, err);
 }
 
 int store_scan(store_t *s, store_scan_fn fn, void *ctx, int64_t *seq, util_err_t *err) {
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *st = NULL;
-    int ret = 0;
-    /* One read transaction: the items and last_seq describe the same state
-     * even while another process writes. */
-    if (exec(s, "BEGIN", err)) {
-        pthread_mutex_unlock(&s->lock);
-        return -1;
-    }
-    int64_t last;
-    if (meta_get_i64(s, "last_seq", &last, err)) {
-        ret = -1;
-    } else if (sqlite3_prepare_v2(s->db,
-                                  "SELECT id, uri, label, fc7, code, added_us, seq FROM items"
-                                  " ORDER BY id",
-                                  -1, &st, NULL) != SQLITE_OK) {
-        ret = db_fail(s, err, "scanning items");
-    } else {
-        int rc;
-        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-            store_item_t it;
-            if (row_item(s, st, &it, err) || fn(ctx, &it, err)) {
-                ret = -1;
-                break;
-            }
-        }
-        if (!ret && rc != SQLITE_DONE) ret = db_fail(s, err, "scanning items");
-    }
-    sqlite3_finalize(st);
-    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL);
-    pthread_mutex_unlock(&s->lock);
-    if (!ret && seq) *seq = last;
-    return ret;
+    return s->ops->scan(s, fn, ctx, seq, err);
 }
 
 int store_changes(store_t *s, int64_t after_seq, store_change_t **changes, size_t *n,
@@ -614,66 +231,95 @@ int store_changes(store_t *s, int64_t after_seq, store_change_t **changes, size_
     *changes = NULL;
     *n = 0;
     *oldest_seq = 0;
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *st = NULL;
-    int ret = 0;
-    size_t cap = 0;
-    if (sqlite3_prepare_v2(s->db, "SELECT coalesce(min(seq), 0) FROM changes", -1, &st, NULL) !=
-            SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        ret = db_fail(s, err, "reading the change log");
-        goto out;
-    }
-    *oldest_seq = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    st = NULL;
-    if (sqlite3_prepare_v2(s->db, "SELECT seq, op, id FROM changes WHERE seq > ? ORDER BY seq",
-                           -1, &st, NULL) != SQLITE_OK) {
-        ret = db_fail(s, err, "reading the change log");
-        goto out;
-    }
-    sqlite3_bind_int64(st, 1, after_seq);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (*n == cap) {
-            size_t nc = cap ? 2 * cap : 256;
-            store_change_t *p = realloc(*changes, nc * sizeof *p);
-            if (!p) {
-                ret = util_fail_kind(err, UTIL_ERR_LIMIT, "change log: out of memory");
-                goto out;
-            }
-            *changes = p;
-            cap = nc;
-        }
-        store_change_t *c = &(*changes)[(*n)++];
-        c->seq = sqlite3_column_int64(st, 0);
-        c->op = sqlite3_column_int(st, 1) == CHANGE_REMOVE ? STORE_OP_REMOVE : STORE_OP_ADD;
-        c->id = sqlite3_column_int64(st, 2);
-    }
-    if (rc != SQLITE_DONE) ret = db_fail(s, err, "reading the change log");
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->lock);
-    if (ret) {
-        free(*changes);
-        *changes = NULL;
-        *n = 0;
-    }
-    return ret;
+    return s->ops->changes(s, after_seq, changes, n, oldest_seq, err);
 }
 
 int store_trim_changes(store_t *s, int64_t upto_seq, util_err_t *err) {
-    pthread_mutex_lock(&s->lock);
-    sqlite3_stmt *st = NULL;
-    int ret = 0;
-    if (sqlite3_prepare_v2(s->db, "DELETE FROM changes WHERE seq <= ?", -1, &st, NULL) !=
-        SQLITE_OK) {
-        ret = db_fail(s, err, "trimming the change log");
-    } else {
-        sqlite3_bind_int64(st, 1, upto_seq);
-        if (sqlite3_step(st) != SQLITE_DONE) ret = db_fail(s, err, "trimming the change log");
+    return s->ops->trim_changes(s, upto_seq, err);
+}
+
+/* ---- copy ---- */
+
+typedef struct copy_ctx {
+    store_t *to;
+    store_item_t *batch;
+    size_t n, cap;
+    int64_t copied;
+} copy_ctx_t;
+
+static int copy_flush(copy_ctx_t *c, util_err_t *err) {
+    if (!c->n) return 0;
+    if (store_add(c->to, c->batch, c->n, err)) return -1;
+    c->copied += (int64_t)c->n;
+    return 0;
+}
+
+/* A scanned item's buffers live only during its callback, so each entry of
+ * the batch owns copies of them until the batch is written. */
+static void copy_release(copy_ctx_t *c) {
+    for (size_t i = 0; i < c->n; i++) {
+        free((char *)c->batch[i].uri);
+        free((float *)c->batch[i].fc7);
+        free((uint8_t *)c->batch[i].code);
     }
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&s->lock);
-    return ret;
+    c->n = 0;
+}
+
+static int copy_item(void *ctx, const store_item_t *it, util_err_t *err) {
+    copy_ctx_t *c = ctx;
+    store_item_t *d = &c->batch[c->n];
+    memset(d, 0, sizeof *d);
+    d->id = it->id;
+    d->label = it->label;
+    size_t fb = sizeof(float) * (size_t)store_fc7_dim(c->to);
+    size_t cb = (size_t)store_code_bits(c->to) / 8;
+    int bad = !(d->uri = strdup(it->uri ? it->uri : ""));
+    if (it->fc7 && !bad && (d->fc7 = malloc(fb))) memcpy((float *)d->fc7, it->fc7, fb);
+    if (it->code && !bad && (d->code = malloc(cb))) memcpy((uint8_t *)d->code, it->code, cb);
+    c->n++;
+    if (bad || (it->fc7 && !d->fc7) || (it->code && !d->code))
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "copy: out of memory");
+    if (c->n < c->cap) return 0;
+    int rc = copy_flush(c, err);
+    copy_release(c);
+    return rc;
+}
+
+int store_copy(store_t *from, store_t *to, int64_t *copied, util_err_t *err) {
+    *copied = 0;
+    if (store_fc7_dim(from) != store_fc7_dim(to) || store_code_bits(from) != store_code_bits(to))
+        return util_fail_kind(err, UTIL_ERR_PRECONDITION,
+                              "copy: %s holds fc7_dim %d and code_bits %d, %s holds %d and %d",
+                              from->name, store_fc7_dim(from), store_code_bits(from), to->name,
+                              store_fc7_dim(to), store_code_bits(to));
+    int64_t there = store_count(to, err);
+    if (there < 0) return -1;
+    if (there)
+        return util_fail_kind(err, UTIL_ERR_EXISTS, "copy: %s already holds %" PRId64 " items",
+                              to->name, there);
+    copy_ctx_t c = {.to = to, .cap = 512};
+    if (!(c.batch = calloc(c.cap, sizeof *c.batch)))
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "copy: out of memory");
+    int64_t seq = 0;
+    int rc = store_scan(from, copy_item, &c, &seq, err);
+    if (rc == 0) rc = copy_flush(&c, err);
+    copy_release(&c);
+    free(c.batch);
+    if (rc) return util_fail_prefix(err, "copy from %s to %s", from->name, to->name);
+    /* The settings (index factories) travel too. */
+    static const char *keys[] = {"fc7_factory", "code_factory"};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        char v[256];
+        int f = store_setting_get(from, keys[k], v, sizeof v, err);
+        if (f < 0 || (f && store_setting_set(to, keys[k], v, err))) return -1;
+    }
+    int64_t a = store_count(from, err), b = store_count(to, err);
+    if (a < 0 || b < 0) return -1;
+    if (a != c.copied || b != c.copied)
+        return util_fail_kind(err, UTIL_ERR_CORRUPT,
+                              "copy: %" PRId64 " items copied, but %s now holds %" PRId64
+                              " and %s %" PRId64,
+                              c.copied, from->name, a, to->name, b);
+    *copied = c.copied;
+    return 0;
 }

@@ -20,6 +20,7 @@ RUNTIME=(
   protobuf-c-compiler libprotobuf-c-dev  # model/, server/: model files, interop, RPC (protoc-c at build time)
   libssl-dev                    # model/: SHA-256 content hash of model files (libcrypto)
   libsqlite3-dev                # index/: the item store
+  libpq-dev                     # index/: the PostgreSQL store backend (libpq)
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
   libevent-dev                  # server/: evhttp (libevent_extra), event_active from workers (pthreads)
@@ -33,6 +34,7 @@ TESTS=(
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   clang libclang-rt-14-dev      # scripts/test.sh: the libFuzzer target (-fsanitize=fuzzer) of server/
+  postgresql                    # tests/: the store on a real PostgreSQL 15 (initdb, pg_ctl in /usr/lib/postgresql/15/bin)
 )
 PACKAGES=("${RUNTIME[@]}")
 [ "$runtime_only" -eq 1 ] || PACKAGES+=("${TESTS[@]}")

@@ -1,7 +1,11 @@
-/* The SQLite item store: round trips, atomic batches, the change log, and
- * clear errors for bad input and bad files. */
+/* The item store on either backend: round trips, atomic batches, the change
+ * log, and clear errors for bad input and bad files. The same cases run on
+ * SQLite (test_index_store) and on a real PostgreSQL cluster started by the
+ * test (test_index_store_pg: IMGRET_TEST_STORE=postgresql; skipped, exit 77,
+ * when the PostgreSQL binaries are not installed). */
 #include "index/index.h"
 #include "tests/index/index_fixture.h"
+#include "tests/pg_fixture.h"
 #include "tests/test.h"
 
 #include <math.h>
@@ -9,9 +13,23 @@
 #define D 8
 #define CB 16 /* code bits */
 
+static int on_pg; /* the backend under test: PostgreSQL, else SQLite */
+
+/* Where a new store goes: a file in dir, or a new database of the cluster. */
+static void new_store_path(const char *dir, const char *file, char *path, size_t pcap) {
+    if (on_pg) {
+        if (pgfx_new_db(path, pcap)) {
+            fprintf(stderr, "  no PostgreSQL database\n");
+            exit(2);
+        }
+    } else {
+        snprintf(path, pcap, "%s/%s", dir, file);
+    }
+}
+
 static store_t *fresh(char *dir, size_t cap, char *path, size_t pcap) {
     fx_tmpdir(dir, cap, "store");
-    snprintf(path, pcap, "%s/items.db", dir);
+    new_store_path(dir, "items.db", path, pcap);
     util_err_t err;
     store_t *s = store_open(path, D, CB, &err);
     if (!s) fprintf(stderr, "  store_open: %s\n", err.msg);
@@ -25,7 +43,8 @@ static void test_store_add_get_roundtrip_assigns_ids_and_seqs(void) {
     if (!s) return;
     float v[2][D];
     uint8_t c[2][CB / 8] = {{0xA5, 0x01}, {0xFF, 0x00}};
-    for (int i = 0; i < D; i++) v[0][i] = (float)i, v[1][i] = -(float)i;
+    for (int i = 0; i < D; i++)
+        v[0][i] = (float)i, v[1][i] = -(float)i;
     store_item_t it[2] = {
         {.id = STORE_ID_AUTO, .uri = "file:///a.jpg", .label = 3, .fc7 = v[0], .code = c[0]},
         {.id = STORE_ID_AUTO, .uri = NULL, .label = -1, .fc7 = v[1], .code = NULL},
@@ -151,7 +170,7 @@ static void test_store_shapes_are_fixed_at_creation(void) {
     CHECK(store_open(path, 0, 24, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "code_bits") != NULL, "%s", err.msg);
     char p2[300];
-    snprintf(p2, sizeof p2, "%s/other.db", dir);
+    new_store_path(dir, "other.db", p2, sizeof p2);
     CHECK(store_open(p2, 4, 12, &err) == NULL);
     CHECK_MSG(strstr(err.msg, "multiple of 8") != NULL, "%s", err.msg);
     CHECK(util_err_kind(&err) == UTIL_ERR_INVALID);
@@ -159,12 +178,48 @@ static void test_store_shapes_are_fixed_at_creation(void) {
     fx_rmdir(dir);
 }
 
+/* PostgreSQL's twin of a junk file: tables of the store's names that some
+ * other program (or another schema version) wrote. */
+static void refuses_databases_that_are_not_stores(void) {
+    char url[300], db[64];
+    util_err_t err;
+    new_store_path(NULL, NULL, url, sizeof url);
+    snprintf(db, sizeof db, "%s", strstr(url, ":///") + 4);
+    *strchr(db, '?') = 0;
+    CHECK(pgfx_exec(db, "CREATE TABLE imgret_items(id bigint PRIMARY KEY, uri text NOT NULL,"
+                        " label integer NOT NULL, fc7 bytea, code bytea, added_us bigint NOT NULL,"
+                        " seq bigint NOT NULL);"
+                        "INSERT INTO imgret_items VALUES(1, '', 0, NULL, NULL, 0, 1)") == 0);
+    CHECK(store_open(url, D, 0, &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "not an imgret store") != NULL, "%s", err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_CORRUPT);
+    CHECK(strstr(err.msg, db) != NULL);
+    /* Another schema version. */
+    new_store_path(NULL, NULL, url, sizeof url);
+    store_t *s = store_open(url, D, 0, &err);
+    CHECK(s != NULL);
+    store_free(s);
+    snprintf(db, sizeof db, "%s", strstr(url, ":///") + 4);
+    *strchr(db, '?') = 0;
+    CHECK(pgfx_exec(db, "UPDATE imgret_meta SET value = 'imgret-store-0' WHERE key = 'format'") ==
+          0);
+    CHECK(store_open(url, 0, 0, &err) == NULL);
+    CHECK_MSG(strstr(err.msg, "imgret-store-0") && strstr(err.msg, "imgret-store-1"), "%s",
+              err.msg);
+    CHECK(util_err_kind(&err) == UTIL_ERR_UNSUPPORTED);
+}
+
 static void test_store_refuses_files_that_are_not_stores(void) {
+    if (on_pg) {
+        refuses_databases_that_are_not_stores();
+        return;
+    }
     char dir[256], path[300];
     fx_tmpdir(dir, sizeof dir, "store");
     snprintf(path, sizeof path, "%s/junk.db", dir);
     FILE *f = fopen(path, "wb");
-    for (int i = 0; i < 4096; i++) fputc(i * 7, f);
+    for (int i = 0; i < 4096; i++)
+        fputc(i * 7, f);
     fclose(f);
     util_err_t err;
     CHECK(store_open(path, D, 0, &err) == NULL);
@@ -224,7 +279,8 @@ static void test_store_scan_visits_every_item_once(void) {
     util_err_t err;
     store_item_t it[50];
     memset(it, 0, sizeof it);
-    for (int i = 0; i < 50; i++) it[i].id = STORE_ID_AUTO;
+    for (int i = 0; i < 50; i++)
+        it[i].id = STORE_ID_AUTO;
     CHECK(store_add(s, it, 50, &err) == 0);
     scan_ctx_t c = {0, 0};
     int64_t seq = -1;
@@ -239,9 +295,21 @@ static void test_store_scan_visits_every_item_once(void) {
     fx_rmdir(dir);
 }
 
-TEST_MAIN(T(test_store_add_get_roundtrip_assigns_ids_and_seqs),
-          T(test_store_batch_with_duplicate_id_adds_nothing),
-          T(test_store_remove_unknown_id_removes_nothing),
-          T(test_store_rejects_bad_items_naming_them), T(test_store_shapes_are_fixed_at_creation),
-          T(test_store_refuses_files_that_are_not_stores),
-          T(test_store_change_log_orders_and_trims), T(test_store_scan_visits_every_item_once))
+int main(int argc, char **argv) {
+    const char *backend = getenv("IMGRET_TEST_STORE");
+    on_pg = backend && !strcmp(backend, "postgresql");
+    if (on_pg && !pgfx_available()) {
+        printf("skipped: the PostgreSQL 15 server binaries are not installed\n");
+        return PGFX_SKIP;
+    }
+    if (on_pg && pgfx_start()) return 1;
+    static const test_case_t tests[] = {T(test_store_add_get_roundtrip_assigns_ids_and_seqs),
+                                        T(test_store_batch_with_duplicate_id_adds_nothing),
+                                        T(test_store_remove_unknown_id_removes_nothing),
+                                        T(test_store_rejects_bad_items_naming_them),
+                                        T(test_store_shapes_are_fixed_at_creation),
+                                        T(test_store_refuses_files_that_are_not_stores),
+                                        T(test_store_change_log_orders_and_trims),
+                                        T(test_store_scan_visits_every_item_once)};
+    return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
+}
