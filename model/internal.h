@@ -70,14 +70,5 @@ void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, in
                    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                    float *C, int ldc, float *pack);
 size_t sgemm_kernels_pack_floats(const sgemm_kernels_t *k);
-/* C = beta * C (0 when beta is 0, whatever C held). Inline here, under both
- * kernel files (sgemm.c and sgemm_avx2.c), which otherwise call each other. */
-static inline void sgemm_scale_c(int M, int N, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            float *x = C + (size_t)i * ldc + j;
-            *x = beta == 0.0f ? 0.0f : beta * *x;
-        }
-}
 
 #endif

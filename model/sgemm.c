@@ -134,6 +134,15 @@ int sgemm_tile_cols(void) {
     return own_kernels()->nr;
 }
 
+/* C = beta * C (0 when beta is 0, whatever C held). */
+static void scale_c(int M, int N, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float *x = C + (size_t)i * ldc + j;
+            *x = beta == 0.0f ? 0.0f : beta * *x;
+        }
+}
+
 /* The blocked product of both paths: for each nc-wide slice of N and
  * kc-deep slice of K (even slices, none deeper than k->kc), op(B) is packed
  * once; for each mc-tall slice of M, alpha * op(A); then every mr x nr tile
@@ -143,7 +152,7 @@ void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, in
                    float *C, int ldc, float *pack) {
     if (M <= 0 || N <= 0) return;
     if (K <= 0 || alpha == 0.0f) {
-        sgemm_scale_c(M, N, beta, C, ldc);
+        scale_c(M, N, beta, C, ldc);
         return;
     }
     float *pa = pack, *pb = pack + (size_t)k->mc * k->kc;
@@ -167,6 +176,12 @@ void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, in
             }
         }
     }
+}
+
+void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
+    sgemm_blocked(&sgemm_avx2_kernels, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
+                  ldc, pack);
 }
 
 void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,

@@ -14,7 +14,8 @@
  *
  * Only the kernels carry the target attribute, so this file builds without
  * -march; model/sgemm.c holds the blocked driver both paths share
- * (sgemm_blocked) and chooses the path at run time. */
+ * (sgemm_blocked, which runs this file's sgemm_avx2_kernels: the calls go
+ * one way) and chooses the path at run time. */
 #include "model/internal.h"
 
 #include <immintrin.h>
@@ -211,12 +212,6 @@ AVX2 static void tile(int mr, int cols, int kc, const float *a, const float *b, 
 }
 
 const sgemm_kernels_t sgemm_avx2_kernels = {MR, NR, KC, MC, NC, pack_a, pack_b, tile};
-
-void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
-    sgemm_blocked(&sgemm_avx2_kernels, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C,
-                  ldc, pack);
-}
 
 AVX2 void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y) {
     const int K32 = K & ~31;
