@@ -4,6 +4,9 @@
  * mean subtraction), evaluation crops (centre, ten-crop), dataset statistics,
  * and a threaded loader that prefetches batches deterministically.
  *
+ * Further formats (WebP, GIF, TIFF, BMP, HEIF) and EXIF orientation: see
+ * the codec section.
+ *
  * Images: 8-bit, interleaved HWC (row-major, channels last), 1 channel (grey)
  * or 3 (RGB). Network input: float32 CHW per crop, NCHW per batch.
  *
@@ -42,6 +45,36 @@ data_image_t *data_image_convert(const data_image_t *im, int c, util_err_t *err)
 
 /* ------------------------------------------------------------------ codec */
 
+/* Formats, recognised by their first bytes (never by the file name):
+ *   JPEG  libjpeg-turbo (TurboJPEG): greyscale, YCbCr/RGB, CMYK and YCCK
+ *   PNG   libpng: every colour type and bit depth (16 bits scaled to 8)
+ *   WebP  libwebp: lossy, lossless, alpha; animated: the first frame
+ *   GIF   giflib: the first frame (later frames are never read)
+ *   TIFF  libtiff (TIFFRGBAImage): 1..16 bits, strips or tiles, grey,
+ *         palette, RGB, CMYK, YCbCr; the first page
+ *   BMP   own reader: BITMAPCOREHEADER/INFOHEADER/V4/V5, 1/4/8-bit palette,
+ *         24-bit, 32-bit (BI_RGB, or BI_BITFIELDS with byte masks and alpha),
+ *         bottom-up and top-down; RLE is refused (UTIL_ERR_UNSUPPORTED)
+ *   HEIF  libheif (HEVC through libde265, AVIF through dav1d/libaom): the
+ *         primary image
+ *
+ * CMYK and YCCK JPEGs are read as Adobe writes them (inverted: stored value
+ * v = 255 * (1 - ink)), and converted with the naive formula
+ * R = 255 (1 - C)(1 - K), i.e. R = v_C * v_K / 255 (likewise G from M, B from
+ * Y), rounded as PIL rounds it; no ICC profile is applied.
+ *
+ * Alpha (PNG, WebP, GIF transparency, TIFF, BMP, HEIF) is composited on
+ * white, DATA_ALPHA_BACKGROUND, in 8-bit sRGB values (as a browser draws a
+ * product photo on a white page): out = (a * c + (255 - a) * 255 + 127) / 255.
+ *
+ * Orientation: the EXIF orientation tag (JPEG APP1, TIFF's own tag, WebP's
+ * EXIF chunk; values 1..8, e.g. 6 = the stored picture is shown rotated 90
+ * degrees clockwise) is applied by data_decode before anything else sees
+ * the pixels, so training, extraction, the server and thumbnails all get the
+ * upright picture. HEIF's rotation and mirror boxes are applied by libheif.
+ * raw_orientation keeps the stored orientation. PNG's eXIf chunk is not read. */
+#define DATA_ALPHA_BACKGROUND 255
+
 typedef struct data_decode_opts {
     /* 3: RGB (grey images expanded), 1: grey (colour converted to luma),
      * 0: as stored (1 for greyscale files, 3 otherwise). */
@@ -49,20 +82,38 @@ typedef struct data_decode_opts {
     /* When > 0, JPEGs are decoded with the smallest of TurboJPEG's DCT scaling
      * factors (1/8, 1/4, 3/8, ... 1) that keeps the shorter side >= this:
      * a 4000x3000 photo for a 256 target decodes at 3/8 as 1500x1125, several
-     * times faster than at full size. 0: full size. Ignored for PNG. */
+     * times faster than at full size. 0: full size. Ignored for other formats. */
     int min_short_side;
     /* Pixel-count limit of the file's stated size (0: DATA_MAX_PIXELS). */
     size_t max_pixels;
+    /* Non-zero: the pixels as stored, the orientation tag ignored (HEIF: its
+     * rotation/mirror boxes too). 0: upright (the default). */
+    int raw_orientation;
 } data_decode_opts_t;
 
-/* Decodes a JPEG or PNG (recognised by its signature) held in memory. `name`
- * (a path, or NULL) is put in error messages. opts NULL: defaults (as
- * stored, full size). Libjpeg warnings (a truncated file, corrupt entropy
- * data) are errors: a damaged image is rejected, not half-grey. Caller frees.
- * Error kinds: UTIL_ERR_INVALID (empty, not a JPEG or PNG), UTIL_ERR_CORRUPT
- * (a JPEG or PNG that does not decode), UTIL_ERR_LIMIT (over the size limits). */
+/* The format of an image held in memory, from its first bytes: "JPEG",
+ * "PNG", "WebP", "GIF", "TIFF", "BMP", "HEIF", or NULL when it is none of
+ * them. 32 bytes are enough to tell. */
+const char *data_image_format(const void *buf, size_t len);
+
+/* Decodes an image of any format above held in memory. `name` (a path, or
+ * NULL) is put in error messages, with the format. opts NULL: defaults (as
+ * stored, full size, upright). Libjpeg warnings (a truncated file, corrupt
+ * entropy data) are errors: a damaged image is rejected, not half-grey. The
+ * stated size is checked against the limits from the header, before the
+ * pixels are allocated, for every format. Caller frees.
+ * Error kinds: UTIL_ERR_INVALID (empty, not an image of these formats),
+ * UTIL_ERR_CORRUPT (a file of a known format that does not decode: damaged,
+ * truncated), UTIL_ERR_LIMIT (over the size limits: decompression bombs),
+ * UTIL_ERR_UNSUPPORTED (a variant of a known format not read here, e.g. RLE
+ * BMP, or a HEIF whose codec is missing). */
 data_image_t *data_decode(const void *buf, size_t len, const char *name,
                           const data_decode_opts_t *opts, util_err_t *err);
+
+/* Applies an EXIF orientation (1..8) to an image: a new image (1: a copy).
+ * 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
+ * 7 transverse, 8 rotate 90 counter-clockwise (PIL's exif_transpose). */
+data_image_t *data_image_orient(const data_image_t *im, int orientation, util_err_t *err);
 /* Reads and decodes a file. Errors name the path. */
 data_image_t *data_image_read(const char *path, const data_decode_opts_t *opts, util_err_t *err);
 
@@ -118,8 +169,10 @@ data_dataset_t *data_dataset_open_idx(const char *images_path, const char *label
 data_dataset_t *data_dataset_open_fashion_mnist(const char *dir, const char *split,
                                                 util_err_t *err);
 
-/* An image folder: root/<class>/<image> with .jpg, .jpeg or .png files
- * (case-insensitive, hidden files skipped). Without labels_path the classes
+/* An image folder: root/<class>/<image>, the images picked by extension
+ * (.jpg .jpeg .jpe .jfif .png .webp .gif .tif .tiff .bmp .dib .heic .heif
+ * .hif .avif, case-insensitive) or else by content (data_image_format of
+ * the first bytes); hidden files skipped. Without labels_path the classes
  * are the sub-folders sorted by name (strcmp), labels 0..n-1. With it, the
  * file lists one class folder per line (optionally followed by whitespace and
  * a display name); the line number is the label, and a sub-folder holding
@@ -164,6 +217,10 @@ int data_dataset_label(const data_dataset_t *ds, size_t i);
  * data_decode (NULL: defaults). Errors name the file. */
 data_image_t *data_dataset_load(const data_dataset_t *ds, size_t i, const data_decode_opts_t *opts,
                                 int *label, util_err_t *err);
+/* raw != 0: every load of ds keeps the files' stored orientation
+ * (data_decode_opts_t.raw_orientation), whatever opts say; for the CLI's
+ * --raw-orientation. Set before loading starts (not thread-safe). */
+void data_dataset_set_raw_orientation(data_dataset_t *ds, int raw);
 
 /* ------------------------------------------------------ stored geometry */
 

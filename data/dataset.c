@@ -50,8 +50,13 @@ data_image_t *data_dataset_load(const data_dataset_t *ds, size_t i, const data_d
         util_fail(err, "dataset: item %zu out of range (%zu items)", i, ds->count);
         return NULL;
     }
-    static const data_decode_opts_t defaults = {0, 0, 0};
-    return ds->ops->load(ds, i, opts ? opts : &defaults, label, err);
+    data_decode_opts_t o = opts ? *opts : (data_decode_opts_t){0, 0, 0, 0};
+    if (ds->raw_orientation) o.raw_orientation = 1;
+    return ds->ops->load(ds, i, &o, label, err);
+}
+
+void data_dataset_set_raw_orientation(data_dataset_t *ds, int raw) {
+    ds->raw_orientation = raw != 0;
 }
 
 static void free_names(char **names, int n) {
@@ -556,6 +561,8 @@ static int cmp_str(const void *a, const void *b) {
 }
 
 static int has_image_ext(const char *name) {
+    static const char *const exts[] = {"jpg",  "jpeg", "jpe", "jfif", "png",  "webp", "gif", "tif",
+                                       "tiff", "bmp",  "dib", "heic", "heif", "hif",  "avif"};
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
     char ext[8] = {0};
@@ -563,7 +570,20 @@ static int has_image_ext(const char *name) {
     if (n == 0 || n > 4) return 0;
     for (size_t i = 0; i < n; i++)
         ext[i] = (char)tolower((unsigned char)dot[1 + i]);
-    return !strcmp(ext, "jpg") || !strcmp(ext, "jpeg") || !strcmp(ext, "png");
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++)
+        if (!strcmp(ext, exts[i])) return 1;
+    return 0;
+}
+
+/* An image by content: the first bytes are a format data_decode reads
+ * (a photo saved without its extension, or with a wrong one). */
+static int has_image_magic(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint8_t head[32];
+    size_t n = fread(head, 1, sizeof head, f);
+    fclose(f);
+    return data_image_format(head, n) != NULL;
 }
 
 /* Sorted names of the entries of dir (hidden ones skipped) that are
@@ -576,11 +596,12 @@ static int list_dir(const char *dir, int want_dir, char ***out, size_t *n_out, u
     struct dirent *e;
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.') continue;
-        if (!want_dir && !has_image_ext(e->d_name)) continue;
         char *full = join_path(dir, e->d_name);
         struct stat st;
         if (!full) goto oom;
         int ok = stat(full, &st) == 0 && (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+        /* Files: by extension, else by their first bytes. */
+        if (ok && !want_dir) ok = has_image_ext(e->d_name) || has_image_magic(full);
         free(full);
         if (!ok) continue;
         if (n == cap) {
@@ -722,7 +743,8 @@ data_dataset_t *data_dataset_open_folder(const char *root, const char *labels_pa
         }
     }
     if (s->n == 0) {
-        util_fail(err, "%s: no .jpg, .jpeg or .png images in the class folders", root);
+        util_fail(err, "%s: no images (JPEG, PNG, WebP, GIF, TIFF, BMP, HEIF) in the class folders",
+                  root);
         goto fail;
     }
     if (!(ds = dataset_new(&files_ops, err))) goto fail;

@@ -191,7 +191,7 @@ data_image_t *data_prep_image(const data_image_t *im, const data_prep_t *prep, u
 }
 
 data_decode_opts_t data_prep_decode_opts(const data_prep_t *prep, size_t max_pixels) {
-    return (data_decode_opts_t){prep->channels, prep->short_side, max_pixels};
+    return (data_decode_opts_t){prep->channels, prep->short_side, max_pixels, 0};
 }
 
 data_image_t *data_prep_decode(const void *buf, size_t len, const char *name,

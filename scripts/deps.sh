@@ -16,6 +16,8 @@ RUNTIME=(
   libopenblas-openmp-dev        # model/: sgemm (the OpenMP build)
   zlib1g-dev                    # data/: IDX files read straight from .gz
   libturbojpeg0-dev libpng-dev  # data/: JPEG decode/encode (TurboJPEG), PNG decode
+  libwebp-dev libgif-dev libtiff-dev  # data/: WebP (+ demux: animation, EXIF), GIF, TIFF decode
+  libheif-dev                   # data/: HEIF/HEIC (libde265) and AVIF (dav1d/libaom) decode
   dataset-fashion-mnist         # data/ tests and training: Fashion-MNIST IDX files
   protobuf-c-compiler libprotobuf-c-dev  # model/, server/: model files, interop, RPC (protoc-c at build time)
   libssl-dev                    # model/: SHA-256 content hash of model files (libcrypto)
@@ -30,6 +32,7 @@ TESTS=(
   python3-torchvision           # bench/extract.sh: the peer's JPEG decode and resize (torchvision.io)
   python3-onnx python3-protobuf # tests/interop: ONNX files and onnx.checker; tests/server: the client
   python3-pil                   # tests/server/image_identity_test.py: writes the PNG and JPEG queries
+  imagemagick libimage-exiftool-perl  # tests/data/formats_test.py: other programs' files of every format
   protobuf-compiler             # tests/server: protoc --python_out; protoc --decode (docs/interop.md)
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md

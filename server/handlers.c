@@ -789,7 +789,7 @@ static void run_thumb(struct srv *s, srv_job_t *j) {
     const char *uri = rec.uri;
     if (!strncmp(uri, "file://", 7)) uri += 7;
     data_image_t *im = NULL;
-    data_decode_opts_t o = {0, SRV_THUMB_SIDE, s->opt.max_pixels};
+    data_decode_opts_t o = {0, SRV_THUMB_SIDE, s->opt.max_pixels, 0}; /* upright */
     char file[1024];
     size_t index;
     if (uri[0] && stat(uri, &st) == 0 && S_ISREG(st.st_mode)) {

@@ -30,7 +30,7 @@ static void test_jpeg_round_trip_grey_and_channel_conversion(void) {
     data_image_t *g = data_image_read(path, NULL, &err);
     CHECK(g && g->c == 1 && g->w == 40 && g->h == 30);
     if (g) CHECK(fx_mean_abs_diff(im, g) < 3.0);
-    data_decode_opts_t o = {3, 0, 0};
+    data_decode_opts_t o = {3, 0, 0, 0};
     data_image_t *rgb = data_image_read(path, &o, &err);
     CHECK(rgb && rgb->c == 3);
     int equal = 1;
@@ -42,7 +42,7 @@ static void test_jpeg_round_trip_grey_and_channel_conversion(void) {
     data_image_t *col = fx_pattern(40, 30, 3, 2);
     fx_path(path, sizeof path, tmp, "col.jpg");
     CHECK(data_image_write_jpeg(col, path, 95, &err) == 0);
-    data_decode_opts_t o1 = {1, 0, 0};
+    data_decode_opts_t o1 = {1, 0, 0, 0};
     data_image_t *luma = data_image_read(path, &o1, &err);
     data_image_t *ref = data_image_convert(col, 1, &err);
     CHECK(luma && luma->c == 1 && ref);
@@ -72,16 +72,16 @@ static void test_dct_scaled_decode_picks_smallest_factor_keeping_short_side(void
     size_t len;
     CHECK(data_encode_jpeg(im, 90, &buf, &len, NULL) == 0);
     /* 600 * 3/8 = 225 < 256, 600 * 1/2 = 300 >= 256: half size. */
-    data_decode_opts_t o = {3, 256, 0};
+    data_decode_opts_t o = {3, 256, 0, 0};
     util_err_t err;
     data_image_t *half = data_decode(buf, len, "big.jpg", &o, &err);
     CHECK(half && half->w == 400 && half->h == 300);
     /* 600 * 1/8 = 75 >= 64: an eighth. */
-    data_decode_opts_t o8 = {3, 64, 0};
+    data_decode_opts_t o8 = {3, 64, 0, 0};
     data_image_t *eighth = data_decode(buf, len, "big.jpg", &o8, &err);
     CHECK(eighth && eighth->w == 100 && eighth->h == 75);
     /* The target is larger than the image: full size, never enlarged. */
-    data_decode_opts_t ofull = {3, 1000, 0};
+    data_decode_opts_t ofull = {3, 1000, 0, 0};
     data_image_t *full = data_decode(buf, len, "big.jpg", &ofull, &err);
     CHECK(full && full->w == 800 && full->h == 600);
     /* The scaled decode shows the same picture as a full decode area-resized. */
@@ -127,7 +127,7 @@ static void test_each_bad_image_kind_gives_an_error_naming_the_file(void) {
     static const char *const expect[FX_BAD_KINDS] = {"JPEG",
                                                      "corrupt or truncated JPEG",
                                                      "empty file",
-                                                     "not a JPEG or PNG",
+                                                     "not a JPEG, PNG, WebP",
                                                      "exceeds the limit",
                                                      "exceeds the limit",
                                                      "corrupt or truncated JPEG"};
@@ -147,14 +147,14 @@ static void test_each_bad_image_kind_gives_an_error_naming_the_file(void) {
     /* The limits are checked on the header, also with DCT scaling asked for. */
     char path[4096];
     fx_path(path, sizeof path, tmp, fx_bad_names[FX_BAD_HUGE_JPEG]);
-    data_decode_opts_t o = {3, 256, 0};
+    data_decode_opts_t o = {3, 256, 0, 0};
     util_err_t err;
     CHECK(data_image_read(path, &o, &err) == NULL);
     CHECK(strstr(err.msg, "65000x65000") != NULL);
     /* A caller's tighter limit. */
     fx_path(path, sizeof path, tmp, "ok.jpg");
     CHECK(fx_write_jpeg(path, 64, 48, 3, 0) == 0);
-    data_decode_opts_t small = {0, 0, 1000};
+    data_decode_opts_t small = {0, 0, 1000, 0};
     CHECK(data_image_read(path, &small, &err) == NULL);
     CHECK(strstr(err.msg, "ok.jpg") && strstr(err.msg, "1000 pixels"));
     CHECK(data_image_read("/nonexistent/x.jpg", NULL, &err) == NULL);

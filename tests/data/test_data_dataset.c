@@ -73,7 +73,7 @@ static void test_idx_reads_gz_and_plain_files(void) {
         CHECK(im && im->w == 3 && im->h == 2 && im->c == 1 && label == 0);
         if (im) CHECK(im->pixels[0] == 10 && im->pixels[5] == 15);
         data_image_free(im);
-        data_decode_opts_t o = {3, 0, 0};
+        data_decode_opts_t o = {3, 0, 0, 0};
         im = data_dataset_load(ds, 2, &o, &label, &err);
         CHECK(im && im->c == 3 && im->pixels[3 * 4 + 1] == 24 && label == 2);
         data_image_free(im);
