@@ -1,11 +1,13 @@
-/* imgret index build|add|remove|search|stats: the item store and its FAISS
- * indexes from the command line. Items come from a feature file (imgret
- * extract): its ids, labels, uris and FC7 rows. */
+/* imgret index build|add|remove|search|stats|copy: the item store and its
+ * FAISS indexes from the command line. Items come from a feature file (imgret
+ * extract): its ids, labels, uris and FC7 rows. The store is an index
+ * folder's items.db (--dir) or a PostgreSQL database (--store URL). */
 #include "cli/cli_args.h"
 #include "cli/commands.h"
 #include "features/features.h"
 #include "index/index.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -83,7 +85,7 @@ static int search(index_t *ix, long id, const char *features, long row, int k, u
 
 /* What the subcommands' options fill in. */
 typedef struct index_args {
-    const char *dir, *features, *fc7, *code;
+    const char *dir, *store, *features, *fc7, *code;
     long id, row;
     int k;
 } index_args_t;
@@ -91,7 +93,12 @@ typedef struct index_args {
 /* clang-format off */
 #define OPT_DIR(A)                                                                                 \
     {.name = "--dir", .kind = CLI_STRING, .dst = &(A)->dir, .meta = "DIR",                         \
-     .help = "the index folder (items.db and the FAISS snapshots)", .required = 1}
+     .help = "the index folder (items.db and the FAISS snapshots);\n"                              \
+             "with --store URL: the snapshots' folder (default: none)"}
+#define OPT_STORE(A)                                                                               \
+    {.name = "--store", .kind = CLI_STRING, .dst = &(A)->store, .meta = "URL",                     \
+     .help = "the store in PostgreSQL: postgresql://[user@]host[:port]/db\n"                       \
+             "(a folder here is the same as --dir)"}
 #define OPT_FEATURES(A, HELP, REQUIRED)                                                            \
     {.name = "--features", .kind = CLI_STRING, .dst = &(A)->features, .meta = "F",                 \
      .help = (HELP), .required = (REQUIRED)}
@@ -108,7 +115,15 @@ typedef struct index_args {
 /* The work of every subcommand once its options are read: opens the index
  * in a->dir (only build creates one) and runs cmd. ids: remove's. */
 static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **ids) {
-    const char *dir = a->dir, *features = a->features;
+    const int remote = store_is_database_url(a->store);
+    const char *dir = a->store ? a->store : a->dir, *features = a->features;
+    if (!dir || (a->store && !remote && a->dir)) {
+        fprintf(stderr,
+                "imgret index %s: give --dir DIR or --store URL (see imgret index %s "
+                "--help)\n",
+                cmd, cmd);
+        return 2;
+    }
     /* Only build creates an index: elsewhere a mistyped --dir must not become
      * a new empty store. */
     char *db = cli_strdupf("%s/items.db", dir);
@@ -117,7 +132,7 @@ static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **i
         fprintf(stderr, "imgret index: out of memory\n");
         return 1;
     }
-    int missing = strcmp(cmd, "build") && stat(db, &st);
+    int missing = !remote && strcmp(cmd, "build") && stat(db, &st);
     free(db);
     if (missing) {
         fprintf(stderr, "imgret index: %s: no index there (no items.db); create one with "
@@ -128,6 +143,7 @@ static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **i
     index_options_t opt;
     index_options_default(&opt);
     opt.log = log_line;
+    if (remote) opt.snapshot_dir = a->dir;
     /* Elsewhere than build, NULL keeps what the index was built with. A new
      * index gets no code index unless asked (the features may have codes
      * that are only looked up). */
@@ -192,10 +208,11 @@ static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **i
 
 static int sub_build(int argc, char **argv) {
     index_args_t a = {0};
-    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FEATURES(&a, "the feature file (imgret extract)", 1),
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_STORE(&a),
+                              OPT_FEATURES(&a, "the feature file (imgret extract)", 1),
                               OPT_FACTORIES(&a)};
     const cli_spec_t cli =
-        SPEC("build", "--dir DIR --features F [--fc7 FACTORY] [--code FACTORY]",
+        SPEC("build", "(--dir DIR | --store URL) --features F [--fc7 FACTORY] [--code FACTORY]",
              "A new index from a feature file's ids, labels, uris and rows.", opts);
     int go = cli_parse(&cli, argc, argv, NULL);
     return go != CLI_GO ? go : index_run("build", &a, 0, NULL);
@@ -203,9 +220,10 @@ static int sub_build(int argc, char **argv) {
 
 static int sub_add(int argc, char **argv) {
     index_args_t a = {0};
-    const cli_opt_t opts[] = {
-        OPT_DIR(&a), OPT_FEATURES(&a, "the feature file (ids must be new)", 1), OPT_FACTORIES(&a)};
-    const cli_spec_t cli = SPEC("add", "--dir DIR --features F",
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_STORE(&a),
+                              OPT_FEATURES(&a, "the feature file (ids must be new)", 1),
+                              OPT_FACTORIES(&a)};
+    const cli_spec_t cli = SPEC("add", "(--dir DIR | --store URL) --features F",
                                 "Adds a feature file's items, in durable batches.", opts);
     int go = cli_parse(&cli, argc, argv, NULL);
     return go != CLI_GO ? go : index_run("add", &a, 0, NULL);
@@ -214,8 +232,8 @@ static int sub_add(int argc, char **argv) {
 static int sub_remove(int argc, char **argv) {
     index_args_t a = {0};
     int n = 0;
-    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FACTORIES(&a)};
-    cli_spec_t cli = SPEC("remove", "--dir DIR ID...",
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_STORE(&a), OPT_FACTORIES(&a)};
+    cli_spec_t cli = SPEC("remove", "(--dir DIR | --store URL) ID...",
                           "Removes items by id, all in one transaction (all or none).", opts);
     cli.args = "ID...";
     cli.min_args = 1;
@@ -228,14 +246,16 @@ static int sub_search(int argc, char **argv) {
     index_args_t a = {.id = -1, .row = -1, .k = 10};
     const cli_opt_t opts[] = {
         OPT_DIR(&a),
+        OPT_STORE(&a),
         CLI_OPT_LONG("--id", &a.id, 0, LONG_MAX, "ID", "search with a stored item's FC7"),
         OPT_FEATURES(&a, "with --row: search with a row of this feature file", 0),
         CLI_OPT_LONG("--row", &a.row, 0, LONG_MAX, "N", "the row of --features (0 first)"),
         CLI_OPT_INT("--k", &a.k, 1, INDEX_MAX_K, "K", "results (default 10)"),
         OPT_FACTORIES(&a),
     };
-    const cli_spec_t cli = SPEC("search", "--dir DIR (--id ID | --features F --row N) [--k K]",
-                                "The top-k items by FC7 (squared L2 distance).", opts);
+    const cli_spec_t cli =
+        SPEC("search", "(--dir DIR | --store URL) (--id ID | --features F --row N) [--k K]",
+             "The top-k items by FC7 (squared L2 distance).", opts);
     int go = cli_parse(&cli, argc, argv, NULL);
     if (go != CLI_GO) return go;
     const int by_id = a.id >= 0, by_row = a.features || a.row >= 0;
@@ -246,11 +266,75 @@ static int sub_search(int argc, char **argv) {
 
 static int sub_stats(int argc, char **argv) {
     index_args_t a = {0};
-    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_FACTORIES(&a)};
-    const cli_spec_t cli =
-        SPEC("stats", "--dir DIR", "Items, sequence numbers and the indexes.", opts);
+    const cli_opt_t opts[] = {OPT_DIR(&a), OPT_STORE(&a), OPT_FACTORIES(&a)};
+    const cli_spec_t cli = SPEC("stats", "(--dir DIR | --store URL)",
+                                "Items, sequence numbers and the indexes.", opts);
     int go = cli_parse(&cli, argc, argv, NULL);
     return go != CLI_GO ? go : index_run("stats", &a, 0, NULL);
+}
+
+/* A store as `copy` names it: an index folder (its items.db; the folder is
+ * created for the target) or a database URL. */
+static store_t *copy_open(const char *where, int create, int fc7_dim, int code_bits,
+                          util_err_t *err) {
+    if (store_is_database_url(where)) return store_open(where, fc7_dim, code_bits, err);
+    if (create && mkdir(where, 0777) && errno != EEXIST) {
+        util_fail(err, "%s: cannot create the folder: %s", where, strerror(errno));
+        return NULL;
+    }
+    char *db = cli_strdupf("%s/items.db", where);
+    struct stat st;
+    store_t *s = NULL;
+    if (!db)
+        util_fail(err, "out of memory");
+    else if (!create && stat(db, &st))
+        util_fail(err, "%s: no index there (no items.db)", where);
+    else
+        s = store_open(db, fc7_dim, code_bits, err);
+    free(db);
+    return s;
+}
+
+static int sub_copy(int argc, char **argv) {
+    const char *from = NULL, *to = NULL;
+    const cli_opt_t opts[] = {
+        {.name = "--from",
+         .kind = CLI_STRING,
+         .dst = &from,
+         .meta = "DIR|URL",
+         .help = "the store to copy: an index folder or a postgresql:// URL",
+         .required = 1},
+        {.name = "--to",
+         .kind = CLI_STRING,
+         .dst = &to,
+         .meta = "DIR|URL",
+         .help = "an empty (or new) store of the other backend, or the same",
+         .required = 1},
+    };
+    const cli_spec_t cli =
+        SPEC("copy", "--from DIR|URL --to DIR|URL",
+             "Copies every item (same ids, labels, uris, vectors, codes) and the index\n"
+             "settings from one store to another, e.g. SQLite to PostgreSQL, then checks\n"
+             "both counts. The target's FAISS snapshots are built at its first open.",
+             opts);
+    int go = cli_parse(&cli, argc, argv, NULL);
+    if (go != CLI_GO) return go;
+    util_err_t err = {{0}};
+    int64_t copied = 0;
+    store_t *src = copy_open(from, 0, 0, 0, &err), *dst = NULL;
+    if (src) dst = copy_open(to, 1, store_fc7_dim(src), store_code_bits(src), &err);
+    int rc = src && dst ? store_copy(src, dst, &copied, &err) : -1;
+    char a[1024], b[1024];
+    store_redact_url(from, a, sizeof a);
+    store_redact_url(to, b, sizeof b);
+    if (rc == 0)
+        printf("copied %lld items from %s to %s (both hold %lld)\n", (long long)copied, a, b,
+               (long long)copied);
+    else
+        fprintf(stderr, "imgret index copy: %s\n", err.msg);
+    store_free(dst);
+    store_free(src);
+    return rc ? 1 : 0;
 }
 
 static const cli_command_t subcommands[] = {
@@ -259,6 +343,7 @@ static const cli_command_t subcommands[] = {
     {"remove", "remove items by id", sub_remove},
     {"search", "top-k by FC7 (squared L2) of a stored item or a feature row", sub_search},
     {"stats", "items, sequence numbers, indexes", sub_stats},
+    {"copy", "copy a store to another (SQLite <-> PostgreSQL)", sub_copy},
 };
 
 int cmd_index(int argc, char **argv) {

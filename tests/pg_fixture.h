@@ -99,6 +99,14 @@ static inline void pgfx_cleanup(void) {
     pgfx_sh("rm -rf %s%s", pgfx.dir, "");
 }
 
+/* A test that crashes or is killed by ctest's timeout must not leave a
+ * server running: stop it, then die of the same signal. */
+static inline void pgfx_on_signal(int sig) {
+    pgfx_cleanup();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
 /* Starts the program's cluster (once). 0 ok, -1 failed (with a message). */
 static inline int pgfx_start(void) {
     if (pgfx.started) return 0;
@@ -120,6 +128,9 @@ static inline int pgfx_start(void) {
     chmod(pgfx.dir, 0755); /* the socket must be reachable by the test */
     pgfx.started = 1;
     atexit(pgfx_cleanup);
+    const int sigs[] = {SIGSEGV, SIGABRT, SIGBUS, SIGFPE, SIGTERM, SIGINT};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++)
+        signal(sigs[i], pgfx_on_signal);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s%s/initdb -D %s/data -U postgres -A trust -E UTF8 --no-locale >%s/initdb.log 2>&1",
