@@ -6,7 +6,10 @@
 #   N     photos (default 256), generated once under build/bench-extract/
 #   REPS  timed passes each side after one warm-up (default 3); medians
 # Environment: THREADS (default nproc), BATCH (64), SIZE (1600x1200; every
-# fourth photo is portrait), QUALITY (JPEG, 90).
+# fourth photo is portrait), QUALITY (JPEG, 90), BUILD (build/release).
+# The header (bench/cpuinfo.h, bench/torch_cpu.py) says what each side runs
+# on; "of floor" is img/s over the forward pass's GEMM floor (FLOPs at the
+# 2048^3 sgemm rate measured at the start on the same threads).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-256}
@@ -16,13 +19,14 @@ batch=${BATCH:-64}
 size=${SIZE:-1600x1200}
 quality=${QUALITY:-90}
 mean=(123.68 116.78 103.94) # ImageNet's mean pixel, RGB: both sides subtract it
-cmake -S . -B build/release -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build/release -j"$(nproc)" --target imgret bench_extract_model >/dev/null
+build=${BUILD:-build/release}
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build "$build" -j"$(nproc)" --target imgret bench_extract_model bench_cpuinfo >/dev/null
 work=build/bench-extract
 photos=$work/photos-$size-q$quality
 model=$work/alexnet-random.imgret
 mkdir -p "$work"
-[ -f "$model" ] || build/release/bench/bench_extract_model "$model" "${mean[@]}"
+[ -f "$model" ] || "$build/bench/bench_extract_model" "$model" "${mean[@]}"
 kib=$(/usr/bin/python3 bench/extract_photos.py "$photos" "$n" "$size" "$quality")
 list=$photos/list-$n.txt
 out=$(mktemp -d)
@@ -34,6 +38,9 @@ echo "paper AlexNet (227x227x3, groups, LRN, random weights), FC7 after ReLU; $n
   "$(cut -d' ' -f1-3 /proc/loadavg)"
 echo "imgret: $threads decode threads (--threads) + OMP_NUM_THREADS=$threads;" \
   "pytorch: DataLoader num_workers=$threads + torch.set_num_threads($threads)"
+OMP_NUM_THREADS=$threads "$build/bench/bench_cpuinfo" "$threads" | tee "$out/cpuinfo"
+/usr/bin/python3 bench/torch_cpu.py "$threads"
+floor=$(sed -n 's/^floor infer_b64_img_s: //p' "$out/cpuinfo")
 
 # imgret: the whole `imgret extract` command into a fresh feature file. Its
 # figure is the extraction time it reports (from after the model is loaded
@@ -43,7 +50,7 @@ imgret_pass() {
   rm -f "$out/imgret.feat"
   local t0 t1
   t0=$(date +%s.%N)
-  OMP_NUM_THREADS=$threads build/release/cli/imgret extract --model "$model" --images "$list" \
+  OMP_NUM_THREADS=$threads "$build/cli/imgret" extract --model "$model" --images "$list" \
     -o "$out/imgret.feat" --batch "$batch" --threads "$threads" 2>"$out/imgret.log" ||
     { cat "$out/imgret.log" >&2; exit 1; }
   t1=$(date +%s.%N)
@@ -73,14 +80,16 @@ done
 /usr/bin/python3 bench/extract_torch.py "$list" "$batch" "$threads" "$reps" "${mean[@]}" \
   >"$out/torch"
 echo
-sort -n "$out/imgret" | awk -v peer="$(awk '$1 == "extract_img_s" { print $2 }' "$out/torch")" '
+sort -n "$out/imgret" | awk -v peer="$(awk '$1 == "extract_img_s" { print $2 }' "$out/torch")" \
+  -v floor="$floor" '
   { rate[NR] = $1; wall[NR] = $2 }
   END {
     m = NR % 2 ? rate[(NR + 1) / 2] : (rate[NR / 2] + rate[NR / 2 + 1]) / 2
-    printf "| %-13s | %10s | %10s | %-22s |\n", "figure", "imgret", "pytorch", "ratio"
-    printf "|---------------|------------|------------|------------------------|\n"
-    printf "| %-13s | %10.1f | %10.1f | %-22s |\n", "extract img/s", m, peer,
-      sprintf("%.2fx (speed, higher)", m / peer)
+    printf "| %-13s | %10s | %10s | %-22s | %8s | %15s | %16s |\n", "figure", "imgret", "pytorch",
+      "ratio", "floor", "imgret of floor", "pytorch of floor"
+    printf "|---------------|------------|------------|------------------------|----------|-----------------|------------------|\n"
+    printf "| %-13s | %10.1f | %10.1f | %-22s | %8.1f | %15.2f | %16.2f |\n", "extract img/s", m,
+      peer, sprintf("%.2fx (speed, higher)", m / peer), floor, m / floor, peer / floor
   }'
 echo "imgret whole command (process start, model load, extraction, close), median:" \
   "$(sort -n -k2 "$out/imgret" | awk '{ w[NR] = $2 } END { print (NR % 2 ? w[(NR + 1) / 2] : (w[NR / 2] + w[NR / 2 + 1]) / 2) }') s"

@@ -19,6 +19,9 @@ OUT=$2
 AE_LIMIT=${3:-10000}
 IMGRET=${IMGRET:-build/release/cli/imgret}
 mkdir -p "$OUT"
+# What the extraction runs on (bench/cpuinfo.h): bench_cpuinfo of imgret's build.
+cpuinfo=${CPUINFO:-$(dirname "$IMGRET")/../bench/bench_cpuinfo}
+if [ -x "$cpuinfo" ]; then "$cpuinfo"; else echo "no $cpuinfo (target bench_cpuinfo; or CPUINFO=)" >&2; fi
 # Both extractions resume where an interrupted run stopped.
 "$IMGRET" extract --model "$MODEL" --data fashion-mnist-test -o "$OUT/test.feat"
 "$IMGRET" extract --model "$MODEL" --data fashion-mnist -o "$OUT/train.feat"

@@ -13,7 +13,12 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 build=${2:-build/release}
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$build" -j"$(nproc)" --target imgret server_fixture bench_server_load >/dev/null
+cmake --build "$build" -j"$(nproc)" --target imgret server_fixture bench_server_load bench_cpuinfo \
+  >/dev/null
+# The CPU, the kernel path, the sgemm rate and the GEMM floors (bench/
+# cpuinfo.h); this load searches and adds by vector and id, so the net
+# floors bound nothing in its table.
+"$build/bench/bench_cpuinfo" "${THREADS:-2}"
 work=$(mktemp -d "${TMPDIR:-/tmp}/imgret-bench-server-XXXXXX")
 trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 "$build/tests/server/server_fixture" "$work" 4096 >/dev/null

@@ -1,14 +1,18 @@
 /* bench: imgret's own sgemm of the chosen kernel path (AVX-512 or AVX2;
- * IMGRET_SGEMM picks one) beside OpenBLAS's, one thread each, on the shapes the paper's AlexNet convolutions run per image
- * and group: the forward pass (NN: weights x columns), the weight gradient
- * (NT: dy x columns^T) and the column gradient (TN: weights^T x dy).
+ * IMGRET_SGEMM picks one) beside OpenBLAS's, one thread each, on the shapes the paper's AlexNet
+ * convolutions run per image and group: the forward pass (NN: weights x columns), the weight
+ * gradient (NT: dy x columns^T) and the column gradient (TN: weights^T x dy).
  *
  *   bench_sgemm [REPS]
  *
  * One line per shape: GFLOP/s of each (best of REPS calls after a warm-up:
- * the machine is shared, and the best is the least disturbed) and own/blas. */
+ * the machine is shared, and the best is the least disturbed) and own/blas,
+ * after bench/cpuinfo.h's header (the CPU, the path, the 2048^3 rates on
+ * OpenMP's threads and the floors). */
+#include "bench/cpuinfo.h"
 #include "model/internal.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -66,7 +70,9 @@ int main(int argc, char **argv) {
                      : err.msg);
         return 1;
     }
-    printf("kernel path: %s\n", path);
+    bench_floor_t floors[8];
+    if (bench_cpu_header(stdout, omp_get_max_threads(), floors, 8) < 0) return 1;
+    printf("the shapes below: one thread each\n");
     openblas_set_num_threads(1);
     util_rng_t rng;
     util_rng_seed(&rng, 7);
