@@ -31,8 +31,8 @@ static void copy_file(const char *from, const char *to) {
 
 /* Kill points: when the temporary file holds these fractions (in eighths) of
  * the new file's size, some with a delay into the flush, fsync and rename. */
-static const int kill_eighths[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 8, 4, 0};
-static const long kill_delay_us[] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 3000, 1500, 500};
+static const int kill_eighths[] = {0, 1, 3, 5, 7, 8, 8, 4};
+static const long kill_delay_us[] = {0, 0, 0, 0, 0, 0, 3000, 1500};
 #define N_KILLS ((int)(sizeof kill_eighths / sizeof kill_eighths[0]))
 
 /* Writes the old file to target, then for each kill point runs write(arg)
