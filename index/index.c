@@ -45,6 +45,7 @@ struct index {
     pthread_rwlock_t lock;      /* searches read; writes and rebuilds write */
     pthread_mutex_t snap_lock;  /* one snapshot at a time */
     int64_t changes_since_snapshot;
+    int64_t seen_seq; /* the store's last seq as last followed (no index open) */
     char opened_from[160];
 };
 
@@ -692,9 +693,37 @@ int index_get(index_t *ix, int64_t id, store_record_t *out, util_err_t *err) {
     return store_get(ix->store, id, out, err);
 }
 
+static int64_t applied_locked(index_t *ix) {
+    int64_t a = INT64_MAX;
+    for (int k = 0; k < 2; k++)
+        if (ix->slot[k].factory[0] && ix->slot[k].applied_seq < a) a = ix->slot[k].applied_seq;
+    return a == INT64_MAX ? ix->seen_seq : a;
+}
+
+int64_t index_applied_seq(index_t *ix) {
+    pthread_rwlock_rdlock(&ix->lock);
+    int64_t a = applied_locked(ix);
+    pthread_rwlock_unlock(&ix->lock);
+    return a;
+}
+
+int64_t index_follow(index_t *ix, util_err_t *err) {
+    /* Nothing new (the usual case when woken by a timeout): no write lock. */
+    int64_t last = store_last_seq(ix->store, err);
+    if (last < 0) return -1;
+    if (last == index_applied_seq(ix)) return last;
+    pthread_rwlock_wrlock(&ix->lock);
+    int rc = catch_up_locked(ix, err);
+    if (!rc && ix->seen_seq < last) ix->seen_seq = last;
+    int64_t a = applied_locked(ix);
+    pthread_rwlock_unlock(&ix->lock);
+    return rc ? -1 : a;
+}
+
 int index_stats(index_t *ix, index_stats_t *st, util_err_t *err) {
     memset(st, 0, sizeof *st);
     pthread_rwlock_rdlock(&ix->lock);
+    st->applied_seq = applied_locked(ix);
     st->items = store_count(ix->store, err);
     st->seq = st->items < 0 ? -1 : store_last_seq(ix->store, err);
     st->fc7_dim = ix->slot[0].dim;

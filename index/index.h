@@ -139,6 +139,14 @@ int store_changes(store_t *store, int64_t after_seq, store_change_t **changes, s
  * only by snapshots older than that). */
 int store_trim_changes(store_t *store, int64_t upto_seq, util_err_t *err);
 
+/* Waits up to timeout_ms (>= 0) until the store holds a change after
+ * after_seq, made by any process: 1 when it does, 0 at the timeout, -1 on
+ * error. PostgreSQL wakes it by LISTEN/NOTIFY on a connection of its own,
+ * and polls last_seq as well (at least once a second), since a listener
+ * that lost its connection never gets the notifications it missed; SQLite
+ * polls (every 20 ms). */
+int store_wait_change(store_t *store, int64_t after_seq, int timeout_ms, util_err_t *err);
+
 /* Copies every item of `from` into `to` (an empty store of the same shapes;
  * either backend) with the same ids, labels, uris, vectors and codes, in
  * batches of one transaction each, and the index settings; then checks that
@@ -248,9 +256,25 @@ int index_snapshot(index_t *ix, util_err_t *err);
  * IVF when it has enough vectors). */
 int index_rebuild(index_t *ix, util_err_t *err);
 
+/* Brings the in-memory indexes up to the store's state, as another process
+ * (a replica's peers) wrote it: replays the change log since what they
+ * reflect, or rebuilds when the log no longer covers it. Returns the
+ * sequence number now applied (index_applied_seq), or -1 with err set (the
+ * indexes keep answering from what they hold). A replica calls it after
+ * store_wait_change(index_store(ix), index_applied_seq(ix), ...) says there
+ * is something new. */
+int64_t index_follow(index_t *ix, util_err_t *err);
+
+/* The store sequence number every open index reflects (the least of them;
+ * with no index open, the store's as last seen). A search sees every change
+ * up to it. */
+int64_t index_applied_seq(index_t *ix);
+
 typedef struct index_stats {
     int64_t items;        /* in the store */
     int64_t seq;          /* store's last sequence number */
+    int64_t applied_seq;  /* what the indexes reflect (index_applied_seq);
+                             seq - applied_seq is this process's lag */
     int64_t snapshot_seq; /* sequence number of the last snapshot written or
                              loaded; -1 when none */
     int fc7_dim, code_bits;

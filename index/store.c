@@ -238,6 +238,31 @@ int store_trim_changes(store_t *s, int64_t upto_seq, util_err_t *err) {
     return s->ops->trim_changes(s, upto_seq, err);
 }
 
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int64_t now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int store_wait_change(store_t *s, int64_t after_seq, int timeout_ms, util_err_t *err) {
+    if (timeout_ms < 0) return util_fail_kind(err, UTIL_ERR_INVALID, "store: negative timeout");
+    if (s->ops->wait_change) return s->ops->wait_change(s, after_seq, timeout_ms, err);
+    const int64_t end = now_ms() + timeout_ms;
+    for (;;) {
+        int64_t last = store_last_seq(s, err);
+        if (last < 0) return -1;
+        if (last > after_seq) return 1;
+        int64_t left = end - now_ms();
+        if (left <= 0) return 0;
+        sleep_ms(left < 20 ? (int)left : 20);
+    }
+}
+
 /* ---- copy ---- */
 
 typedef struct copy_ctx {

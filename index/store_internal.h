@@ -47,6 +47,9 @@ struct store_ops {
     int (*changes)(store_t *s, int64_t after_seq, store_change_t **changes, size_t *n,
                    int64_t *oldest_seq, util_err_t *err);
     int (*trim_changes)(store_t *s, int64_t upto_seq, util_err_t *err);
+    /* Waits up to timeout_ms for a change after after_seq: 1 when there is
+     * one, 0 at the timeout. NULL: store.c polls last_seq instead. */
+    int (*wait_change)(store_t *s, int64_t after_seq, int timeout_ms, util_err_t *err);
 };
 
 extern const store_ops_t store_sqlite_ops;

@@ -36,20 +36,26 @@
 
 #include <arpa/inet.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define STORE_FORMAT "imgret-store-1"
 #define SCHEMA_LOCK "7305424917120475425" /* pg_advisory_xact_lock key: schema creation */
 #define SCAN_FETCH "1000"                 /* rows per FETCH of a scan */
+#define POLL_MS 1000                      /* a follower re-reads last_seq at least this often */
 
 typedef struct pg {
     store_t b;
     PGconn *conn;
     pthread_mutex_t lock;
-    int prepared; /* the statements below exist on this connection */
+    int prepared;   /* the statements below exist on this connection */
+    char *url;      /* as given (with its password): for the listening connection */
+    PGconn *listen; /* LISTEN imgret_changes; NULL until the first wait */
+    pthread_mutex_t listen_lock;
 } pg_t;
 
 /* ---- errors ---- */
@@ -180,7 +186,10 @@ static void pg_close(store_t *bs) {
     pg_t *s = (pg_t *)bs;
     if (!s) return;
     PQfinish(s->conn);
+    PQfinish(s->listen);
     pthread_mutex_destroy(&s->lock);
+    pthread_mutex_destroy(&s->listen_lock);
+    free(s->url);
     free(s);
 }
 
@@ -295,7 +304,13 @@ static store_t *pg_open(const char *url, int fc7_dim, int code_bits, const char 
         return NULL;
     }
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->listen_lock, NULL);
     store_redact_url(url, s->b.name, sizeof s->b.name);
+    if (!(s->url = strdup(url))) {
+        util_fail_kind(err, UTIL_ERR_LIMIT, "store: out of memory");
+        pg_close(&s->b);
+        return NULL;
+    }
     /* A connect_timeout the URL does not set: a database host that does not
      * answer fails the open instead of hanging it (keywords after dbname
      * would override the URL's own). */
@@ -700,6 +715,63 @@ static int pg_trim_changes(store_t *bs, int64_t upto_seq, util_err_t *err) {
     return ret;
 }
 
+/* ---- following ---- */
+
+/* (Re)opens the listening connection; 0 when it listens. */
+static int listen_open(pg_t *s) {
+    if (s->listen && PQstatus(s->listen) == CONNECTION_OK) return 0;
+    PQfinish(s->listen);
+    const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+    const char *vals[] = {"10", "imgret-listen", s->url, NULL};
+    s->listen = PQconnectdbParams(keys, vals, 1);
+    if (!s->listen || PQstatus(s->listen) != CONNECTION_OK) return -1;
+    PQsetNoticeProcessor(s->listen, quiet, NULL);
+    PGresult *r = PQexec(s->listen, "LISTEN imgret_changes");
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+static int64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Sleeps until a notification arrives on the listening connection or
+ * ms pass; without a working listener, just sleeps (the polling fallback). */
+static void listen_wait(pg_t *s, int ms) {
+    pthread_mutex_lock(&s->listen_lock);
+    if (listen_open(s) == 0) {
+        struct pollfd p = {.fd = PQsocket(s->listen), .events = POLLIN};
+        if (p.fd >= 0 && poll(&p, 1, ms) > 0) {
+            PQconsumeInput(s->listen);
+            PGnotify *n;
+            while ((n = PQnotifies(s->listen)))
+                PQfreemem(n);
+        }
+        pthread_mutex_unlock(&s->listen_lock);
+        return;
+    }
+    pthread_mutex_unlock(&s->listen_lock);
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static int pg_wait_change(store_t *bs, int64_t after_seq, int timeout_ms, util_err_t *err) {
+    pg_t *s = (pg_t *)bs;
+    const int64_t end = mono_ms() + timeout_ms;
+    for (;;) {
+        /* last_seq is the truth; the notification only says when to look. */
+        int64_t last = pg_last_seq(bs, err);
+        if (last < 0) return -1;
+        if (last > after_seq) return 1;
+        int64_t left = end - mono_ms();
+        if (left <= 0) return 0;
+        listen_wait(s, left < POLL_MS ? (int)left : POLL_MS);
+    }
+}
+
 const store_ops_t store_pg_ops = {
     .backend = "postgresql",
     .open = pg_open,
@@ -714,4 +786,5 @@ const store_ops_t store_pg_ops = {
     .scan = pg_scan,
     .changes = pg_changes,
     .trim_changes = pg_trim_changes,
+    .wait_change = pg_wait_change,
 };

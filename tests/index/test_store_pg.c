@@ -331,6 +331,106 @@ static void test_copy_sqlite_to_postgresql_and_back_round_trips(void) {
     fx_rmdir(dir);
 }
 
+/* ---- replicas: indexes following one database ---- */
+
+/* A writer process: opens an index on url and adds items first..first+n-1
+ * (one Add each); exits 0 when all were acknowledged. */
+static pid_t start_index_writer(const char *url, int64_t first, int n) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid) return pid;
+    pgfx.started = 0;
+    util_err_t err;
+    index_t *ix = index_open(url, NULL, &err);
+    if (!ix) _exit(3);
+    for (int i = 0; i < n; i++) {
+        float v[D];
+        uint8_t c[CB / 8];
+        item_vec(first + i, v, c);
+        store_item_t it = {.id = first + i, .fc7 = v};
+        if (index_add(ix, &it, 1, &err)) _exit(4);
+    }
+    index_free(ix);
+    _exit(0);
+}
+
+/* Follows until the index has applied `seq` or 10 s pass; the wait in ms. */
+static int64_t follow_until(index_t *ix, int64_t seq) {
+    util_err_t err;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 100 && index_applied_seq(ix) < seq; i++) {
+        if (store_wait_change(index_store(ix), index_applied_seq(ix), 100, &err) < 0) continue;
+        index_follow(ix, &err);
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    return (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+}
+
+static int finds_itself(index_t *ix, int64_t id) {
+    float v[D];
+    uint8_t c[CB / 8];
+    item_vec(id, v, c);
+    index_hit_t hit;
+    util_err_t err;
+    return index_search_fc7(ix, v, 1, D, 1, &hit, &err) == 0 && hit.id == id && hit.distance == 0;
+}
+
+static void test_index_replicas_follow_the_log(void) {
+    char url[600];
+    if (pgfx_new_db(url, sizeof url)) return;
+    util_err_t err;
+    index_options_t o;
+    index_options_default(&o);
+    o.fc7_dim = D;
+    index_t *b = index_open(url, &o, &err);
+    CHECK_MSG(b != NULL, "%s", b ? "" : err.msg);
+    if (!b) return;
+    CHECK(index_applied_seq(b) == 0);
+    /* Another process adds; this replica is woken (NOTIFY) and applies it. */
+    int st;
+    pid_t w = start_index_writer(url, 100, 20);
+    waitpid(w, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    follow_until(b, 20);
+    CHECK_MSG(index_applied_seq(b) == 20, "applied %" PRId64, index_applied_seq(b));
+    CHECK(finds_itself(b, 100) && finds_itself(b, 119));
+    index_stats_t s;
+    CHECK(index_stats(b, &s, &err) == 0 && s.seq == 20 && s.applied_seq == 20);
+
+    /* The database ends the listening connection: the replica still
+     * converges, by polling, and listens again. */
+    char db[64];
+    snprintf(db, sizeof db, "%s", strstr(url, ":///") + 4);
+    *strchr(db, '?') = 0;
+    CHECK(pgfx_exec(db, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE"
+                        " application_name = 'imgret-listen'") == 0);
+    w = start_index_writer(url, 200, 5);
+    waitpid(w, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    follow_until(b, 25);
+    CHECK(index_applied_seq(b) == 25 && finds_itself(b, 204));
+
+    /* A replica that was down (closed, items added meanwhile) catches up at
+     * its next open; its own Adds are seen by the other at once. */
+    index_free(b);
+    w = start_index_writer(url, 300, 5);
+    waitpid(w, &st, 0);
+    b = index_open(url, &o, &err);
+    CHECK(b && index_applied_seq(b) == 30 && finds_itself(b, 304));
+    index_t *a = index_open(url, &o, &err);
+    float v[D];
+    uint8_t c[CB / 8];
+    item_vec(400, v, c);
+    store_item_t it = {.id = 400, .fc7 = v};
+    CHECK(a && index_add(a, &it, 1, &err) == 0 && it.seq == 31);
+    int64_t waited = follow_until(b, it.seq);
+    CHECK(index_applied_seq(b) == 31 && finds_itself(b, 400));
+    CHECK_MSG(waited < 900, "woken after %" PRId64 " ms: the notification did not wake it", waited);
+    index_free(a);
+    index_free(b);
+}
+
 /* ---- imgret index on PostgreSQL ---- */
 
 static void write_features(const char *path, size_t n, int64_t first_id) {
@@ -418,6 +518,7 @@ int main(int argc, char **argv) {
         T(test_writer_killed_mid_add_leaves_none_of_it),
         T(test_database_killed_mid_add_then_down_then_back),
         T(test_copy_sqlite_to_postgresql_and_back_round_trips),
+        T(test_index_replicas_follow_the_log),
         T(test_index_commands_and_copy_on_postgresql),
     };
     int rc = test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);
