@@ -4,7 +4,7 @@
 #include <string.h>
 
 cli_data_args_t cli_data_args_defaults(void) {
-    cli_data_args_t a = {"fashion-mnist", NULL, 0, 0, 0};
+    cli_data_args_t a = {"fashion-mnist", NULL, 0, 0, 0, 0};
     return a;
 }
 
@@ -28,12 +28,14 @@ static data_dataset_t *limit(data_dataset_t *all, long n, util_err_t *err) {
 int cli_open_data(const cli_data_args_t *a, cli_dataset_t *d, util_err_t *err) {
     memset(d, 0, sizeof *d);
     if (!(d->train_all = cli_open_dataset(a->data, err))) return -1;
+    data_dataset_set_raw_orientation(d->train_all, a->raw_orientation);
     if (!(d->train = limit(d->train_all, a->limit, err))) goto fail;
     const char *val = a->val;
     if (!val && !strcmp(a->data, "fashion-mnist")) val = "fashion-mnist-test";
     if (a->no_val) val = NULL;
     if (val) {
         if (!(d->val_all = cli_open_dataset(val, err))) goto fail;
+        data_dataset_set_raw_orientation(d->val_all, a->raw_orientation);
         if (!(d->val = limit(d->val_all, a->val_limit, err))) goto fail;
     }
     int channels = data_dataset_channels(d->train);

@@ -11,12 +11,17 @@
 data_dataset_t *cli_open_dataset(const char *spec, util_err_t *err);
 
 typedef struct cli_data_args {
-    const char *data; /* a cli_open_dataset name */
-    const char *val;  /* same; NULL: fashion-mnist-test when data is fashion-mnist */
-    long limit;       /* > 0: the first `limit` training items only */
-    long val_limit;   /* > 0: the first `val_limit` validation items only */
-    int no_val;       /* open no validation set */
+    const char *data;    /* a cli_open_dataset name */
+    const char *val;     /* same; NULL: fashion-mnist-test when data is fashion-mnist */
+    long limit;          /* > 0: the first `limit` training items only */
+    long val_limit;      /* > 0: the first `val_limit` validation items only */
+    int no_val;          /* open no validation set */
+    int raw_orientation; /* --raw-orientation: images as stored, EXIF orientation ignored */
 } cli_data_args_t;
+
+/* The --raw-orientation option of every command that reads image files. */
+#define CLI_RAW_ORIENTATION_HELP                                                                   \
+    "keep each image as stored (default: turned upright by its EXIF orientation)"
 
 cli_data_args_t cli_data_args_defaults(void);
 

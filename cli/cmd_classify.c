@@ -10,7 +10,7 @@
 
 int cmd_classify(int argc, char **argv) {
     const char *model = NULL;
-    int center = 0, n_images = 0;
+    int center = 0, n_images = 0, raw_orientation = 0;
     cli_device_args_t dev = {0};
     const cli_opt_t opts[] = {
         {.name = "--model",
@@ -20,6 +20,7 @@ int cmd_classify(int argc, char **argv) {
          .help = "model file",
          .required = 1},
         CLI_OPT_FLAG("--center", &center, "the centre crop only (default: ten crops averaged)"),
+        CLI_OPT_FLAG("--raw-orientation", &raw_orientation, CLI_RAW_ORIENTATION_HELP),
         CLI_OPTS_DEVICE(&dev),
     };
     const cli_spec_t cli = {.command = "classify",
@@ -53,7 +54,8 @@ int cmd_classify(int argc, char **argv) {
     int failures = 0;
     for (int i = first_image; i < argc; i++) {
         /* Decoded and prepared as extraction and the server do it. */
-        const data_decode_opts_t dopt = data_prep_decode_opts(&in.prep, 0);
+        data_decode_opts_t dopt = data_prep_decode_opts(&in.prep, 0);
+        dopt.raw_orientation = raw_orientation;
         data_image_t *raw = data_image_read(argv[i], &dopt, &err), *im = NULL;
         int crops = ten ? DATA_TEN_CROPS : 1;
         if (!raw || !(im = data_prep_image(raw, &in.prep, &err)) ||

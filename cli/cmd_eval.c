@@ -12,7 +12,7 @@
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *data = "fashion-mnist-test";
     long limit = 0;
-    int batch = 100;
+    int batch = 100, raw_orientation = 0;
     cli_device_args_t dev = {0};
     const cli_opt_t opts[] = {
         {.name = "--model",
@@ -25,6 +25,7 @@ int cmd_eval(int argc, char **argv) {
                        "fashion-mnist-test (default), fashion-mnist, folder:DIR, list:FILE"),
         CLI_OPT_LONG("--limit", &limit, 0, LONG_MAX, "N", "the first N images only (0: all)"),
         CLI_OPT_INT("--batch", &batch, 10, 65536, "N", "images per pass (default 100)"),
+        CLI_OPT_FLAG("--raw-orientation", &raw_orientation, CLI_RAW_ORIENTATION_HELP),
         CLI_OPTS_DEVICE(&dev),
     };
     const cli_spec_t cli = {.command = "eval",
@@ -45,6 +46,7 @@ int cmd_eval(int argc, char **argv) {
         !(net = model_net_create_from_file_on(mf, batch, &pl, &err)))
         goto out;
     if (!(all = cli_open_dataset(data, &err))) goto out;
+    data_dataset_set_raw_orientation(all, raw_orientation);
     ds = all;
     if (limit > 0 && (size_t)limit < data_dataset_count(all) &&
         !(ds = data_dataset_subset(all, 0, (size_t)limit, &err)))

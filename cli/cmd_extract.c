@@ -51,7 +51,8 @@ static void on_skip(void *p, size_t item, const char *message) {
 
 /* The extraction itself: 0 when every item was processed, 1 otherwise. */
 static int extract(const char *model, const char *data, const char *out, const char *layer,
-                   long limit, int batch, int threads, const cli_device_args_t *dev) {
+                   long limit, int batch, int threads, int raw_orientation,
+                   const cli_device_args_t *dev) {
     util_err_t err;
     model_placement_t pl;
     model_file_t *mf = cli_placement(dev, &pl, &err) ? NULL : model_file_load(model, &err);
@@ -60,6 +61,7 @@ static int extract(const char *model, const char *data, const char *out, const c
         return 1;
     }
     data_dataset_t *all = cli_open_dataset(data, &err), *ds = all;
+    if (all) data_dataset_set_raw_orientation(all, raw_orientation);
     if (all && limit > 0 && (size_t)limit < data_dataset_count(all))
         ds = data_dataset_subset(all, 0, (size_t)limit, &err);
     feat_extractor_t *ex = ds ? feat_extractor_create_on(mf, batch, layer, &pl, &err) : NULL;
@@ -98,7 +100,7 @@ static int extract(const char *model, const char *data, const char *out, const c
 int cmd_extract(int argc, char **argv) {
     const char *model = NULL, *data = NULL, *images = NULL, *out = NULL, *layer = NULL;
     long limit = 0;
-    int batch = 128, threads = 2;
+    int batch = 128, threads = 2, raw_orientation = 0;
     cli_device_args_t dev = {0};
     const cli_opt_t opts[] = {
         {.name = "--model",
@@ -113,6 +115,7 @@ int cmd_extract(int argc, char **argv) {
         CLI_OPT_STRING("--images", &images, "LIST",
                        "a list file: one 'path label' per line (same as list:LIST)"),
         CLI_OPT_LONG("--limit", &limit, 0, LONG_MAX, "N", "the first N items only (0: all)"),
+        CLI_OPT_FLAG("--raw-orientation", &raw_orientation, CLI_RAW_ORIENTATION_HELP),
         {.name = "-o",
          .alias = "--output",
          .kind = CLI_STRING,
@@ -139,7 +142,7 @@ int cmd_extract(int argc, char **argv) {
         return 1;
     }
     if (list_spec) data = list_spec;
-    int status = extract(model, data, out, layer, limit, batch, threads, &dev);
+    int status = extract(model, data, out, layer, limit, batch, threads, raw_orientation, &dev);
     free(list_spec);
     return status;
 }

@@ -18,6 +18,7 @@ int cmd_stats(int argc, char **argv) {
         CLI_OPT_STRING("--data", &da.data, "SPEC",
                        "fashion-mnist (default), folder:DIR, list:FILE"),
         CLI_OPT_LONG("--limit", &da.limit, 0, LONG_MAX, "N", "the first N images only (0: all)"),
+        CLI_OPT_FLAG("--raw-orientation", &da.raw_orientation, CLI_RAW_ORIENTATION_HELP),
         CLI_OPT_STRING("--model", &model, "FILE", "store the statistics in this model file"),
     };
     const cli_spec_t cli = {.command = "stats",

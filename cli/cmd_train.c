@@ -157,6 +157,7 @@ int cmd_train(int argc, char **argv) {
                        "fashion-mnist (default), folder:DIR, list:FILE"),
         CLI_OPT_STRING("--val", &da.val, "SPEC",
                        "validation set (default: the test split of fashion-mnist)"),
+        CLI_OPT_FLAG("--raw-orientation", &da.raw_orientation, CLI_RAW_ORIENTATION_HELP),
         CLI_OPT_STRING("--net", &net_name, "NAME",
                        "alexnet | alexnet-small (default for small images)"),
         CLI_OPT_INT("--epochs", &o.epochs, 1, 100000, "N", "(default 30)"),
