@@ -372,6 +372,77 @@ static void test_memory_dataset_and_subset(void) {
     data_dataset_free(NULL);
 }
 
+/* A JPEG whose EXIF (APP1, big-endian TIFF, IFD0 holding only the
+ * orientation tag) says `orientation`; *len its size. Caller frees. */
+static uint8_t *jpeg_with_orientation(int w, int h, int orientation, size_t *len) {
+    data_image_t *im = fx_pattern(w, h, 3, 1);
+    uint8_t *jpg;
+    size_t n;
+    if (data_encode_jpeg(im, 90, &jpg, &n, NULL)) abort();
+    data_image_free(im);
+    static const uint8_t app1_head[] = {0xff, 0xe1, 0, 34, 'E', 'x', 'i', 'f', 0, 0,
+                                        'M',  'M',  0, 42, 0,   0,   0,   8,   0, 1,
+                                        0x01, 0x12, 0, 3,  0,   0,   0,   1};
+    uint8_t *out = malloc(n + 36);
+    if (!out) abort();
+    memcpy(out, jpg, 2);
+    memcpy(out + 2, app1_head, sizeof app1_head);
+    uint8_t *v = out + 2 + sizeof app1_head;
+    v[0] = 0, v[1] = (uint8_t)orientation, v[2] = v[3] = 0; /* value, padding */
+    memset(v + 4, 0, 4);                                    /* no next IFD */
+    memcpy(v + 8, jpg + 2, n - 2);
+    *len = 2 + sizeof app1_head + 8 + n - 2;
+    free(jpg);
+    return out;
+}
+
+static void test_folder_dataset_picks_images_by_content(void) {
+    char root[4096];
+    fx_path(root, sizeof root, tmp, "by-content");
+    mkdir(root, 0755);
+    fx_mkdir(root, "cls");
+    char p[4096];
+    size_t len;
+    uint8_t *jpg = jpeg_with_orientation(24, 16, 6, &len);
+    fx_path(p, sizeof p, root, "cls/photo"); /* a JPEG without an extension */
+    fx_write(p, jpg, len);
+    fx_path(p, sizeof p, root, "cls/scan.dat"); /* a PNG with the wrong one */
+    data_image_t *im = fx_pattern(10, 12, 1, 0);
+    CHECK(data_image_write_png(im, p, NULL) == 0);
+    data_image_free(im);
+    fx_path(p, sizeof p, root, "cls/notes.txt");
+    fx_write(p, "not an image", 12);
+    fx_path(p, sizeof p, root, "cls/empty");
+    fx_write(p, "", 0);
+    util_err_t err;
+    data_dataset_t *ds = data_dataset_open_folder(root, NULL, &err);
+    CHECK_MSG(ds != NULL, "%s", err.msg);
+    if (ds) {
+        CHECK(data_dataset_count(ds) == 2);
+        char name[4096];
+        data_dataset_item_name(ds, 0, name, sizeof name);
+        CHECK_MSG(strstr(name, "/cls/photo") != NULL, "%s", name);
+        /* Orientation 6: the 24x16 stored picture is shown 16x24, upright. */
+        data_image_t *up = data_dataset_load(ds, 0, NULL, NULL, &err);
+        CHECK_MSG(up && up->w == 16 && up->h == 24, "%s", up ? "" : err.msg);
+        data_dataset_set_raw_orientation(ds, 1);
+        data_image_t *raw = data_dataset_load(ds, 0, NULL, NULL, &err);
+        CHECK_MSG(raw && raw->w == 24 && raw->h == 16, "%s", raw ? "" : err.msg);
+        /* Upright pixel (x, y) is stored pixel (y, H - 1 - x). */
+        int same = up && raw;
+        for (int y = 0; same && y < up->h; y++)
+            for (int x = 0; x < up->w; x++)
+                for (int k = 0; k < 3; k++)
+                    same &= up->pixels[((size_t)y * up->w + x) * 3 + k] ==
+                            raw->pixels[((size_t)(raw->h - 1 - x) * raw->w + y) * 3 + k];
+        CHECK(same);
+        data_image_free(up);
+        data_image_free(raw);
+        data_dataset_free(ds);
+    }
+    free(jpg);
+}
+
 int main(int argc, char **argv) {
     tmp = fx_tmpdir();
     static const test_case_t tests[] = {
@@ -379,6 +450,7 @@ int main(int argc, char **argv) {
         T(test_idx_rejects_bad_headers_and_sizes),
         T(test_fashion_mnist_real_files),
         T(test_folder_dataset_sorts_classes_and_files),
+        T(test_folder_dataset_picks_images_by_content),
         T(test_list_file_dataset),
         T(test_memory_dataset_and_subset),
     };
