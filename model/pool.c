@@ -1,7 +1,6 @@
 /* Overlapping max pooling (section 3.4 of the paper: z = 3, s = 2). */
 #include "model/internal.h"
 
-#include <float.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -41,8 +40,11 @@ static void window_max(const float *xp, int H, int W, int y0, int x0, int k, flo
     if (y1 > H) y1 = H;
     if (x0 < 0) x0 = 0;
     if (x1 > W) x1 = W;
-    float best = -FLT_MAX;
+    /* Start from the window's first input, not -FLT_MAX: a window of -inf
+     * gives -inf, as the fast path and PyTorch do. (Every window holds an
+     * input: pad <= kernel / 2 and no window starts in the padding only.) */
     int32_t bi = y0 * W + x0;
+    float best = xp[bi];
     for (int yy = y0; yy < y1; yy++)
         for (int xx = x0; xx < x1; xx++) {
             float v = xp[yy * W + xx];
@@ -55,12 +57,6 @@ static void window_max(const float *xp, int H, int W, int y0, int x0, int k, flo
     *idx_out = bi;
 }
 
-/* The paper's 3x3 stride-2 window, separably: every input row's maxima over
- * the three columns of each window (hm, hi: the first in the row), then the
- * three rows of each window (the first row holding the maximum). That is the
- * row-major first maximum, branch-free, and each row's pass is shared by the
- * two windows that overlap on it. Windows not wholly inside go the general
- * way. hm/hi hold H x o.w entries. */
 /* How many of `out` 3-wide stride-2 windows (no padding) lie wholly inside
  * `size`: with ceil rounding the last one may hang over the edge. */
 static int inside_windows(int size, int out) {
@@ -68,42 +64,55 @@ static int inside_windows(int size, int out) {
     return inside < out ? inside : out;
 }
 
-static void pool3s2_plane(const float *xp, int H, int W, model_shape_t o, float *yp,
-                          int32_t *ap, float *hm, int32_t *hi) {
-    const int nx = inside_windows(W, o.w), ny = inside_windows(H, o.h);
-    for (int y = 0; y < H; y++) {
-        const float *r = xp + (size_t)y * W;
-        float *m = hm + (size_t)y * o.w;
-        int32_t *mi = hi + (size_t)y * o.w;
-        for (int ox = 0; ox < nx; ox++) {
-            const float a = r[2 * ox], b = r[2 * ox + 1], c = r[2 * ox + 2];
-            float best = a;
-            int32_t at = 2 * ox;
-            at = b > best ? 2 * ox + 1 : at;
-            best = b > best ? b : best;
-            at = c > best ? 2 * ox + 2 : at;
-            best = c > best ? c : best;
-            m[ox] = best;
-            mi[ox] = y * W + at;
-        }
+/* best, at: the first maximum (strict >) of r[x], r[x + 1], r[x + 2] and its
+ * column. Written so GCC if-converts it: with constant offsets for `at` it
+ * keeps branches and the loop below stays scalar. */
+#define FIRST_MAX3(r, x, best, at)                                                                 \
+    float best = (r)[x];                                                                           \
+    int32_t at = (x);                                                                              \
+    at = (r)[(x) + 1] > best ? (x) + 1 : at;                                                       \
+    best = (r)[(x) + 1] > best ? (r)[(x) + 1] : best;                                              \
+    at = (r)[(x) + 2] > best ? (x) + 2 : at;                                                       \
+    best = (r)[(x) + 2] > best ? (r)[(x) + 2] : best
+
+/* One output row of the paper's 3x3 stride-2 window over input rows r0, r1,
+ * r2 (row stride W; `base` the plane index of r0[0]), separably and without
+ * buffers: each row's maximum over the window's three columns (the first in
+ * the row), then the first row holding the largest. That is the row-major
+ * first maximum, branch-free; the loop vectorises (stride-2 loads). Doing
+ * the row two windows share twice costs less than the plane-sized row
+ * buffers it once went through (a malloc per thread per call, two more
+ * passes over memory). */
+static void pool3s2_row(const float *restrict r0, const float *restrict r1,
+                        const float *restrict r2, int nx, int W, int32_t base, float *restrict yr,
+                        int32_t *restrict ar) {
+    for (int ox = 0; ox < nx; ox++) {
+        FIRST_MAX3(r0, 2 * ox, m0, i0);
+        FIRST_MAX3(r1, 2 * ox, m1, i1);
+        FIRST_MAX3(r2, 2 * ox, m2, i2);
+        float best = m0;
+        int32_t at = i0;
+        at = m1 > best ? W + i1 : at;
+        best = m1 > best ? m1 : best;
+        at = m2 > best ? 2 * W + i2 : at;
+        best = m2 > best ? m2 : best;
+        yr[ox] = best;
+        ar[ox] = base + at;
     }
+}
+
+/* A plane of the 3x3 stride-2 window: rows of windows wholly inside by
+ * pool3s2_row, the rest (ceil rounding's last row and column) the general
+ * way. */
+static void pool3s2_plane(const float *xp, int H, int W, model_shape_t o, float *yp, int32_t *ap) {
+    const int nx = inside_windows(W, o.w), ny = inside_windows(H, o.h);
     for (int oy = 0; oy < o.h; oy++) {
         float *yr = yp + (size_t)oy * o.w;
         int32_t *ar = ap + (size_t)oy * o.w;
         int from = 0;
         if (oy < ny) {
-            const float *m0 = hm + (size_t)(2 * oy) * o.w, *m1 = m0 + o.w, *m2 = m1 + o.w;
-            const int32_t *i0 = hi + (size_t)(2 * oy) * o.w, *i1 = i0 + o.w, *i2 = i1 + o.w;
-            for (int ox = 0; ox < nx; ox++) {
-                float best = m0[ox];
-                int32_t at = i0[ox];
-                at = m1[ox] > best ? i1[ox] : at;
-                best = m1[ox] > best ? m1[ox] : best;
-                at = m2[ox] > best ? i2[ox] : at;
-                best = m2[ox] > best ? m2[ox] : best;
-                yr[ox] = best;
-                ar[ox] = at;
-            }
+            const float *r0 = xp + (size_t)(2 * oy) * W;
+            pool3s2_row(r0, r0 + W, r0 + 2 * W, nx, W, 2 * oy * W, yr, ar);
             from = nx;
         }
         for (int ox = from; ox < o.w; ox++) window_max(xp, H, W, 2 * oy, 2 * ox, 3, &yr[ox], &ar[ox]);
@@ -119,27 +128,19 @@ int model_pool_forward(const model_pool_param_t *p, model_shape_t in, const floa
     const size_t ip = (size_t)H * W, op = (size_t)o.h * o.w;
     const int separable = k == 3 && s == 2 && p->pad == 0;
 
-#pragma omp parallel
-    {
-        /* Per thread: the row maxima of the separable path. */
-        float *hm = separable ? malloc(sizeof(float) * (size_t)H * o.w) : NULL;
-        int32_t *hi = separable ? malloc(sizeof(int32_t) * (size_t)H * o.w) : NULL;
-#pragma omp for schedule(static)
-        for (int pl = 0; pl < planes; pl++) {
-            const float *xp = x + pl * ip;
-            float *yp = y + pl * op;
-            int32_t *ap = argmax + pl * op;
-            if (hm && hi) {
-                pool3s2_plane(xp, H, W, o, yp, ap, hm, hi);
-                continue;
-            }
-            for (int oy = 0; oy < o.h; oy++)
-                for (int ox = 0; ox < o.w; ox++)
-                    window_max(xp, H, W, oy * s - p->pad, ox * s - p->pad, k,
-                               &yp[oy * o.w + ox], &ap[oy * o.w + ox]);
+#pragma omp parallel for schedule(static)
+    for (int pl = 0; pl < planes; pl++) {
+        const float *xp = x + pl * ip;
+        float *yp = y + pl * op;
+        int32_t *ap = argmax + pl * op;
+        if (separable) {
+            pool3s2_plane(xp, H, W, o, yp, ap);
+            continue;
         }
-        free(hm);
-        free(hi);
+        for (int oy = 0; oy < o.h; oy++)
+            for (int ox = 0; ox < o.w; ox++)
+                window_max(xp, H, W, oy * s - p->pad, ox * s - p->pad, k, &yp[oy * o.w + ox],
+                           &ap[oy * o.w + ox]);
     }
     return 0;
 }

@@ -259,6 +259,73 @@ static void test_lrn_matches_paper_formula(void) {
     free(x), free(y), free(s);
 }
 
+/* Forward and backward against the definition in double, on shapes the
+ * blocked loops must get right: fewer channels than the window (1, 2, 3 of
+ * 5), planes that are not a whole number of 256-position pieces (17x17),
+ * a window longer than the channels and a size whose ring rows are shorter
+ * than a piece (size 100 on 120 channels), even sizes, a general beta. */
+static double lrn_error_against_definition(model_lrn_param_t p, model_shape_t in) {
+    const size_t n = model_shape_count(in), hw = (size_t)in.h * in.w;
+    float *x = randn(n, 3.0f), *y = malloc(n * 4), *s = malloc(n * 4), *dy = randn(n, 1.0f);
+    float *dx = malloc(n * 4);
+    double *ws = malloc(n * sizeof *ws), worst = 0;
+    CHECK(model_lrn_forward(&p, in, x, y, s, NULL) == 0);
+    CHECK(model_lrn_backward(&p, in, x, y, s, dy, dx, NULL) == 0);
+    const int before = p.size / 2, after = (p.size - 1) / 2;
+    const double a = p.alpha_mode == MODEL_LRN_ALPHA_OVER_N ? (double)p.alpha / p.size : p.alpha;
+    for (int i = 0; i < in.n; i++)
+        for (int c = 0; c < in.c; c++)
+            for (size_t j = 0; j < hw; j++) {
+                double sum = 0;
+                for (int cc = c - before; cc <= c + after; cc++)
+                    if (cc >= 0 && cc < in.c) {
+                        double v = x[((size_t)i * in.c + cc) * hw + j];
+                        sum += v * v;
+                    }
+                const size_t o = ((size_t)i * in.c + c) * hw + j;
+                ws[o] = p.k + a * sum;
+                double want = x[o] / pow(ws[o], p.beta);
+                worst = fmax(worst, fabs(want - y[o]) / fmax(1e-3, fabs(want)));
+                worst = fmax(worst, fabs(ws[o] - s[o]) / ws[o]);
+            }
+    for (int i = 0; i < in.n; i++)
+        for (int c = 0; c < in.c; c++)
+            for (size_t j = 0; j < hw; j++) {
+                /* dx_c = dy_c s_c^-beta - 2 a beta x_c (sum over the c' whose window holds c) */
+                const size_t o = ((size_t)i * in.c + c) * hw + j;
+                double sum = 0;
+                for (int cc = c - after; cc <= c + before; cc++)
+                    if (cc >= 0 && cc < in.c) {
+                        const size_t q = ((size_t)i * in.c + cc) * hw + j;
+                        sum += (double)dy[q] * x[q] * pow(ws[q], -p.beta - 1);
+                    }
+                const double t1 = dy[o] * pow(ws[o], -p.beta), t2 = 2 * a * p.beta * x[o] * sum;
+                /* relative to the terms: dx is their difference */
+                worst = fmax(worst, fabs(t1 - t2 - dx[o]) / (fabs(t1) + fabs(t2) + 1e-6));
+            }
+    free(x), free(y), free(s), free(dy), free(dx), free(ws);
+    return worst;
+}
+
+static void test_lrn_blocked_loops_match_the_definition(void) {
+    static const struct {
+        model_lrn_param_t p;
+        model_shape_t in;
+    } cases[] = {
+        {{5, 2.0f, 0.1f, 0.75f, MODEL_LRN_ALPHA_PAPER}, {2, 1, 3, 3}},
+        {{5, 2.0f, 0.1f, 0.75f, MODEL_LRN_ALPHA_PAPER}, {2, 2, 17, 17}},
+        {{5, 1.0f, 0.5f, 0.75f, MODEL_LRN_ALPHA_OVER_N}, {1, 3, 17, 17}},
+        {{5, 2.0f, 1e-4f, 0.75f, MODEL_LRN_ALPHA_PAPER}, {3, 9, 16, 16}},
+        {{4, 1.5f, 0.3f, 0.6f, MODEL_LRN_ALPHA_PAPER}, {2, 6, 15, 19}},
+        {{100, 1.0f, 0.05f, 0.75f, MODEL_LRN_ALPHA_OVER_N}, {1, 120, 5, 7}},
+        {{7, 2.0f, 0.2f, 0.75f, MODEL_LRN_ALPHA_PAPER}, {1, 4, 30, 30}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        double e = lrn_error_against_definition(cases[c].p, cases[c].in);
+        CHECK_MSG(e < 1e-5, "case %zu: error %g", c, e);
+    }
+}
+
 /* --------------------------------------------------------------- maxpool */
 
 typedef struct {
@@ -345,6 +412,51 @@ static void test_pool_3x3_stride2_matches_the_definition(void) {
                                         best = x[(size_t)pl * H * W + yy * W + xx];
                                         at = yy * W + xx;
                                     }
+                            size_t j = ((size_t)pl * o.h + oy) * o.w + ox;
+                            bad += y[j] != best || arg[j] != at;
+                        }
+                free(x), free(y), free(arg);
+            }
+    CHECK_MSG(bad == 0, "%d windows differ", bad);
+}
+
+/* The same on rows wide enough for the vector loop of the fast path (its
+ * body and both tails: 8 and 4 lanes), with planes of one value (all ties),
+ * and -inf and huge values. */
+static void test_pool_3x3_stride2_wide_rows_match_the_definition(void) {
+    util_rng_seed(&rng, 12);
+    static const int sizes[] = {13, 16, 17, 27, 28, 33, 40, 55};
+    int bad = 0;
+    for (int ceil_mode = 0; ceil_mode <= 1; ceil_mode++)
+        for (size_t a = 0; a < sizeof sizes / sizeof sizes[0]; a++)
+            for (size_t b = 0; b < sizeof sizes / sizeof sizes[0]; b += 3) {
+                const int H = sizes[b], W = sizes[a];
+                model_pool_param_t p = {3, 2, 0, ceil_mode};
+                model_shape_t in = {1, 3, H, W}, o;
+                CHECK(model_pool_shape(&p, in, &o, NULL) == 0);
+                size_t nx = model_shape_count(in), ny = (size_t)3 * o.h * o.w;
+                float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y);
+                int32_t *arg = malloc(ny * sizeof *arg);
+                for (size_t j = 0; j < nx; j++) {
+                    const int pl = (int)(j / ((size_t)H * W));
+                    x[j] = pl == 0   ? (float)util_rng_below(&rng, 4)
+                           : pl == 1 ? 7.0f
+                                     : (util_rng_below(&rng, 2) ? -INFINITY : 3e38f);
+                }
+                CHECK(model_pool_forward(&p, in, x, y, arg, NULL) == 0);
+                for (int pl = 0; pl < 3; pl++)
+                    for (int oy = 0; oy < o.h; oy++)
+                        for (int ox = 0; ox < o.w; ox++) {
+                            float best = -INFINITY;
+                            int32_t at = -1;
+                            for (int yy = 2 * oy; yy < 2 * oy + 3 && yy < H; yy++)
+                                for (int xx = 2 * ox; xx < 2 * ox + 3 && xx < W; xx++) {
+                                    const float v = x[(size_t)pl * H * W + yy * W + xx];
+                                    if (at < 0 || v > best) {
+                                        best = v;
+                                        at = yy * W + xx;
+                                    }
+                                }
                             size_t j = ((size_t)pl * o.h + oy) * o.w + ox;
                             bad += y[j] != best || arg[j] != at;
                         }
@@ -468,6 +580,23 @@ static double xent_loss(void *c) {
     return loss;
 }
 
+/* p = 0 (the demo's recipe) keeps every unit and draws nothing, so the
+ * dropout layers after it get the masks they would get without it. */
+static void test_dropout_zero_keeps_every_unit_without_draws(void) {
+    const size_t n = 1000;
+    float *x = randn(n, 1.0f), *y = malloc(n * 4), *mask = malloc(n * 4);
+    util_rng_t r, untouched;
+    util_rng_seed(&r, 9);
+    untouched = r;
+    CHECK(model_dropout_forward(0.0f, n, x, y, mask, &r, NULL) == 0);
+    int bad = 0;
+    for (size_t j = 0; j < n; j++)
+        bad += y[j] != x[j] || mask[j] != 1.0f;
+    CHECK_MSG(bad == 0, "%d units changed", bad);
+    CHECK(util_rng_u64(&r) == util_rng_u64(&untouched));
+    free(x), free(y), free(mask);
+}
+
 static void test_softmax_xent_gradients_and_value(void) {
     xent_ctx k = {randn(15, 2), malloc(15 * 4), {0, 4, 2}};
     float d[15], loss;
@@ -564,15 +693,18 @@ int main(int argc, char **argv) {
         T(test_lrn_gradients_alpha_over_n),
         T(test_lrn_gradients_even_size_general_beta),
         T(test_lrn_matches_paper_formula),
+        T(test_lrn_blocked_loops_match_the_definition),
         T(test_pool_gradients_overlapping_floor),
         T(test_pool_gradients_overlapping_ceil),
         T(test_pool_gradients_ceil_with_pad),
         T(test_pool_ceil_drops_window_starting_in_padding),
         T(test_pool_3x3_stride2_matches_the_definition),
+        T(test_pool_3x3_stride2_wide_rows_match_the_definition),
         T(test_fc_gradients),
         T(test_fc_forward_batch1_matches_definition),
         T(test_relu_gradients),
         T(test_dropout_gradients_and_paper_rate),
+        T(test_dropout_zero_keeps_every_unit_without_draws),
         T(test_softmax_xent_gradients_and_value),
         T(test_alexnet_spec_shapes_and_parameter_count),
         T(test_alexnet_224_input_needs_ceil_pooling),
