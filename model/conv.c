@@ -5,6 +5,7 @@
  * where the CPU has AVX-512, else OpenBLAS's. */
 #include "model/internal.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef _OPENMP
@@ -273,11 +274,43 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
     }
 }
 
+/* Whether the forward pass of p on `in` runs as Winograd F(4x4, 3x3)
+ * (model/conv_winograd.c) rather than im2col + sgemm: IMGRET_CONV=direct or
+ * winograd forces one (winograd only where it applies: 3x3, stride 1, pad
+ * 0..2); unset or auto, the measured rule. 1 yes, 0 no, -1 refused.
+ *
+ * The rule, from bench_conv (docs/performance.md, "Winograd"): on conv3-5 of
+ * the paper net (13x13 maps, 256-384 channels) and of alexnet-small (6x6,
+ * 96-192 channels per group), AVX2 and AVX-512 alike, Winograd is faster
+ * once every thread has a full block of WINOGRAD_MIN_TILES 4x4 output tiles
+ * (paper net from batch 8 on 2 threads, the small net from batch 32) and
+ * slower below (batch 1: the per-call weight transform and GEMMs of 16
+ * tiles cost more than they save). Layers with fewer than 64 channels per
+ * group were not measured and keep the direct path. */
+#define WINOGRAD_MIN_TILES 64
+static int use_winograd(const model_conv_param_t *p, model_shape_t in, int threads,
+                        util_err_t *err) {
+    const char *force = getenv("IMGRET_CONV");
+    if (force && *force && strcmp(force, "auto")) {
+        if (!strcmp(force, "direct")) return 0;
+        if (!strcmp(force, "winograd")) return conv_winograd_applies(p);
+        return util_fail(err, "IMGRET_CONV '%s': expected direct, winograd or auto", force);
+    }
+    if (!conv_winograd_applies(p) || p->in_c / p->groups < 64 || p->out_c / p->groups < 64)
+        return 0;
+    const long ho = in.h + 2 * p->pad - 2, wo = in.w + 2 * p->pad - 2;
+    const long tiles = (long)in.n * ((ho + 3) / 4) * ((wo + 3) / 4);
+    return tiles >= (long)WINOGRAD_MIN_TILES * threads;
+}
+
 int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
                        const float *x, const float *w, const float *b, float *y, util_err_t *err) {
     model_shape_t o = {0, 0, 0, 0};
     if (model_conv_shape(p, in, &o, err)) return -1;
     if (!ws || !x || !w || !b || !y) return util_fail(err, "conv forward: NULL buffer");
+    const int wino = use_winograd(p, in, ws_threads(ws), err);
+    if (wino < 0) return -1;
+    if (wino) return conv_winograd_forward(ws, p, in, x, w, b, y, err);
     const conv_geom_t c = geom(p, in, o);
     if (ws_reserve(ws, WS_COL, (size_t)c.K * c.HWo, err)) return -1;
     const int spread = per_image_threads(ws, in.n), T = ws_threads(ws);

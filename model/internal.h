@@ -11,12 +11,17 @@ enum {
     WS_GRAD_W,  /* per-thread weight-gradient accumulators */
     WS_GRAD_B,  /* per-thread bias-gradient accumulators */
     WS_GEMM,    /* per-thread packing buffers of the own sgemm (sgemm_own) */
+    WS_WINO,    /* per-thread Winograd tile blocks (model/conv_winograd.c) */
+    WS_WINO_U,  /* the transformed weights of a Winograd convolution, shared */
     WS_SLOTS
 };
 
 /* Makes sure every thread's buffer in `slot` holds at least `count` floats.
  * Call outside parallel regions. Contents are not kept across a grow. */
 int ws_reserve(model_workspace_t *ws, int slot, size_t count, util_err_t *err);
+/* The same for thread 0's buffer alone: one buffer all threads share
+ * (ws_buf(ws, slot, 0)). A slot is reserved one way or the other, never both. */
+int ws_reserve_shared(model_workspace_t *ws, int slot, size_t count, util_err_t *err);
 /* The buffer of thread `tid` in `slot` (reserved beforehand). */
 float *ws_buf(model_workspace_t *ws, int slot, int tid);
 int ws_threads(const model_workspace_t *ws);
@@ -70,5 +75,14 @@ void sgemm_blocked(const sgemm_kernels_t *k, int trans_a, int trans_b, int M, in
                    float alpha, const float *A, int lda, const float *B, int ldb, float beta,
                    float *C, int ldc, float *pack);
 size_t sgemm_kernels_pack_floats(const sgemm_kernels_t *k);
+
+/* model/conv_winograd.c: the 3x3 stride-1 convolutions (pad 0..2, any
+ * groups) by Winograd F(4x4, 3x3), same contract and result as
+ * model_conv_forward within float rounding (the tolerance is in
+ * model/conv.c). conv_winograd_applies says whether p is such a layer. */
+int conv_winograd_applies(const model_conv_param_t *p);
+int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
+                          const float *x, const float *w, const float *b, float *y,
+                          util_err_t *err);
 
 #endif

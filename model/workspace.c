@@ -37,12 +37,12 @@ void model_workspace_free(model_workspace_t *ws) {
     free(ws);
 }
 
-int ws_reserve(model_workspace_t *ws, int slot, size_t count, util_err_t *err) {
+static int reserve(model_workspace_t *ws, int slot, size_t count, int threads, util_err_t *err) {
     if (count <= ws->cap[slot]) return 0;
     size_t bytes;
     if (util_mul_size(count, sizeof(float), &bytes))
         return util_fail(err, "workspace: %zu floats overflow", count);
-    for (int t = 0; t < ws->threads; t++) {
+    for (int t = 0; t < threads; t++) {
         /* 64-byte alignment for the vector kernels; contents need not survive. */
         float *p = NULL;
         size_t rounded = (bytes + 63) & ~(size_t)63;
@@ -53,6 +53,14 @@ int ws_reserve(model_workspace_t *ws, int slot, size_t count, util_err_t *err) {
     }
     ws->cap[slot] = count;
     return 0;
+}
+
+int ws_reserve(model_workspace_t *ws, int slot, size_t count, util_err_t *err) {
+    return reserve(ws, slot, count, ws->threads, err);
+}
+
+int ws_reserve_shared(model_workspace_t *ws, int slot, size_t count, util_err_t *err) {
+    return reserve(ws, slot, count, 1, err);
 }
 
 float *ws_buf(model_workspace_t *ws, int slot, int tid) {

@@ -198,6 +198,83 @@ static void test_conv_forward_batch1_on_shared_threads(void) {
         }
 }
 
+/* model_conv_forward on `threads` threads against the definition: the
+ * largest absolute difference over the output's RMS (the scale a whole
+ * net's check compares at; a sum of many terms that cancel has rounding
+ * errors of its terms' size, not of its own). */
+static double conv_forward_error_rms(model_conv_param_t p, model_shape_t in, int threads) {
+    model_shape_t o;
+    CHECK(model_conv_shape(&p, in, &o, NULL) == 0);
+    size_t nw = (size_t)p.out_c * (p.in_c / p.groups) * p.kernel * p.kernel;
+    float *x = randn(model_shape_count(in), 1), *w = randn(nw, 1), *b = randn((size_t)p.out_c, 1);
+    float *y = malloc(model_shape_count(o) * sizeof(float));
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(threads);
+    model_workspace_t *ws = model_workspace_create();
+    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, NULL) == 0);
+    omp_set_num_threads(saved);
+    double worst = 0, sq = 0;
+    for (int n = 0; n < in.n; n++)
+        for (int oc = 0; oc < p.out_c; oc++)
+            for (int oy = 0; oy < o.h; oy++)
+                for (int ox = 0; ox < o.w; ox++) {
+                    double got = y[(((size_t)n * o.c + oc) * o.h + oy) * o.w + ox];
+                    double want = conv_reference(&p, in, x, w, b, n, oc, oy, ox);
+                    worst = fmax(worst, fabs(got - want));
+                    sq += want * want;
+                }
+    free(x), free(w), free(b), free(y);
+    model_workspace_free(ws);
+    return worst / sqrt(sq / (double)model_shape_count(o));
+}
+
+/* Winograd F(4x4, 3x3) (IMGRET_CONV=winograd) against the definition, for
+ * 3x3 stride-1 convolutions: pad 0, 1 and 2, groups 1 and 2, odd and even
+ * maps (13, 14, 7, 2 and 1: one tile, tiles cut by the edge), channels that
+ * fill no vector, batch 1 (the threads share each block) and batch 5 (each
+ * thread its own blocks), on 1 and 2 threads, within 1e-4 of the output's
+ * RMS: the worst case measures 2.7e-5 (im2col + sgemm: 2.6e-6 on the same
+ * data), what F(4x4, 3x3)'s transforms (entries up to 8 and 1/24) cost in
+ * float. */
+static void test_conv_winograd_matches_direct_sum(void) {
+    static const struct {
+        model_conv_param_t p;
+        model_shape_t in;
+    } cases[] = {
+        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}},    {{5, 7, 3, 1, 1, 1}, {5, 5, 13, 13}},
+        {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},   {{6, 10, 3, 1, 2, 2}, {1, 6, 14, 13}},
+        {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},   {{18, 34, 3, 1, 1, 2}, {1, 18, 7, 7}},
+        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},      {{4, 6, 3, 1, 2, 1}, {5, 4, 2, 2}},
+        {{3, 5, 3, 1, 1, 1}, {1, 3, 1, 1}},      {{3, 5, 3, 1, 2, 1}, {5, 3, 1, 1}},
+        {{40, 36, 3, 1, 1, 2}, {12, 40, 13, 13}}, {{17, 9, 3, 1, 0, 1}, {3, 17, 6, 9}},
+    };
+    setenv("IMGRET_CONV", "winograd", 1);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int threads = 1; threads <= 2; threads++) {
+            double e = conv_forward_error_rms(cases[c].p, cases[c].in, threads);
+            CHECK_MSG(e < 1e-4, "case %zu on %d threads: error %g", c, threads, e);
+        }
+    /* Forced where it does not apply (stride 2), the direct path runs. */
+    CHECK(conv_forward_error((model_conv_param_t){4, 6, 3, 2, 1, 2}, (model_shape_t){2, 4, 7, 6},
+                             2) < 1e-5);
+    unsetenv("IMGRET_CONV");
+}
+
+static void test_conv_algorithm_choice_refuses_unknown_names(void) {
+    model_conv_param_t p = {2, 2, 3, 1, 1, 1};
+    model_shape_t in = {1, 2, 4, 4};
+    float x[32] = {0}, w[36] = {0}, b[2] = {0}, y[32];
+    model_workspace_t *ws = model_workspace_create();
+    util_err_t err = {{0}};
+    setenv("IMGRET_CONV", "fft", 1);
+    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, &err) != 0);
+    CHECK_MSG(strstr(err.msg, "IMGRET_CONV") != NULL, "%s", err.msg);
+    setenv("IMGRET_CONV", "auto", 1);
+    CHECK(model_conv_forward(ws, &p, in, x, w, b, y, &err) == 0);
+    unsetenv("IMGRET_CONV");
+    model_workspace_free(ws);
+}
+
 /* ------------------------------------------------------------------- lrn */
 
 typedef struct {
@@ -689,6 +766,8 @@ int main(int argc, char **argv) {
         T(test_conv_gradients_1x1_direct),
         T(test_conv_forward_matches_direct_sum),
         T(test_conv_forward_batch1_on_shared_threads),
+        T(test_conv_winograd_matches_direct_sum),
+        T(test_conv_algorithm_choice_refuses_unknown_names),
         T(test_lrn_gradients_paper_alpha),
         T(test_lrn_gradients_alpha_over_n),
         T(test_lrn_gradients_even_size_general_beta),
@@ -729,6 +808,7 @@ int main(int argc, char **argv) {
         T(test_conv_gradients_1x1_direct),
         T(test_conv_forward_matches_direct_sum),
         T(test_conv_forward_batch1_on_shared_threads),
+        T(test_conv_winograd_matches_direct_sum),
         T(test_fc_gradients),
         T(test_fc_forward_batch1_matches_definition),
     };
