@@ -125,7 +125,7 @@ const uint8_t *feat_extractor_model_hash(const feat_extractor_t *ex);
  * the model's mean and scale. Owned by the extractor. */
 const model_input_t *feat_extractor_input(const feat_extractor_t *ex);
 
-/* An encoded image (JPEG or PNG; at most max_pixels by its header, 0: the
+/* An encoded image (any format data_decode reads; at most max_pixels by its header, 0: the
  * codec's limit) as the stored image of that rule: the pixels
  * feat_extract_dataset's loader makes of the same file. Caller frees. */
 data_image_t *feat_extractor_decode(const feat_extractor_t *ex, const void *buf, size_t len,
