@@ -6,7 +6,7 @@ the file) decodes, within a stated tolerance; the eight EXIF orientations are
 applied (and kept raw with --raw); truncated, damaged and bomb files of each
 format give the right error kind and a sentence naming the format.
 
-  formats_test.py DECODE_DUMP   (the tests/data/decode_dump binary)
+  formats_test.py DECODE_DUMP [FC7_DUMP]   (tests/data's decode_dump, fc7_dump)
 
 Tolerances (max abs difference per channel value):
   lossless files (PNG, lossless WebP, GIF, TIFF, BMP): 0 against the source;
@@ -34,6 +34,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 DUMP = sys.argv[1]
+FC7 = sys.argv[2] if len(sys.argv) > 2 else None
 TMP = tempfile.mkdtemp(prefix="imgret-formats-")
 FAILS = []
 CHECKS = 0
@@ -476,6 +477,57 @@ for name in ("lossy.webp", "pal.gif", "lzw.tif", "rgb24.bmp") + (("src.heic",) i
     got, err = decode(path(name), "--max-pixels", "1000")
     check(got is None and err.startswith("LIMIT") and "1000 pixels" in err,
           f"{name} over a 1000-pixel limit: {err}")
+
+# ------------------------------------------------------------------- FC7
+# Through the server's path (fc7_dump): each orientation of a lossless WebP
+# gives the FC7 of the picture physically turned upright (PIL's
+# exif_transpose, saved as PNG),
+# within float rounding (1e-5 of |f|^2), and not the stored picture's; a
+# CMYK JPEG's nearest original among eight is its own RGB original.
+
+
+def fc7(*paths):
+    r = subprocess.run([FC7, *paths], capture_output=True, text=True, timeout=120, check=True)
+    rows = []
+    for line in r.stdout.splitlines():
+        check(not line.startswith("ERROR"), f"fc7_dump: {line}")
+        rows.append(None if line.startswith("ERROR") else np.array(line.split(), float))
+    return rows
+
+
+if FC7:
+    for o in range(1, 9):
+        # Lossless WebP: a JPEG would be DCT-scaled here and its PNG copy not.
+        p = path(f"orient{o}.webp")
+        up = path(f"upright{o}.png")
+        ImageOps.exif_transpose(Image.open(p)).convert("RGB").save(up)
+        got, turned, raw = fc7(p, up, path("orient1.webp"))
+        if got is None or turned is None:
+            continue
+        norm = float(got @ got)
+        d = float((got - turned) @ (got - turned))
+        check(d <= 1e-5 * norm, f"FC7 orientation {o}: |f - f_turned|^2 = {d:.3g} of {norm:.3g}")
+        if o != 1:
+            dr = float((got - raw) @ (got - raw))
+            check(dr > 1e-3 * norm, f"FC7 orientation {o}: as close to the stored picture ({dr:.3g})")
+        print(f"ok FC7 of orientation {o} = FC7 of the turned picture ({d:.2g} of {norm:.3g})")
+    originals, queries = [], []
+    rng = np.random.default_rng(5)
+    for k in range(8):
+        img = np.rot90(SRC, k % 4) if k < 4 else 255 - np.rot90(SRC, k % 4)
+        img = np.clip(img.astype(int) + rng.integers(-40, 40, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(np.ascontiguousarray(img)).save(path(f"orig{k}.png"))
+        im_convert(path(f"orig{k}.png"), "-colorspace", "CMYK", "-quality", "92",
+                   path(f"orig{k}_cmyk.jpg"))
+        originals.append(path(f"orig{k}.png"))
+        queries.append(path(f"orig{k}_cmyk.jpg"))
+    store = fc7(*originals)
+    for k, q in enumerate(fc7(*queries)):
+        if q is None or any(f is None for f in store):
+            continue
+        dist = [float((q - f) @ (q - f)) for f in store]
+        check(int(np.argmin(dist)) == k, f"CMYK JPEG {k}: nearest original {int(np.argmin(dist))}")
+    print("ok each CMYK JPEG's nearest original (FC7) is its RGB original")
 
 print(f"{CHECKS - len(FAILS)} of {CHECKS} checks passed")
 if FAILS:
