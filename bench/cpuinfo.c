@@ -81,6 +81,9 @@ int bench_cpu_describe(FILE *out, int threads) {
     fprintf(out, "openblas core: %s%s%s%s\n", openblas_get_corename(),
             coretype && *coretype ? " (OPENBLAS_CORETYPE=" : " (detected)",
             coretype && *coretype ? coretype : "", coretype && *coretype ? ")" : "");
+    const char *conv = getenv("IMGRET_CONV");
+    fprintf(out, "convolutions: %s%s\n", conv && *conv ? "IMGRET_CONV=" : "",
+            conv && *conv ? conv : "auto (Winograd F(4x4,3x3) where model/conv.c's rule says)");
     fprintf(out, "threads: %d\n", threads);
     return 0;
 }
@@ -164,7 +167,8 @@ int bench_floors(FILE *out, const bench_sgemm_rate_t *rate, bench_floor_t *floor
             out,
             "floor (GEMM FLOPs = sum of 2*M*N*K over conv and fc layers, at %.1f GFLOP/s): paper "
             "AlexNet forward %.3f GFLOP/image, training step %.3f (forward + dW + dX but "
-            "conv1's); demo's alexnet-small (1x28x28) training step %.3f\n",
+            "conv1's); demo's alexnet-small (1x28x28) training step %.3f; direct convolution's "
+            "FLOPs: where Winograd runs, a figure can pass its floor\n",
             g, fwd, train, small_train);
     const bench_floor_t all[] = {
         {"infer_b1_ms", fwd / g * 1e3},

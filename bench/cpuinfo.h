@@ -25,7 +25,8 @@ void bench_spec_demo_small(model_spec_t *spec);
 
 /* Prints the CPU model, its avx2/fma/avx512f flags, the kernel path
  * (model_cpu_kernels) with IMGRET_SGEMM when set, OpenBLAS's core (and
- * OPENBLAS_CORETYPE when set) and `threads`, one "key: value" line each.
+ * OPENBLAS_CORETYPE when set), IMGRET_CONV and `threads`, one "key: value"
+ * line each.
  * -1 when no kernel path could be chosen (the reason is printed). */
 int bench_cpu_describe(FILE *out, int threads);
 
