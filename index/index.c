@@ -16,10 +16,12 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #define ADD_BATCH 4096   /* vectors handed to FAISS at once during a rebuild */
 #define REMOVED_MAX 1024 /* removed ids a hash/HNSW index may hold before a rebuild */
@@ -46,9 +48,21 @@ struct index {
     pthread_mutex_t snap_lock;  /* one snapshot at a time */
     int64_t changes_since_snapshot;
     int64_t seen_seq; /* the store's last seq as last followed (no index open) */
+    /* For readers that must not wait for the lock (metrics): the applied seq
+     * and the store's last seq as this index last saw them. */
+    _Atomic int64_t applied_pub, store_pub;
+    /* The follower thread (opt.follow): it broadcasts `followed` after each
+     * round; stop asks it to end. */
+    pthread_t follower;
+    int follower_started, follow_stop;
+    pthread_mutex_t follow_lock;
+    pthread_cond_t followed;
     char opened_from[160];
 };
 
+static void publish_locked(index_t *ix, int64_t store_seq);
+
+static int64_t applied_locked(index_t *ix);
 static void ix_log(index_t *ix, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -257,6 +271,51 @@ static int catch_up_locked(index_t *ix, util_err_t *err) {
     return rebuild_locked(ix, rebuild, err);
 }
 
+/* ---- following the store (replicas) ---- */
+
+#define FOLLOW_WAIT_MS 200 /* a follower's longest sleep: how soon it sees stop */
+
+static int64_t follow_round(index_t *ix, util_err_t *err);
+
+static int follow_stopping(index_t *ix) {
+    pthread_mutex_lock(&ix->follow_lock);
+    int stop = ix->follow_stop;
+    pthread_mutex_unlock(&ix->follow_lock);
+    return stop;
+}
+
+static void *follower_main(void *arg) {
+    index_t *ix = arg;
+    int failing = 0;
+    while (!follow_stopping(ix)) {
+        util_err_t err;
+        int64_t applied = follow_round(ix, &err);
+        if (applied < 0 && !failing)
+            ix_log(ix,
+                   "index: following the store failed (the indexes keep answering from "
+                   "what they hold; retrying): %s",
+                   err.msg);
+        else if (applied >= 0 && failing)
+            ix_log(ix, "index: following the store again, at seq %" PRId64, applied);
+        failing = applied < 0;
+        pthread_mutex_lock(&ix->follow_lock);
+        pthread_cond_broadcast(&ix->followed);
+        pthread_mutex_unlock(&ix->follow_lock);
+        if (failing) {
+            struct timespec ts = {0, FOLLOW_WAIT_MS * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return NULL;
+}
+
+static int follower_start(index_t *ix, util_err_t *err) {
+    if (pthread_create(&ix->follower, NULL, follower_main, ix))
+        return util_fail_kind(err, UTIL_ERR_LIMIT, "index: cannot start the follower thread");
+    ix->follower_started = 1;
+    return 0;
+}
+
 /* ---- open / free ---- */
 
 static int make_dir(const char *dir, util_err_t *err) {
@@ -313,6 +372,8 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
     ix->params = params;
     pthread_rwlock_init(&ix->lock, NULL);
     pthread_mutex_init(&ix->snap_lock, NULL);
+    pthread_mutex_init(&ix->follow_lock, NULL);
+    pthread_cond_init(&ix->followed, NULL);
 
     /* The folder's files: items.db here, fc7.index and code.index (the
      * longest name) in the slots' path fields below, all as long as these. */
@@ -422,15 +483,33 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
             return NULL;
         }
     snprintf(ix->opened_from, sizeof ix->opened_from, "FC7: %s; code: %s", how[0], how[1]);
+    ix->seen_seq = store_last_seq(ix->store, err);
+    if (ix->seen_seq < 0) {
+        index_free(ix);
+        return NULL;
+    }
+    publish_locked(ix, ix->seen_seq);
+    if (opt->follow && follower_start(ix, err)) {
+        index_free(ix);
+        return NULL;
+    }
     return ix;
 }
 
 void index_free(index_t *ix) {
     if (!ix) return;
+    if (ix->follower_started) {
+        pthread_mutex_lock(&ix->follow_lock);
+        ix->follow_stop = 1;
+        pthread_mutex_unlock(&ix->follow_lock);
+        pthread_join(ix->follower, NULL);
+    }
     for (int k = 0; k < 2; k++) vecindex_free(ix->slot[k].v);
     store_free(ix->store);
     pthread_rwlock_destroy(&ix->lock);
     pthread_mutex_destroy(&ix->snap_lock);
+    pthread_mutex_destroy(&ix->follow_lock);
+    pthread_cond_destroy(&ix->followed);
     free(ix);
 }
 
@@ -476,7 +555,14 @@ int index_rebuild(index_t *ix, util_err_t *err) {
 
 /* ---- writes ---- */
 
+/* Publishes the seqs for index_seqs (write lock held). */
+static void publish_locked(index_t *ix, int64_t store_seq) {
+    atomic_store(&ix->applied_pub, applied_locked(ix));
+    if (store_seq > atomic_load(&ix->store_pub)) atomic_store(&ix->store_pub, store_seq);
+}
+
 static void after_write_locked(index_t *ix, size_t n) {
+    publish_locked(ix, applied_locked(ix));
     ix->changes_since_snapshot += (int64_t)n;
     if (ix->opt.snapshot_every && ix->changes_since_snapshot >= ix->opt.snapshot_every) {
         util_err_t e;
@@ -716,8 +802,49 @@ int64_t index_follow(index_t *ix, util_err_t *err) {
     int rc = catch_up_locked(ix, err);
     if (!rc && ix->seen_seq < last) ix->seen_seq = last;
     int64_t a = applied_locked(ix);
+    publish_locked(ix, last);
     pthread_rwlock_unlock(&ix->lock);
     return rc ? -1 : a;
+}
+
+void index_seqs(index_t *ix, int64_t *store_seq, int64_t *applied_seq) {
+    *applied_seq = atomic_load(&ix->applied_pub);
+    *store_seq = atomic_load(&ix->store_pub);
+    if (*store_seq < *applied_seq) *store_seq = *applied_seq;
+}
+
+/* One wait for a change (up to FOLLOW_WAIT_MS) and, when there is one, the
+ * catch-up. The applied seq, or -1. */
+static int64_t follow_round(index_t *ix, util_err_t *err) {
+    int w = store_wait_change(ix->store, index_applied_seq(ix), FOLLOW_WAIT_MS, err);
+    if (w < 0) return -1;
+    return w ? index_follow(ix, err) : index_applied_seq(ix);
+}
+
+int index_wait_applied(index_t *ix, int64_t seq, int timeout_ms, util_err_t *err) {
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += timeout_ms / 1000;
+    end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (end.tv_nsec >= 1000000000L) end.tv_sec++, end.tv_nsec -= 1000000000L;
+    for (;;) {
+        int64_t a = index_applied_seq(ix);
+        if (a >= seq) return 0;
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        if (now.tv_sec > end.tv_sec || (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+            return util_fail_kind(err, UTIL_ERR_DEADLINE,
+                                  "index: seq %" PRId64 " not applied in %d ms (at %" PRId64 ")",
+                                  seq, timeout_ms, a);
+        if (ix->follower_started) {
+            pthread_mutex_lock(&ix->follow_lock);
+            pthread_cond_timedwait(&ix->followed, &ix->follow_lock, &end);
+            pthread_mutex_unlock(&ix->follow_lock);
+        } else {
+            util_err_t e2;
+            follow_round(ix, &e2);
+        }
+    }
 }
 
 int index_stats(index_t *ix, index_stats_t *st, util_err_t *err) {

@@ -189,6 +189,10 @@ typedef struct index_options {
      * are rebuilt from the store at every open and index_snapshot writes no
      * file and trims no log (the log is shared with other processes). */
     const char *snapshot_dir;
+    /* Follow the store in a thread of the index's own (a replica): changes
+     * other processes commit are applied as they come (store_wait_change,
+     * then index_follow), and index_wait_applied waits on it. */
+    int follow;
     index_log_fn log;
     void *log_ctx;
 } index_options_t;
@@ -269,6 +273,18 @@ int64_t index_follow(index_t *ix, util_err_t *err);
  * with no index open, the store's as last seen). A search sees every change
  * up to it. */
 int64_t index_applied_seq(index_t *ix);
+
+/* The applied seq and the store's last seq as this index last saw them
+ * (at open, its own writes, each follow), without waiting for a lock or the
+ * store: for metrics. store_seq - applied_seq is the replication lag. */
+void index_seqs(index_t *ix, int64_t *store_seq, int64_t *applied_seq);
+
+/* Waits up to timeout_ms until the indexes have applied `seq` (read your
+ * writes: seq as an Add returned it, on any replica): 0 when they have, -1
+ * with UTIL_ERR_DEADLINE when time ran out first (a store that is down
+ * leaves the indexes where they are). Follows by itself when the index has
+ * no follower thread. */
+int index_wait_applied(index_t *ix, int64_t seq, int timeout_ms, util_err_t *err);
 
 typedef struct index_stats {
     int64_t items;        /* in the store */

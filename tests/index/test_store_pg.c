@@ -427,6 +427,21 @@ static void test_index_replicas_follow_the_log(void) {
     int64_t waited = follow_until(b, it.seq);
     CHECK(index_applied_seq(b) == 31 && finds_itself(b, 400));
     CHECK_MSG(waited < 900, "woken after %" PRId64 " ms: the notification did not wake it", waited);
+    index_free(b);
+
+    /* With its own follower thread (opt.follow): read your writes through
+     * index_wait_applied, and a seq nobody wrote runs into the deadline. */
+    o.follow = 1;
+    b = index_open(url, &o, &err);
+    CHECK(b != NULL);
+    item_vec(401, v, c);
+    it = (store_item_t){.id = 401, .fc7 = v};
+    CHECK(index_add(a, &it, 1, &err) == 0 && it.seq == 32);
+    CHECK_MSG(index_wait_applied(b, it.seq, 5000, &err) == 0, "%s", err.msg);
+    CHECK(finds_itself(b, 401));
+    CHECK(index_wait_applied(b, 1000, 300, &err) == -1);
+    CHECK_MSG(util_err_kind(&err) == UTIL_ERR_DEADLINE && strstr(err.msg, "seq 1000"), "%s",
+              err.msg);
     index_free(a);
     index_free(b);
 }
