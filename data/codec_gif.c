@@ -38,6 +38,12 @@ data_image_t *decode_gif(const uint8_t *buf, size_t len, const char *name,
     int e = 0;
     GifFileType *g = DGifOpen(&src, gif_read, &e);
     if (!g) return gif_fail(NULL, name, e, err);
+    if (g->SWidth <= 0 || g->SHeight <= 0) {
+        util_fail_kind(err, UTIL_ERR_CORRUPT, "%s: GIF screen of invalid size %dx%d", name,
+                       g->SWidth, g->SHeight);
+        DGifCloseFile(g, &e);
+        return NULL;
+    }
     if (image_check_size(g->SWidth, g->SHeight, opts->max_pixels, name, err)) {
         DGifCloseFile(g, &e);
         return NULL;

@@ -17,8 +17,9 @@ data_image_t *decode_heif(const uint8_t *buf, size_t len, const char *name,
         util_fail(err, "%s: cannot create a HEIF decoder", name);
         return NULL;
     }
-    /* libheif refuses larger images itself, before decoding. */
-    heif_context_set_maximum_image_size_limit(ctx, DATA_MAX_SIDE);
+    /* libheif refuses larger images itself, before decoding (its limit is
+     * exclusive: a side must stay below it). */
+    heif_context_set_maximum_image_size_limit(ctx, DATA_MAX_SIDE + 1);
     struct heif_image_handle *hd = NULL;
     struct heif_decoding_options *dopt = NULL;
     struct heif_image *img = NULL;
