@@ -135,9 +135,25 @@ done:
 
 /* ------------------------------------------------------------------- PNG */
 
+/* The orientation in a PNG's eXIf chunk (a TIFF header and IFD0, as in
+ * JPEG's APP1). The chunks are walked by their lengths, each checked against
+ * len; libpng's simplified API does not expose eXIf. */
+static int png_orientation(const uint8_t *buf, size_t len) {
+    size_t i = 8;
+    while (len >= 12 && i <= len - 12) {
+        const size_t n =
+            (size_t)buf[i] << 24 | (size_t)buf[i + 1] << 16 | (size_t)buf[i + 2] << 8 | buf[i + 3];
+        const uint8_t *type = buf + i + 4;
+        if (n > len - 12 - i) return 1;
+        if (memcmp(type, "eXIf", 4) == 0) return exif_orientation(buf + i + 8, n);
+        if (memcmp(type, "IEND", 4) == 0) return 1;
+        i += 12 + n;
+    }
+    return 1;
+}
+
 static data_image_t *decode_png(const uint8_t *buf, size_t len, const char *name,
                                 const data_decode_opts_t *opts, int *orientation, util_err_t *err) {
-    (void)orientation; /* eXIf is not read */
     png_image png;
     memset(&png, 0, sizeof png);
     png.version = PNG_IMAGE_VERSION;
@@ -185,6 +201,7 @@ static data_image_t *decode_png(const uint8_t *buf, size_t len, const char *name
         return NULL;
     }
     png_image_free(&png);
+    *orientation = png_orientation(buf, len);
     if (rgba && c == 3) composite_rgba(rgba, im->pixels, (size_t)w * h);
     for (size_t i = 0; rgba && c == 1 && i < (size_t)w * h; i++) {
         unsigned a = rgba[2 * i + 1];

@@ -68,11 +68,11 @@ data_image_t *data_image_convert(const data_image_t *im, int c, util_err_t *err)
  * product photo on a white page): out = (a * c + (255 - a) * 255 + 127) / 255.
  *
  * Orientation: the EXIF orientation tag (JPEG APP1, TIFF's own tag, WebP's
- * EXIF chunk; values 1..8, e.g. 6 = the stored picture is shown rotated 90
+ * EXIF chunk, PNG's eXIf chunk; values 1..8, e.g. 6 = the stored picture is shown rotated 90
  * degrees clockwise) is applied by data_decode before anything else sees
  * the pixels, so training, extraction, the server and thumbnails all get the
  * upright picture. HEIF's rotation and mirror boxes are applied by libheif.
- * raw_orientation keeps the stored orientation. PNG's eXIf chunk is not read. */
+ * raw_orientation keeps the stored orientation. */
 #define DATA_ALPHA_BACKGROUND 255
 
 typedef struct data_decode_opts {

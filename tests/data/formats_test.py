@@ -320,7 +320,7 @@ for o in range(1, 9):
     ex[0x0112] = o
     for fmt, ext, kw, tol in (("JPEG", "jpg", {"quality": 95}, 2), ("WEBP", "webp",
                                                                      {"lossless": True}, 0),
-                              ("TIFF", "tif", {}, 0)):
+                              ("TIFF", "tif", {}, 0), ("PNG", "png", {}, 0)):
         p = path(f"orient{o}.{ext}")
         if fmt == "TIFF":
             Image.fromarray(ORIENT_SRC).save(p, tiffinfo={274: o})
