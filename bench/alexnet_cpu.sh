@@ -12,19 +12,20 @@
 #     ONEDNN_MAX_CPU_ISA=AVX2 bash bench/alexnet_cpu.sh 5 3
 # The header says what each side ran, read back from the libraries.
 #
-# Each round runs both sides once, each timing every figure over REPS calls
-# (batch 1: 3 x REPS) after two warm-up calls and printing its median; the
-# rounds alternate which side goes first, and the table gives, per figure and
-# side, the median over the rounds. This machine's memory bandwidth moves
-# with its neighbours' load (batch 1's fully connected layers stream 234 MB
-# of weights: fc6 took 2.0 to 3.2 ms within minutes), so the two sides are
-# measured in short turns rather than one after the other.
+# Each round times every figure on both sides in turn, figure by figure (a
+# process per side and figure), over REPS calls (batch 1: 3 x REPS) after
+# two warm-up calls, printing its median; the rounds alternate which side
+# goes first, and the table gives, per figure and side, the median over the
+# rounds. This machine's speed moves with its neighbours' load (batch 1's
+# fully connected layers stream 234 MB of weights: fc6 took 2.0 to 3.2 ms
+# within minutes; a shared machine's load moves faster), so the two sides
+# are measured in short turns rather than one after the other.
 #
 # The floor (bench/cpuinfo.h): the net's GEMM FLOPs at the better of two
 # 2048^3 sgemm rates on the same threads, OpenBLAS's and imgret's own, which
-# imgret measures again at the start of each of its rounds; the table's floor
-# is the median over the rounds, and "of floor" is figure / floor (batch 1:
-# floor / latency).
+# imgret measures again at the start of each round; the table's floor is the
+# median over the rounds, and "of floor" is figure / floor (batch 1: floor /
+# latency). It counts direct convolution's FLOPs: Winograd can pass it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 reps=${1:-5}
@@ -42,11 +43,16 @@ echo "paper AlexNet (227x227, groups, LRN) and the demo's alexnet-small (1x28x28
   "$threads threads, $rounds rounds alternating the sides, each the median of $reps calls" \
   "(batch 1: $((reps * 3)))"
 ours() {
-  OMP_NUM_THREADS=$threads "$build/bench/bench_alexnet_cpu" "$reps" | sed "s/^/imgret $r /"
+  OMP_NUM_THREADS=$threads "$build/bench/bench_alexnet_cpu" "$reps" "$1" | sed "s/^/imgret $r /"
 }
-peer() { /usr/bin/python3 bench/alexnet_cpu_torch.py "$reps" "$threads" | sed "s/^/pytorch $r /"; }
+peer() {
+  /usr/bin/python3 bench/alexnet_cpu_torch.py "$reps" "$threads" "$1" | sed "s/^/pytorch $r /"
+}
 for r in $(seq 1 "$rounds"); do
-  if [ $((r % 2)) -eq 1 ]; then ours; peer; else peer; ours; fi
+  ours floor
+  for fig in b1 b64 train small; do
+    if [ $((r % 2)) -eq 1 ]; then ours $fig; peer $fig; else peer $fig; ours $fig; fi
+  done
 done | tee "$out/rounds"
 echo
 /usr/bin/python3 - "$out/rounds" <<'PY'

@@ -3,7 +3,7 @@ paper's LRN (227 input), and the demo's alexnet-small (1x28x28, 10 classes,
 dropout 0: bench_spec_demo_small), same figures, same batches, same thread
 count. Prints one "figure value" line each.
 
-    alexnet_cpu_torch.py [REPS [THREADS]]"""
+    alexnet_cpu_torch.py [REPS [THREADS [b1|b64|train|small]]]   (the last: that figure alone)"""
 import sys
 import time
 
@@ -71,15 +71,19 @@ def time_it(net, batch, train, reps, shape=(3, 227, 227), std=50.0, classes=1000
 def main():
     reps = int(sys.argv[1]) if len(sys.argv) > 1 else 7
     threads = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    only = sys.argv[3] if len(sys.argv) > 3 else ""  # b1, b64, train or small: that figure alone
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    net = paper_alexnet()
-    print(f"infer_b1_ms {time_it(net, 1, False, reps * 3) * 1e3:.2f}", flush=True)
-    print(f"infer_b64_img_s {64 / time_it(net, 64, False, reps):.1f}", flush=True)
-    print(f"train_b32_img_s {32 / time_it(net, 32, True, reps):.1f}", flush=True)
-    small = small_alexnet()
-    t = time_it(small, 128, True, reps, shape=(1, 28, 28), std=1.4, classes=10)
-    print(f"small_train_b128_img_s {128 / t:.1f}", flush=True)
+    net = paper_alexnet() if only in ("", "b1", "b64", "train") else None
+    if only in ("", "b1"):
+        print(f"infer_b1_ms {time_it(net, 1, False, reps * 3) * 1e3:.2f}", flush=True)
+    if only in ("", "b64"):
+        print(f"infer_b64_img_s {64 / time_it(net, 64, False, reps):.1f}", flush=True)
+    if only in ("", "train"):
+        print(f"train_b32_img_s {32 / time_it(net, 32, True, reps):.1f}", flush=True)
+    if only in ("", "small"):
+        t = time_it(small_alexnet(), 128, True, reps, shape=(1, 28, 28), std=1.4, classes=10)
+        print(f"small_train_b128_img_s {128 / t:.1f}", flush=True)
 
 
 if __name__ == "__main__":
