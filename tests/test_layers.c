@@ -336,11 +336,10 @@ static void test_lrn_matches_paper_formula(void) {
     free(x), free(y), free(s);
 }
 
-/* Forward and backward against the definition in double, on shapes the
- * blocked loops must get right: fewer channels than the window (1, 2, 3 of
- * 5), planes that are not a whole number of 256-position pieces (17x17),
- * a window longer than the channels and a size whose ring rows are shorter
- * than a piece (size 100 on 120 channels), even sizes, a general beta. */
+/* Forward and backward against the definition in double, on the edges of
+ * the channel window: fewer channels than the window (1, 2, 3 of 5), a long
+ * window (size 100 on 120 channels), even sizes, a general beta, planes of
+ * odd sizes. */
 static double lrn_error_against_definition(model_lrn_param_t p, model_shape_t in) {
     const size_t n = model_shape_count(in), hw = (size_t)in.h * in.w;
     float *x = randn(n, 3.0f), *y = malloc(n * 4), *s = malloc(n * 4), *dy = randn(n, 1.0f);
@@ -384,7 +383,7 @@ static double lrn_error_against_definition(model_lrn_param_t p, model_shape_t in
     return worst;
 }
 
-static void test_lrn_blocked_loops_match_the_definition(void) {
+static void test_lrn_window_edges_match_the_definition(void) {
     static const struct {
         model_lrn_param_t p;
         model_shape_t in;
@@ -772,7 +771,7 @@ int main(int argc, char **argv) {
         T(test_lrn_gradients_alpha_over_n),
         T(test_lrn_gradients_even_size_general_beta),
         T(test_lrn_matches_paper_formula),
-        T(test_lrn_blocked_loops_match_the_definition),
+        T(test_lrn_window_edges_match_the_definition),
         T(test_pool_gradients_overlapping_floor),
         T(test_pool_gradients_overlapping_ceil),
         T(test_pool_gradients_ceil_with_pad),
