@@ -26,6 +26,7 @@ RUNTIME=(
   libfaiss-dev liblapack-dev    # index/: FAISS (static lib + C API headers; imgret builds the C API)
   liblapacke-dev                # autoencoder/: ITQ (PCA eigenvectors, Procrustes SVD) via LAPACKE
   libevent-dev                  # server/: evhttp (libevent_extra), event_active from workers (pthreads)
+  libnghttp2-dev                # server/: gRPC over HTTP/2 (framing, HPACK, flow control) on the same loop
 )
 TESTS=(
   python3 python3-numpy python3-torch   # tests: the PyTorch oracle, bench: the peer
@@ -34,6 +35,7 @@ TESTS=(
   python3-pil                   # tests/server/image_identity_test.py: writes the PNG and JPEG queries
   imagemagick libimage-exiftool-perl  # tests/data/formats_test.py: other programs' files of every format
   protobuf-compiler             # tests/server: protoc --python_out; protoc --decode (docs/interop.md)
+  python3-grpcio protobuf-compiler-grpc  # tests/server/grpc_test.py: the gRPC client, grpc_python_plugin
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   clang libclang-rt-14-dev      # scripts/test.sh: the libFuzzer target (-fsanitize=fuzzer) of server/

@@ -1,6 +1,7 @@
 /* The server: startup (model, autoencoder, store, workers), the libevent
  * loop (HTTP, Twirp routing, validation, replies, deadlines, metrics), and
  * graceful shutdown. Only the loop thread calls evhttp. */
+#include "server/grpc.h"
 #include "server/server_impl.h"
 
 #include <event2/buffer.h>
@@ -51,6 +52,7 @@ typedef struct loop {
     int draining, stopped;
     size_t in_flight;
     method_metrics_t m[N_METRIC_ROWS];
+    method_metrics_t grpc_m[SRV_GRPC_ROWS]; /* gRPC calls (grpc.c), counted apart */
     uint64_t http_requests;
     uint64_t accept_pauses;  /* times accept() failed and accepting was paused */
     double accept_logged_at; /* when the last pause was logged (one line per 10 s) */
@@ -77,13 +79,66 @@ static void logf_(struct srv *s, const char *fmt, ...) {
 
 /* ------------------------------------------------------------- metrics */
 
-static void observe(loop_t *L, int row, srv_code_t code, double seconds) {
-    method_metrics_t *m = &L->m[row];
+static void observe_in(method_metrics_t *m, srv_code_t code, double seconds) {
     m->by_code[(unsigned)code < SRV_N_CODES ? code : SRV_INTERNAL]++;
     m->count++;
     m->sum += seconds;
     for (int b = 0; b < N_BUCKETS; b++)
         if (seconds <= bucket_le[b]) m->bucket[b]++;
+}
+
+static void observe(loop_t *L, int row, srv_code_t code, double seconds) {
+    observe_in(&L->m[row], code, seconds);
+}
+
+void srv_loop_observe_grpc(struct srv *s, int row, srv_code_t code, double seconds) {
+    loop_t *L = s->loop;
+    observe_in(&L->grpc_m[(unsigned)row < SRV_GRPC_ROWS ? row : SRV_GRPC_ROW_OTHER], code, seconds);
+}
+
+int srv_loop_draining(const struct srv *s) {
+    return ((const loop_t *)s->loop)->draining;
+}
+
+static const char *grpc_row_name(int row) {
+    return row == SRV_GRPC_ROW_HEALTH  ? "Health"
+           : row == SRV_GRPC_ROW_OTHER ? "other"
+                                       : srv_method_name((srv_method_t)row);
+}
+
+/* The gRPC calls: the same families as Twirp's under imgret_grpc_ (codes by
+ * their Twirp names, as error.c's table maps them to gRPC statuses). */
+static void write_grpc_metrics(loop_t *L, struct evbuffer *b) {
+    evbuffer_add_printf(
+        b, "# HELP imgret_grpc_requests_total gRPC calls answered, by method and code.\n"
+           "# TYPE imgret_grpc_requests_total counter\n");
+    for (int r = 0; r < SRV_GRPC_ROWS; r++)
+        for (int c = 0; c < SRV_N_CODES; c++)
+            if (L->grpc_m[r].by_code[c] || (c == SRV_OK && r < SRV_N_METHODS))
+                evbuffer_add_printf(
+                    b, "imgret_grpc_requests_total{method=\"%s\",code=\"%s\"} %" PRIu64 "\n",
+                    grpc_row_name(r), srv_code_name((srv_code_t)c), L->grpc_m[r].by_code[c]);
+    evbuffer_add_printf(b, "# HELP imgret_grpc_request_duration_seconds Time from a gRPC call's "
+                           "headers to its answer.\n"
+                           "# TYPE imgret_grpc_request_duration_seconds histogram\n");
+    for (int r = 0; r < SRV_GRPC_ROWS; r++) {
+        const method_metrics_t *m = &L->grpc_m[r];
+        for (int k = 0; k < N_BUCKETS; k++)
+            evbuffer_add_printf(
+                b,
+                "imgret_grpc_request_duration_seconds_bucket{method=\"%s\",le=\"%g\"} %" PRIu64
+                "\n",
+                grpc_row_name(r), bucket_le[k], m->bucket[k]);
+        evbuffer_add_printf(
+            b,
+            "imgret_grpc_request_duration_seconds_bucket{method=\"%s\",le=\"+Inf\"} %" PRIu64 "\n",
+            grpc_row_name(r), m->count);
+        evbuffer_add_printf(b, "imgret_grpc_request_duration_seconds_sum{method=\"%s\"} %.6f\n",
+                            grpc_row_name(r), m->sum);
+        evbuffer_add_printf(
+            b, "imgret_grpc_request_duration_seconds_count{method=\"%s\"} %" PRIu64 "\n",
+            grpc_row_name(r), m->count);
+    }
 }
 
 static const char *row_name(int row) {
@@ -124,6 +179,7 @@ static void write_metrics(struct srv *s, struct evbuffer *b) {
         evbuffer_add_printf(b, "imgret_request_duration_seconds_count{method=\"%s\"} %" PRIu64 "\n",
                             row_name(r), m->count);
     }
+    write_grpc_metrics(L, b);
     evbuffer_add_printf(
         b,
         "# HELP imgret_queue_depth Jobs waiting for a worker.\n"
@@ -186,7 +242,9 @@ static void reply_text(struct evhttp_request *req, int status, const char *reaso
 static void finish_job(struct srv *s, srv_job_t *j) {
     loop_t *L = s->loop;
     struct evhttp_request *req = j->http_req;
-    if (req) {
+    if (j->grpc) {
+        srv_grpc_finish(s, j);
+    } else if (req) {
         int row = (int)j->req.method;
         if (j->failed) {
             if (row == SRV_THUMB) {
@@ -266,6 +324,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
     srv_job_t *j = arg;
     struct srv *s = j->srv;
     atomic_store(&j->abandoned, 1);
+    if (j->grpc) srv_grpc_timeout(s, j);
     if (j->http_req) {
         srv_error_t e;
         srv_fail(&e, SRV_DEADLINE_EXCEEDED, "the request took longer than %.3g s",
@@ -286,6 +345,22 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     loop_t *L = s->loop;
     j->http_req = req;
+    srv_error_t e;
+    if (srv_loop_enqueue(s, j, s->opt.timeout_s, &e)) {
+        int row = (int)j->req.method;
+        if (row == SRV_THUMB) {
+            reply_text(req, srv_code_http_status(e.code), NULL, "text/plain; charset=utf-8", e.msg,
+                       strlen(e.msg));
+            observe(L, row, e.code, util_now() - j->t_arrival);
+        } else {
+            reply_error(s, req, row, &e, j->t_arrival);
+        }
+        srv_job_free(j);
+    }
+}
+
+int srv_loop_enqueue(struct srv *s, srv_job_t *j, double timeout_s, srv_error_t *e) {
+    loop_t *L = s->loop;
     j->srv = s;
     /* Image work is batched by crops into forward passes; searches by
      * vector, id or code are batched into one index call each; the rest is
@@ -298,35 +373,26 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     }
     util_err_t qerr = {{0}};
     if (srv_queue_push(&s->queue, &j->node, &qerr)) {
-        srv_error_t e;
         srv_code_t code = srv_code_of_kind(util_err_kind(&qerr));
         if (code == SRV_RESOURCE_EXHAUSTED) {
-            srv_fail(&e, code, "the server is busy: %zu requests are waiting; retry later",
+            srv_fail(e, code, "the server is busy: %zu requests are waiting; retry later",
                      s->queue.cap);
-            srv_error_meta(&e, "retry_after_ms", "100");
+            srv_error_meta(e, "retry_after_ms", "100");
         } else {
-            srv_fail(&e, code, "the server is shutting down (%s)", qerr.msg);
+            srv_fail(e, code, "the server is shutting down (%s)", qerr.msg);
         }
-        int row = (int)j->req.method;
-        if (row == SRV_THUMB) {
-            reply_text(req, srv_code_http_status(code), NULL, "text/plain; charset=utf-8", e.msg,
-                       strlen(e.msg));
-            observe(L, row, e.code, util_now() - j->t_arrival);
-        } else {
-            reply_error(s, req, row, &e, j->t_arrival);
-        }
-        srv_job_free(j);
-        return;
+        return -1;
     }
     L->in_flight++;
     /* The job is now also visible to workers; only the timer and in_flight
      * are touched here, and the timer fires on this thread. */
     j->timer = evtimer_new(L->base, on_timeout, j);
     if (j->timer) {
-        double t = s->opt.timeout_s;
+        double t = timeout_s;
         struct timeval tv = {(time_t)t, (suseconds_t)((t - (double)(time_t)t) * 1e6)};
         evtimer_add(j->timer, &tv);
     }
+    return 0;
 }
 
 /* ---------------------------------------------------------------- routes */
@@ -715,6 +781,7 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
     evhttp_set_timeout(L->http, (int)s->opt.timeout_s + 1);
     evhttp_set_flags(L->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(L->http, on_request, s);
+    evhttp_set_bevcb(L->http, srv_conn_bev_new, s); /* HTTP/2 (gRPC) beside HTTP/1.1: grpc.c */
     L->done_ev = event_new(L->base, -1, 0, on_done, s);
     L->stop_ev = event_new(L->base, -1, 0, on_stop, s);
     if (!L->done_ev || !L->stop_ev) {
@@ -813,6 +880,7 @@ void srv_free(srv_t *s) {
         while (n) {
             srv_qnode_t *next = n->next;
             srv_job_t *j = (srv_job_t *)n;
+            srv_grpc_forget(j);
             if (j->timer) event_free(j->timer);
             srv_job_free(j);
             n = next;
@@ -822,6 +890,7 @@ void srv_free(srv_t *s) {
     }
     for (srv_job_t *j = s->done_head, *next; j; j = next) {
         next = j->done_next;
+        srv_grpc_forget(j);
         if (j->timer) event_free(j->timer);
         srv_job_free(j);
     }

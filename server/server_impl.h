@@ -40,6 +40,7 @@ typedef struct srv_job {
 
     /* Loop side. */
     void *http_req;   /* struct evhttp_request * */
+    void *grpc;       /* struct h2_stream * (grpc.c): the call came over gRPC */
     void *timer;      /* struct event * (the deadline) */
     struct srv *srv;
     struct srv_job *done_next;
