@@ -56,6 +56,7 @@ typedef struct h2_stream {
     double timeout_s; /* 0: none given */
     struct evbuffer *body;
     int answered;    /* a response has been submitted */
+    int watch;       /* Health/Watch: the message is sent, the stream left open */
     int remote_done; /* END_STREAM seen */
     srv_job_t *job;  /* queued or with a worker (job->grpc == this) */
     /* Response body: the prefixed message, sent by the data provider, then trailers. */
@@ -158,9 +159,10 @@ static ssize_t read_message(nghttp2_session *session, int32_t id, uint8_t *buf, 
     if (!st) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     size_t n = st->out_len - st->out_off;
     if (n > length) n = length;
+    if (n == 0 && st->watch) return NGHTTP2_ERR_DEFERRED; /* Watch: the stream stays open */
     memcpy(buf, st->out + st->out_off, n);
     st->out_off += n;
-    if (st->out_off == st->out_len) {
+    if (st->out_off == st->out_len && !st->watch) {
         *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
         nghttp2_nv nv[] = {NV("grpc-status", "0")};
         if (nghttp2_submit_trailer(session, id, nv, 1))
@@ -226,7 +228,11 @@ void srv_grpc_forget(srv_job_t *j) {
 
 /* ------------------------------------------------------------ calls */
 
-static void health_check(h2_stream_t *st, const uint8_t *msg, size_t len) {
+/* Health/Check, and Health/Watch (watch: the status as the first message
+ * of an open stream; SERVICE_UNKNOWN for another service, as the health
+ * protocol says). Watch sends no later change: the status changes only at
+ * shutdown, when the connection closes. */
+static void health_check(h2_stream_t *st, const uint8_t *msg, size_t len, int watch) {
     srv_error_t e;
     char service[128];
     if (srv_grpc_health_service(msg, len, service, sizeof service)) {
@@ -234,7 +240,17 @@ static void health_check(h2_stream_t *st, const uint8_t *msg, size_t len) {
         answer_error(st, &e);
         return;
     }
-    if (service[0] && strcmp(service, SRV_GRPC_SERVICE) != 0) {
+    const int known = !service[0] || !strcmp(service, SRV_GRPC_SERVICE);
+    if (watch) {
+        uint8_t out[2];
+        int status = !known                        ? SRV_GRPC_SERVICE_UNKNOWN
+                     : srv_loop_draining(st->c->s) ? SRV_GRPC_NOT_SERVING
+                                                   : SRV_GRPC_SERVING;
+        st->watch = 1;
+        answer_message(st, SRV_GRPC_ROW_HEALTH, out, srv_grpc_health_response(status, out));
+        return;
+    }
+    if (!known) {
         srv_fail(&e, SRV_NOT_FOUND, "no service named '%s' here; there is %s", service,
                  SRV_GRPC_SERVICE);
         answer_error(st, &e);
@@ -260,7 +276,8 @@ static void dispatch(h2_stream_t *st) {
         answer_http(st, "415"); /* what the gRPC spec answers a non-gRPC content type */
         return;
     }
-    const int health = !strcmp(st->path, SRV_GRPC_HEALTH_CHECK);
+    const int watch = !strcmp(st->path, SRV_GRPC_HEALTH_WATCH);
+    const int health = watch || !strcmp(st->path, SRV_GRPC_HEALTH_CHECK);
     if (!health) {
         if (st->path_too_long || srv_grpc_route(st->path, &m, &e)) {
             if (st->path_too_long) srv_fail(&e, SRV_BAD_ROUTE, "the :path is too long");
@@ -303,7 +320,7 @@ static void dispatch(h2_stream_t *st) {
         return;
     }
     if (health) {
-        health_check(st, msg, msg_len);
+        health_check(st, msg, msg_len, watch);
         return;
     }
     srv_job_t *j = calloc(1, sizeof *j);

@@ -50,9 +50,11 @@ size_t srv_grpc_percent_encode(const char *msg, char *out, size_t cap);
  * 0 ok, -1 when it does not decode or the name does not fit. */
 int srv_grpc_health_service(const uint8_t *msg, size_t len, char *out, size_t cap);
 
-/* HealthCheckResponse {ServingStatus status = 1}: SERVING 1, NOT_SERVING 2. */
+/* HealthCheckResponse {ServingStatus status = 1}: SERVING 1, NOT_SERVING 2,
+ * SERVICE_UNKNOWN 3. */
 #define SRV_GRPC_SERVING 1
 #define SRV_GRPC_NOT_SERVING 2
+#define SRV_GRPC_SERVICE_UNKNOWN 3 /* Watch only */
 /* Writes the encoded response (2 bytes) into out[2]; returns 2. */
 size_t srv_grpc_health_response(int status, uint8_t out[2]);
 

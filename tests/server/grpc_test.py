@@ -229,6 +229,16 @@ def test_calls():
     check(health(srv, "") == b"\x08\x01", "Health/Check '' SERVING")
     check(health(srv, "imgret.v1.ImageSearch") == b"\x08\x01", "Health/Check service SERVING")
     expect_code(lambda: health(srv, "no.Such"), grpc.StatusCode.NOT_FOUND, "Health/Check unknown")
+    watch = srv.channel.unary_stream("/grpc.health.v1.Health/Watch",
+                                     request_serializer=lambda b: b,
+                                     response_deserializer=lambda b: b)
+    it = watch(b"", timeout=30)
+    check(next(it) == b"\x08\x01", "Health/Watch '' SERVING first")
+    it.cancel()
+    it = watch(b"\x0a\x07no.Such", timeout=30)
+    check(next(it) == b"\x08\x03", "Health/Watch unknown: SERVICE_UNKNOWN")
+    it.cancel()
+    check(health(srv, "") == b"\x08\x01", "Health/Check after cancelled Watches")
 
     # 100 concurrent calls on one channel (one HTTP/2 connection).
     q = pb.SearchRequest(k=3)
@@ -252,7 +262,7 @@ def test_calls():
     for needle in ('imgret_grpc_requests_total{method="Search",code="ok"}',
                    'imgret_grpc_requests_total{method="Search",code="not_found"} 1',
                    'imgret_grpc_requests_total{method="Add",code="already_exists"} 1',
-                   'imgret_grpc_requests_total{method="Health",code="ok"} 2',
+                   'imgret_grpc_requests_total{method="Health",code="ok"} 5',
                    'imgret_requests_total{method="Search",code="ok"} 1'):
         check(needle in m, "metrics: %s" % needle)
     check(srv.stop() == 0, "calls server exit status")
