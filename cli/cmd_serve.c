@@ -52,8 +52,9 @@ int cmd_serve(int argc, char **argv) {
         {.name = "--store",
          .kind = CLI_STRING,
          .dst = &o.store_dir,
-         .meta = "DIR",
-         .help = "item store and indexes (created when missing)",
+         .meta = "DIR|URL",
+         .help = "item store and indexes (created when missing): a folder, or a\n"
+                 "postgresql:// URL shared by replicas (they follow its change log)",
          .required = 1},
         CLI_OPT_STRING("--host", &o.host, "H", "address to bind (default 127.0.0.1)"),
         CLI_OPT_INT("--port", &o.port, 0, 65535, "P",

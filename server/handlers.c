@@ -310,6 +310,14 @@ static int search_prepare(srv_worker_t *w, srv_job_t *j, search_plan_t *p) {
     p->job = j;
     p->hamming = srv_search_metric(r) == IMGRET__V1__METRIC__HAMMING;
     p->k = r->k ? (int)r->k : SRV_DEFAULT_K;
+    /* Read your writes: this replica's indexes must reflect min_seq first,
+     * waited for up to the request's deadline. */
+    if (r->min_seq > 0) {
+        double left = j->t_arrival + s->opt.timeout_s - util_now();
+        int ms = left > 0 ? (int)(left * 1000) : 0;
+        if (index_wait_applied(s->ix, r->min_seq, ms, &err))
+            return job_fail(j, srv_code_of_kind(util_err_kind(&err)), "min_seq: %s", err.msg);
+    }
     switch (r->query_case) {
     case IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE: p->qfc7 = j->fc7; break;
     case IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR: p->qfc7 = r->vector->values; break;
@@ -426,7 +434,13 @@ static void search_finish(srv_worker_t *w, search_plan_t *p) {
         const index_hit_t *h = &p->hits[i];
         if (h->id < 0) break;
         if (p->exclude && h->id == r->item_id) continue;
-        if (index_get(s->ix, h->id, &c[nc].rec, &err)) continue; /* removed meanwhile */
+        if (index_get(s->ix, h->id, &c[nc].rec, &err)) {
+            /* Removed meanwhile: left out. The store down: the cache still
+             * knows the id and the distance; uri and label come back with it. */
+            if (util_err_kind(&err) != UTIL_ERR_UNAVAILABLE || rerank) continue;
+            memset(&c[nc].rec, 0, sizeof c[nc].rec);
+            c[nc].rec.label = -1;
+        }
         c[nc].id = h->id;
         c[nc].dist = h->distance;
         if (rerank) {
@@ -653,6 +667,7 @@ static void run_add(srv_worker_t *w, srv_job_t *j) {
     Imgret__V1__AddResponse resp = IMGRET__V1__ADD_RESPONSE__INIT;
     resp.n_ids = n;
     resp.ids = ids;
+    resp.seq = n ? items[n - 1].seq : 0;
     pack_reply(j, &resp.base);
 done:
     free(items);
@@ -710,6 +725,8 @@ static void run_stats(struct srv *s, srv_job_t *j) {
     resp.class_names = s->mf->class_names;
     resp.requests = atomic_load(&s->requests);
     resp.version = "imgret 0.1";
+    resp.store_seq = st.seq;
+    resp.applied_seq = st.applied_seq;
     pack_reply(j, &resp.base);
 }
 

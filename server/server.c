@@ -211,6 +211,17 @@ static void write_metrics(struct srv *s, struct evbuffer *b) {
         (unsigned long long)atomic_load(&s->search_batches),
         (unsigned long long)atomic_load(&s->search_queries), L->http_requests, L->accept_pauses,
         util_now() - s->t_start);
+    int64_t store_seq, applied_seq;
+    index_seqs(s->ix, &store_seq, &applied_seq);
+    evbuffer_add_printf(
+        b,
+        "# HELP imgret_store_seq The store's last sequence number, as last seen.\n"
+        "# TYPE imgret_store_seq gauge\nimgret_store_seq %" PRId64 "\n"
+        "# HELP imgret_applied_seq Sequence number this server's indexes reflect.\n"
+        "# TYPE imgret_applied_seq gauge\nimgret_applied_seq %" PRId64 "\n"
+        "# HELP imgret_replication_lag Changes in the store not yet in the indexes.\n"
+        "# TYPE imgret_replication_lag gauge\nimgret_replication_lag %" PRId64 "\n",
+        store_seq, applied_seq, store_seq - applied_seq);
 }
 
 /* -------------------------------------------------------------- replies */
@@ -725,6 +736,9 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
     io.code_factory = opt->code_factory;
     io.log = index_log;
     io.log_ctx = s;
+    /* A database store is shared by replicas: follow what the others write
+     * (the FAISS indexes are rebuilt from the store at each start). */
+    io.follow = store_is_database_url(opt->store_dir);
     if (!(s->ix = index_open(opt->store_dir, &io, err))) goto fail;
     index_stats_t st;
     if (index_stats(s->ix, &st, err)) goto fail;

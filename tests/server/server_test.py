@@ -522,7 +522,8 @@ def test_rpc_json(srv, ids, vecs, img_id):
     it.has_id = True
     it.id = 5000
     st, added, raw = rpc_json(srv, "Add", add, pb.AddResponse)
-    check(st == 200 and list(added.ids) == [5000] and raw == {"ids": ["5000"]}, "JSON Add %r" % raw)
+    check(st == 200 and list(added.ids) == [5000] and added.seq > 0 and
+          raw == {"ids": ["5000"], "seq": str(added.seq)}, "JSON Add %r" % raw)
     q = pb.SearchRequest(k=1)
     q.vector.values.extend(v)
     _, r = rpc(srv, "Search", q, pb.SearchResponse)
