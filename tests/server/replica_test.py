@@ -32,30 +32,49 @@ import server_test as st
 PG_BIN = os.environ.get("IMGRET_PG_BIN", "/usr/lib/postgresql/15/bin")
 
 
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 class Cluster:
-    def __init__(self, work):
-        self.dir = os.path.join(work, "pg")
+    """A cluster in work/NAME; a standby of `primary` (pg_basebackup -R:
+    streaming from it) when one is given."""
+
+    def __init__(self, work, name="pg", primary=None, extra=""):
+        self.dir = os.path.join(work, name)
         os.makedirs(self.dir)
         self.as_user = []
+        self.extra = extra
         if os.geteuid() == 0:
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
             os.chmod(work, 0o755)
             self.as_user = ["runuser", "-u", "postgres", "--"]
-        subprocess.run(self.as_user + [PG_BIN + "/initdb", "-D", self.dir + "/data", "-U",
-                                       "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"],
-                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        self.port = s.getsockname()[1]
-        s.close()
+        if primary:
+            subprocess.run(self.as_user + [PG_BIN + "/pg_basebackup", "-D", self.dir + "/data",
+                                           "-R", "-X", "stream", "-h", primary.dir, "-p",
+                                           str(primary.port), "-U", "postgres"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        else:
+            subprocess.run(self.as_user + [PG_BIN + "/initdb", "-D", self.dir + "/data", "-U",
+                                           "postgres", "-A", "trust", "-E", "UTF8", "--no-locale"],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.port = free_port()
         self.start()
 
     def start(self):
         subprocess.run(self.as_user + [
             PG_BIN + "/pg_ctl", "-D", self.dir + "/data", "-w", "-t", "60", "-l", self.dir + "/log",
-            "-o", "-p %d -k %s -c listen_addresses=''" % (self.port, self.dir), "start"],
-            check=True, stdout=subprocess.DEVNULL)
+            "-o", "-p %d -k %s -c listen_addresses='' %s" % (self.port, self.dir, self.extra),
+            "start"], check=True, stdout=subprocess.DEVNULL)
+
+    def promote(self):
+        subprocess.run(self.as_user + [PG_BIN + "/pg_ctl", "-D", self.dir + "/data", "-w",
+                                       "promote"], check=True, stdout=subprocess.DEVNULL)
 
     def stop(self):
         subprocess.run(self.as_user + [PG_BIN + "/pg_ctl", "-D", self.dir + "/data", "-m",
@@ -214,6 +233,74 @@ def test_kill9_storm(pg, runs):
     st.check(total > 0 and lost == 0, "kill -9 storms: %d of %d acknowledged lost" % (lost, total))
 
 
+def test_failover(work):
+    """A primary with a synchronous streaming standby (so an acknowledged
+    COMMIT is on both); a server on the libpq multi-host URL with
+    target_session_attrs=read-write; an Add storm; the primary killed and
+    the standby promoted: writes resume through the same server, and every
+    acknowledged id is on the new primary."""
+    primary = Cluster(work, "primary", extra="-c synchronous_standby_names='*'")
+    standby = None
+    try:
+        standby = Cluster(work, "standby", primary=primary)
+        url = ("postgresql:///postgres?host=%s,%s&port=%d,%d&user=postgres"
+               "&target_session_attrs=read-write&connect_timeout=2" %
+               (primary.dir, standby.dir, primary.port, standby.port))
+        srv = serve("failover", url, "--timeout", "5")
+        acked = []
+        failed_after_kill = [0]
+        lock = threading.Lock()
+        stop = threading.Event()
+        killed = threading.Event()
+
+        def storm(t):
+            rng = random.Random(100 + t)
+            n = 0
+            while not stop.is_set():
+                first = 7 * 10 ** 9 + t * 10 ** 7 + 3 * n
+                n += 1
+                code, r = add_vectors(srv, [st.relu_vec(rng) for _ in range(3)], first)
+                if code == 200:
+                    with lock:
+                        acked.extend(r.ids)
+                elif killed.is_set():
+                    failed_after_kill[0] += 1
+                    time.sleep(0.05)
+        th = [threading.Thread(target=storm, args=(t,)) for t in range(3)]
+        [t.start() for t in th]
+        time.sleep(1.5)
+        with lock:
+            before = len(acked)
+        primary.stop()
+        killed.set()
+        standby.promote()
+        # Writes resume by themselves through the multi-host URL.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with lock:
+                if len(acked) > before + 30:
+                    break
+            time.sleep(0.2)
+        stop.set()
+        [t.join() for t in th]
+        with lock:
+            after = len(acked)
+        print("  failover: %d acknowledged before the kill, %d in all, %d failed meanwhile" %
+              (before, after, failed_after_kill[0]), flush=True)
+        st.check(before > 0 and after > before + 30, "writes resumed after the promotion")
+        found = standby.sql("SELECT count(*) FROM imgret_items WHERE id IN (%s)" %
+                            ",".join(str(i) for i in acked))
+        st.check(int(found.strip() or 0) == after,
+                 "acknowledged ids on the promoted standby: %s of %d" % (found.strip(), after))
+        code, r = st.rpc(srv, "Stats", st.pb.StatsRequest(), st.pb.StatsResponse)
+        st.check(code == 200 and r.items == after, "Stats after failover: %s" % r.items)
+        st.check(srv.stop() == 0, "the server exits 0 after the failover")
+    finally:
+        primary.stop()
+        if standby:
+            standby.stop()
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--imgret", required=True)
@@ -230,6 +317,8 @@ def main():
     try:
         test_replicas(pg)
         test_kill9_storm(pg, 5)
+        pg.stop()
+        test_failover(st.A.work)
     finally:
         for srv in SERVERS:
             if srv.proc.poll() is None:
