@@ -53,7 +53,7 @@ typedef struct h2_stream {
     char path[160];
     char authorization[320];
     int post, grpc_type, has_encoding, bad_timeout, path_too_long, auth_too_long;
-    double timeout_s; /* 0: none given */
+    double timeout_s; /* grpc-timeout; -1: none given */
     struct evbuffer *body;
     int answered;    /* a response has been submitted */
     int watch;       /* Health/Watch: the message is sent, the stream left open */
@@ -65,6 +65,7 @@ typedef struct h2_stream {
 } h2_stream_t;
 
 typedef struct h2_conn {
+    const srv_grpc_loop_t *loop;
     struct srv *s;
     struct bufferevent *bev; /* the socket's, which evhttp's connection reads */
     struct evbuffer_cb_entry *in_cb, *out_cb;
@@ -92,6 +93,7 @@ static h2_stream_t *stream_new(h2_conn_t *c, int32_t id) {
     st->c = c;
     st->id = id;
     st->t0 = util_now();
+    st->timeout_s = -1;
     st->next = c->streams;
     if (c->streams) c->streams->prev = st;
     c->streams = st;
@@ -140,7 +142,7 @@ static void answer_error(h2_stream_t *st, const srv_error_t *e) {
      * What the client still sends is counted against flow control and
      * dropped (on_data_chunk). */
     nghttp2_submit_response(st->c->session, st->id, nv, sizeof nv / sizeof nv[0], NULL);
-    srv_loop_observe_grpc(st->c->s, row_of(st), e->code, util_now() - st->t0);
+    st->c->loop->observe(st->c->s, row_of(st), e->code, util_now() - st->t0);
 }
 
 /* An HTTP-level refusal (not a gRPC call at all): :status only. */
@@ -149,7 +151,7 @@ static void answer_http(h2_stream_t *st, const char *status) {
     st->answered = 1;
     nghttp2_nv nv[] = {NV(":status", status)};
     nghttp2_submit_response(st->c->session, st->id, nv, 1, NULL);
-    srv_loop_observe_grpc(st->c->s, SRV_GRPC_ROW_OTHER, SRV_BAD_ROUTE, util_now() - st->t0);
+    st->c->loop->observe(st->c->s, SRV_GRPC_ROW_OTHER, SRV_BAD_ROUTE, util_now() - st->t0);
 }
 
 static ssize_t read_message(nghttp2_session *session, int32_t id, uint8_t *buf, size_t length,
@@ -191,7 +193,7 @@ static void answer_message(h2_stream_t *st, int row, const uint8_t *msg, size_t 
     nghttp2_nv nv[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
     nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_message};
     nghttp2_submit_response(st->c->session, st->id, nv, 2, &dp);
-    srv_loop_observe_grpc(st->c->s, row, SRV_OK, util_now() - st->t0);
+    st->c->loop->observe(st->c->s, row, SRV_OK, util_now() - st->t0);
 }
 
 void srv_grpc_finish(struct srv *s, srv_job_t *j) {
@@ -243,9 +245,9 @@ static void health_check(h2_stream_t *st, const uint8_t *msg, size_t len, int wa
     const int known = !service[0] || !strcmp(service, SRV_GRPC_SERVICE);
     if (watch) {
         uint8_t out[2];
-        int status = !known                        ? SRV_GRPC_SERVICE_UNKNOWN
-                     : srv_loop_draining(st->c->s) ? SRV_GRPC_NOT_SERVING
-                                                   : SRV_GRPC_SERVING;
+        int status = !known                            ? SRV_GRPC_SERVICE_UNKNOWN
+                     : st->c->loop->draining(st->c->s) ? SRV_GRPC_NOT_SERVING
+                                                       : SRV_GRPC_SERVING;
         st->watch = 1;
         answer_message(st, SRV_GRPC_ROW_HEALTH, out, srv_grpc_health_response(status, out));
         return;
@@ -258,7 +260,7 @@ static void health_check(h2_stream_t *st, const uint8_t *msg, size_t len, int wa
     }
     uint8_t out[2];
     size_t n = srv_grpc_health_response(
-        srv_loop_draining(st->c->s) ? SRV_GRPC_NOT_SERVING : SRV_GRPC_SERVING, out);
+        st->c->loop->draining(st->c->s) ? SRV_GRPC_NOT_SERVING : SRV_GRPC_SERVING, out);
     answer_message(st, SRV_GRPC_ROW_HEALTH, out, n);
 }
 
@@ -294,7 +296,7 @@ static void dispatch(h2_stream_t *st) {
             answer_error(st, &e);
             return;
         }
-        if (srv_loop_draining(s)) {
+        if (st->c->loop->draining(s)) {
             srv_fail(&e, SRV_UNAVAILABLE, "the server is shutting down");
             answer_error(st, &e);
             return;
@@ -339,8 +341,8 @@ static void dispatch(h2_stream_t *st) {
     j->grpc = st;
     st->job = j;
     double deadline = s->opt.timeout_s;
-    if (st->timeout_s > 0 && st->timeout_s < deadline) deadline = st->timeout_s;
-    if (srv_loop_enqueue(s, j, deadline, &e)) {
+    if (st->timeout_s >= 0 && st->timeout_s < deadline) deadline = st->timeout_s; /* "0S" too */
+    if (st->c->loop->enqueue(s, j, deadline, &e)) {
         st->job = NULL;
         j->grpc = NULL;
         srv_job_free(j);
@@ -604,10 +606,11 @@ static void on_hook(evutil_socket_t fd, short what, void *arg) {
         evhttp_connection_set_closecb(evcon, on_closed, c);
 }
 
-struct bufferevent *srv_conn_bev_new(struct event_base *base, void *srv) {
+struct bufferevent *srv_conn_bev_new(struct event_base *base, void *loop) {
     h2_conn_t *c = calloc(1, sizeof *c);
     if (!c) return NULL; /* evhttp makes its own bufferevent: HTTP/1.1 only */
-    c->s = srv;
+    c->loop = loop;
+    c->s = c->loop->s;
     c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
     c->held = evbuffer_new();
     c->hook = event_new(base, -1, 0, on_hook, c);

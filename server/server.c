@@ -53,6 +53,7 @@ typedef struct loop {
     size_t in_flight;
     method_metrics_t m[N_METRIC_ROWS];
     method_metrics_t grpc_m[SRV_GRPC_ROWS]; /* gRPC calls (grpc.c), counted apart */
+    srv_grpc_loop_t grpc_loop;              /* what grpc.c may call here */
     uint64_t http_requests;
     uint64_t accept_pauses;  /* times accept() failed and accepting was paused */
     double accept_logged_at; /* when the last pause was logged (one line per 10 s) */
@@ -91,12 +92,12 @@ static void observe(loop_t *L, int row, srv_code_t code, double seconds) {
     observe_in(&L->m[row], code, seconds);
 }
 
-void srv_loop_observe_grpc(struct srv *s, int row, srv_code_t code, double seconds) {
+static void observe_grpc(struct srv *s, int row, srv_code_t code, double seconds) {
     loop_t *L = s->loop;
     observe_in(&L->grpc_m[(unsigned)row < SRV_GRPC_ROWS ? row : SRV_GRPC_ROW_OTHER], code, seconds);
 }
 
-int srv_loop_draining(const struct srv *s) {
+static int loop_draining(const struct srv *s) {
     return ((const loop_t *)s->loop)->draining;
 }
 
@@ -353,11 +354,13 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg) {
 
 /* Queues a job (the loop owns it until then). On a full queue answers
  * resource_exhausted (a closed one: unavailable) and frees it. */
+static int enqueue(struct srv *s, srv_job_t *j, double timeout_s, srv_error_t *e);
+
 static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     loop_t *L = s->loop;
     j->http_req = req;
     srv_error_t e;
-    if (srv_loop_enqueue(s, j, s->opt.timeout_s, &e)) {
+    if (enqueue(s, j, s->opt.timeout_s, &e)) {
         int row = (int)j->req.method;
         if (row == SRV_THUMB) {
             reply_text(req, srv_code_http_status(e.code), NULL, "text/plain; charset=utf-8", e.msg,
@@ -370,7 +373,9 @@ static void submit(struct srv *s, srv_job_t *j, struct evhttp_request *req) {
     }
 }
 
-int srv_loop_enqueue(struct srv *s, srv_job_t *j, double timeout_s, srv_error_t *e) {
+/* Queues a job with its deadline (grpc.c's too, through grpc_loop). -1 with
+ * *e set when the queue is full or closed; the caller still owns j then. */
+static int enqueue(struct srv *s, srv_job_t *j, double timeout_s, srv_error_t *e) {
     loop_t *L = s->loop;
     j->srv = s;
     /* Image work is batched by crops into forward passes; searches by
@@ -795,7 +800,8 @@ srv_t *srv_create(const srv_options_t *opt, util_err_t *err) {
     evhttp_set_timeout(L->http, (int)s->opt.timeout_s + 1);
     evhttp_set_flags(L->http, EVHTTP_SERVER_LINGERING_CLOSE);
     evhttp_set_gencb(L->http, on_request, s);
-    evhttp_set_bevcb(L->http, srv_conn_bev_new, s); /* HTTP/2 (gRPC) beside HTTP/1.1: grpc.c */
+    L->grpc_loop = (srv_grpc_loop_t){s, enqueue, observe_grpc, loop_draining};
+    evhttp_set_bevcb(L->http, srv_conn_bev_new, &L->grpc_loop); /* HTTP/2 (gRPC): grpc.c */
     L->done_ev = event_new(L->base, -1, 0, on_done, s);
     L->stop_ev = event_new(L->base, -1, 0, on_stop, s);
     if (!L->done_ev || !L->stop_ev) {
