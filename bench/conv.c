@@ -9,7 +9,9 @@
  * picks one), then one line per layer and batch: the median ms of REPS calls
  * of each (alternating, after a warm-up: the machine is shared), direct /
  * Winograd, and
- * the largest difference |winograd - direct| / (1 + |direct|). */
+ * the largest difference |winograd - direct| / (1 + |direct|); for batches
+ * over 1 also the backward pass (dx, dw, db), with dx by im2col + col2im or
+ * by Winograd (dw and db by im2col + sgemm either way). */
 #include "model/model.h"
 
 #include <math.h>
@@ -28,6 +30,19 @@ static double run_ms(model_workspace_t *ws, const char *algo, const model_conv_p
     const double t0 = util_now();
     util_err_t err = {{0}};
     if (model_conv_forward(ws, p, in, x, w, b, y, &err)) {
+        fprintf(stderr, "bench_conv: %s\n", err.msg);
+        exit(1);
+    }
+    return (util_now() - t0) * 1e3;
+}
+
+static double run_backward_ms(model_workspace_t *ws, const char *algo, const model_conv_param_t *p,
+                              model_shape_t in, const float *x, const float *w, const float *dy,
+                              float *dx, float *dw, float *db) {
+    setenv("IMGRET_CONV", algo, 1);
+    const double t0 = util_now();
+    util_err_t err = {{0}};
+    if (model_conv_backward(ws, p, in, x, w, dy, dx, dw, db, &err)) {
         fprintf(stderr, "bench_conv: %s\n", err.msg);
         exit(1);
     }
@@ -98,13 +113,37 @@ static void bench_layer(const char *net, const char *layer, const model_conv_par
     model_workspace_t *ws = model_workspace_create();
     double direct, wino;
     median_ms(ws, p, in, x, w, b, yd, yw, reps, &direct, &wino);
+    /* The training step's backward (dx, dw, db; dy = the forward output). */
+    double bd = 0, bw = 0;
+    if (in.n > 1) {
+        float *dx = malloc(nx * sizeof *dx), *dw = malloc(nw * sizeof *dw);
+        float *db = malloc((size_t)p->out_c * sizeof *db);
+        if (!dx || !dw || !db) exit(1);
+        double td[64], tw[64];
+        const int n = reps > 64 ? 64 : reps;
+        for (int r = -1; r < n; r++) {
+            const double d = run_backward_ms(ws, "direct", p, in, x, w, yd, dx, dw, db);
+            const double v = run_backward_ms(ws, "winograd", p, in, x, w, yd, dx, dw, db);
+            if (r < 0) continue;
+            td[r] = d;
+            tw[r] = v;
+        }
+        unsetenv("IMGRET_CONV");
+        qsort(td, (size_t)n, sizeof td[0], cmp_double);
+        qsort(tw, (size_t)n, sizeof tw[0], cmp_double);
+        bd = td[n / 2];
+        bw = tw[n / 2];
+        free(dx), free(dw), free(db);
+    }
     double err = 0;
     for (size_t j = 0; j < ny; j++)
         err = fmax(err, fabs((double)yw[j] - yd[j]) / (1.0 + fabs((double)yd[j])));
     printf("%-13s %-5s batch %3d  %3d->%3d g%d %2dx%-2d  direct %8.2f ms  winograd %8.2f ms  "
-           "%5.2fx  err %.1e\n",
+           "%5.2fx  err %.1e",
            net, layer, in.n, p->in_c, p->out_c, p->groups, in.h, in.w, direct, wino, direct / wino,
            err);
+    if (bd > 0) printf("  backward direct %8.2f ms  winograd-dx %8.2f ms  %5.2fx", bd, bw, bd / bw);
+    printf("\n");
     fflush(stdout);
     model_workspace_free(ws);
     free(x), free(w), free(b), free(yd), free(yw);

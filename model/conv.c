@@ -274,20 +274,25 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
     }
 }
 
-/* Whether the forward pass of p on `in` runs as Winograd F(4x4, 3x3)
- * (model/conv_winograd.c) rather than im2col + sgemm: IMGRET_CONV=direct or
- * winograd forces one (winograd only where it applies: 3x3, stride 1, pad
- * 0..2); unset or auto, the measured rule. 1 yes, 0 no, -1 refused.
+/* Whether the forward pass of p on `in`, and the input gradient of its
+ * backward pass, run as Winograd F(4x4, 3x3) (model/conv_winograd.c) rather
+ * than im2col + sgemm: IMGRET_CONV=direct or winograd forces one (winograd
+ * only where it applies: 3x3, stride 1, pad 0..2); unset or auto, the
+ * measured rule. 1 yes, 0 no, -1 refused.
  *
- * The rule, from bench_conv (docs/performance.md, "Winograd"): on conv3-5 of
- * the paper net (13x13 maps, 256-384 channels) and of alexnet-small (6x6,
- * 96-192 channels per group), AVX2 and AVX-512 alike, Winograd is faster
- * once every thread has a full block of WINOGRAD_MIN_TILES 4x4 output tiles
- * (paper net from batch 8 on 2 threads, the small net from batch 32) and
- * slower below (batch 1: the per-call weight transform and GEMMs of 16
+ * The rule, from bench_conv on 2 threads (docs/performance.md, "Winograd"):
+ * on conv3-5 of the paper net (13x13 maps, 192-384 channels per group) and
+ * of alexnet-small (6x6 maps, 64-192), on the AVX2 and the AVX-512 path
+ * alike (medians of 4-6 runs of medians of 7), with at least
+ * WINOGRAD_MIN_TILES 4x4 output tiles per thread (paper net batch 32 and
+ * 64, the small net batch 128) Winograd's forward is 1.25-1.6x faster on
+ * AVX2 and 0.93-1.5x on AVX-512 (conv4 at batch 32 the one row under 1),
+ * and the backward pass with dx by Winograd 1.2-1.6x; at 32-128 tiles per
+ * thread (paper batch 8, small batch 16-32) the forward is 0.8-1.4x, and at
+ * batch 1 it is 3-14x slower (the per-call weight transform and GEMMs of 16
  * tiles cost more than they save). Layers with fewer than 64 channels per
  * group were not measured and keep the direct path. */
-#define WINOGRAD_MIN_TILES 64
+#define WINOGRAD_MIN_TILES 256
 static int use_winograd(const model_conv_param_t *p, model_shape_t in, int threads,
                         util_err_t *err) {
     const char *force = getenv("IMGRET_CONV");
@@ -377,6 +382,11 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
     const int own = own_sgemm(ws, spread, err);
     if (own < 0) return -1;
     const int used = spread ? T : 1;
+    /* dx by Winograd (a 3x3 convolution too) where the forward pass uses it;
+     * the per-image loops below then compute only dw and db. */
+    const int wino = dx ? use_winograd(p, in, T, err) : 0;
+    if (wino < 0) return -1;
+    float *dx_im2col = wino ? NULL : dx;
     for (int t = 0; t < used; t++) {
         memset(ws_buf(ws, WS_GRAD_W, t), 0, sizeof(float) * wcount);
         memset(ws_buf(ws, WS_GRAD_B, t), 0, sizeof(float) * (size_t)p->out_c);
@@ -386,15 +396,17 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
 #pragma omp parallel for num_threads(T) schedule(static)
         for (int i = 0; i < in.n; i++) {
             const int tid = thread_id();
-            backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, tid),
+            backward_image(p, in, o, &c, x, w, dy, dx_im2col, i, ws_buf(ws, WS_COL, tid),
                            ws_buf(ws, WS_GRAD_W, tid), ws_buf(ws, WS_GRAD_B, tid),
                            own ? ws_buf(ws, WS_GEMM, tid) : NULL, 0);
         }
     } else {
         for (int i = 0; i < in.n; i++)
-            backward_image(p, in, o, &c, x, w, dy, dx, i, ws_buf(ws, WS_COL, 0),
+            backward_image(p, in, o, &c, x, w, dy, dx_im2col, i, ws_buf(ws, WS_COL, 0),
                            ws_buf(ws, WS_GRAD_W, 0), ws_buf(ws, WS_GRAD_B, 0), NULL, 1);
     }
+
+    if (wino && conv_winograd_backward_data(ws, p, in, w, dy, dx, err)) return -1;
 
     /* Sum the per-thread accumulators. */
 #pragma omp parallel for num_threads(T) schedule(static)

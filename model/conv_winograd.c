@@ -37,6 +37,7 @@ typedef struct wino_geom {
     int tiles_w, tiles_img; /* tiles per row and per image */
     long tiles;             /* of the whole batch */
     int nb;                 /* tiles per block: the GEMMs' N and the rows of V and Mb */
+    int flip; /* w is the forward's (G*Cg x Mg x 3 x 3): use it transposed and turned 180 degrees */
 } wino_geom_t;
 
 static int thread_id(void) {
@@ -101,6 +102,12 @@ static void transform_weights(const wino_geom_t *g, const float *w, int gi, int 
         float k[3][3][WINO_LANES], t[WINO_T][3][WINO_LANES], u[WINO_T][WINO_T][WINO_LANES];
         memset(k, 0, sizeof k);
         for (int l = 0; l < lanes; l++) {
+            if (g->flip) {
+                const float *src = w + (((size_t)gi * g->Cg + ic) * g->Mg + o0 + l) * 9;
+                for (int j = 0; j < 9; j++)
+                    k[j / 3][j % 3][l] = src[8 - j];
+                continue;
+            }
             const float *src = w + (((size_t)gi * g->Mg + o0 + l) * g->Cg + ic) * 9;
             for (int j = 0; j < 9; j++)
                 k[j / 3][j % 3][l] = src[j];
@@ -185,7 +192,7 @@ static void transform_output(const wino_geom_t *g, const float *Mb, const float 
                 output_1d(m[0][c], WINO_T * WINO_LANES, t[0][c], WINO_T * WINO_LANES);
             for (int r = 0; r < WINO_M; r++)
                 output_1d(t[r][0], WINO_LANES, out[r][0], WINO_LANES);
-            const float bias = b[oc];
+            const float bias = b ? b[oc] : 0.0f;
             for (int l = 0; l < lanes; l++) {
                 float *plane = y + ((size_t)img[l] * K + oc) * g->Ho * g->Wo;
                 const int rows = g->Ho - y0[l] < WINO_M ? g->Ho - y0[l] : WINO_M;
@@ -200,44 +207,89 @@ static void transform_output(const wino_geom_t *g, const float *Mb, const float 
     }
 }
 
-/* Position pos of group gi: Mb[pos][gi's out channels][0..nt) = U x V. */
-static void position_product(const wino_geom_t *g, const float *U, const float *V, float *Mb,
-                             int gi, int pos, int nt, float *pack) {
-    const float *A = U + ((size_t)gi * WINO_P + pos) * g->Cg * g->Mg;
-    const float *B = V + ((size_t)pos * g->C + (size_t)gi * g->Cg) * g->nb;
-    float *Cm = Mb + ((size_t)pos * g->G * g->Mg + (size_t)gi * g->Mg) * g->nb;
-    if (pack)
-        sgemm_own(1, 0, g->Mg, nt, g->Cg, 1.0f, A, g->Mg, B, g->nb, 0.0f, Cm, g->nb, pack);
-    else
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->Mg, nt, g->Cg, 1.0f, A, g->Mg, B,
-                    g->nb, 0.0f, Cm, g->nb);
+/* The own sgemm's micro-kernel and packing, or NULL on the OpenBLAS path. */
+static const sgemm_kernels_t *own_kernels(void) {
+    switch (sgemm_path()) {
+    case SGEMM_AVX512:
+        return &sgemm_avx512_kernels;
+    case SGEMM_AVX2:
+        return &sgemm_avx2_kernels;
+    default:
+        return NULL;
+    }
 }
 
-int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
-                          const float *x, const float *w, const float *b, float *y,
-                          util_err_t *err) {
-    model_shape_t o;
-    if (!conv_winograd_applies(p))
-        return util_fail(err, "conv winograd: needs a 3x3 stride-1 kernel with pad 0..2");
-    if (model_conv_shape(p, in, &o, err)) return -1;
-    wino_geom_t g = {in.c,
-                     in.h,
-                     in.w,
-                     p->pad,
-                     p->out_c,
-                     o.h,
-                     o.w,
-                     p->groups,
-                     in.c / p->groups,
-                     p->out_c / p->groups,
-                     0,
-                     0,
-                     0,
-                     0};
-    g.tiles_w = (o.w + WINO_M - 1) / WINO_M;
-    g.tiles_img = (o.h + WINO_M - 1) / WINO_M * g.tiles_w;
-    g.tiles = (long)in.n * g.tiles_img;
-    const int T = ws_threads(ws), own = sgemm_path() != SGEMM_BLAS;
+/* The GEMMs' depth (Cg) cut into equal slices of at most the kernel's kc,
+ * as sgemm_blocked cuts it. */
+static int depth_step(const sgemm_kernels_t *k, int K) {
+    const int slices = (K + k->kc - 1) / k->kc;
+    return (K + slices - 1) / slices;
+}
+
+/* Rows of U^T as the kernel's packed panels, padded to whole micro-tiles. */
+static int packed_rows(const sgemm_kernels_t *k, const wino_geom_t *g) {
+    return (g->Mg + k->mr - 1) / k->mr * k->mr;
+}
+
+/* UP[gi][pos] = U[gi][pos]^T packed once per call as the own sgemm packs its
+ * A (depth slice p0 at p0 * rows, row block i0 at i0 * kc within it), so the
+ * products of every block of tiles reuse it instead of packing it again. */
+static void pack_weights(const sgemm_kernels_t *k, const wino_geom_t *g, const float *U, int gi,
+                         int pos, float *UP) {
+    const int rows = packed_rows(k, g), step = depth_step(k, g->Cg);
+    const float *A = U + ((size_t)gi * WINO_P + pos) * g->Cg * g->Mg;
+    float *dst = UP + ((size_t)gi * WINO_P + pos) * rows * g->Cg;
+    for (int p0 = 0; p0 < g->Cg; p0 += step) {
+        const int kc = g->Cg - p0 < step ? g->Cg - p0 : step;
+        for (int i0 = 0; i0 < g->Mg; i0 += k->mc) {
+            const int mc = g->Mg - i0 < k->mc ? g->Mg - i0 : k->mc;
+            k->pack_a(1, A, g->Mg, i0, p0, mc, kc, 1.0f, dst + (size_t)p0 * rows + (size_t)i0 * kc);
+        }
+    }
+}
+
+/* Position pos of group gi: Mb[pos][gi's out channels][0..nt) = U x V, on
+ * the own kernel from the packed UP (pack: the thread's packing buffer for
+ * V), or on OpenBLAS from U when k is NULL. */
+static void position_product(const sgemm_kernels_t *k, const wino_geom_t *g, const float *U,
+                             const float *UP, const float *V, float *Mb, int gi, int pos, int nt,
+                             float *pack) {
+    const float *B = V + ((size_t)pos * g->C + (size_t)gi * g->Cg) * g->nb;
+    float *Cm = Mb + ((size_t)pos * g->G * g->Mg + (size_t)gi * g->Mg) * g->nb;
+    if (!k) {
+        const float *A = U + ((size_t)gi * WINO_P + pos) * g->Cg * g->Mg;
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, g->Mg, nt, g->Cg, 1.0f, A, g->Mg, B,
+                    g->nb, 0.0f, Cm, g->nb);
+        return;
+    }
+    const int rows = packed_rows(k, g), step = depth_step(k, g->Cg);
+    const float *ap = UP + ((size_t)gi * WINO_P + pos) * rows * g->Cg;
+    for (int p0 = 0; p0 < g->Cg; p0 += step) {
+        const int kc = g->Cg - p0 < step ? g->Cg - p0 : step;
+        k->pack_b(0, B, g->nb, p0, 0, kc, nt, pack);
+        for (int i0 = 0; i0 < g->Mg; i0 += k->mc) {
+            const int mc = g->Mg - i0 < k->mc ? g->Mg - i0 : k->mc;
+            const float *pa = ap + (size_t)p0 * rows + (size_t)i0 * kc;
+            for (int jj = 0; jj < nt; jj += k->nr) {
+                const int cols = nt - jj < k->nr ? nt - jj : k->nr;
+                for (int r = 0; r < mc; r += k->mr)
+                    k->tile(mc - r < k->mr ? mc - r : k->mr, cols, kc, pa + (size_t)r * kc,
+                            pack + (size_t)jj * kc, Cm + (size_t)(i0 + r) * g->nb + jj, g->nb,
+                            p0 == 0, 0.0f);
+            }
+        }
+    }
+}
+
+/* y = the convolution of x (n images of C x H x W) with w, plus b (NULL:
+ * none), on the geometry g holds (its tile fields are filled here). */
+static int winograd(model_workspace_t *ws, wino_geom_t g, int n, const float *x, const float *w,
+                    const float *b, float *y, util_err_t *err) {
+    g.tiles_w = (g.Wo + WINO_M - 1) / WINO_M;
+    g.tiles_img = (g.Ho + WINO_M - 1) / WINO_M * g.tiles_w;
+    g.tiles = (long)n * g.tiles_img;
+    const int T = ws_threads(ws);
+    const sgemm_kernels_t *k = own_kernels();
     /* Each thread its own blocks when there are enough tiles for every
      * thread to fill its lanes; else all threads on each block. */
     const int spread = T > 1 && g.tiles >= (long)T * WINO_LANES;
@@ -247,18 +299,25 @@ int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, mo
     const size_t block = (size_t)WINO_P * (size_t)(g.C + g.K) * g.nb;
     if (ws_reserve_shared(ws, WS_WINO_U, (size_t)WINO_P * g.K * g.Cg, err) ||
         ws_reserve(ws, WS_WINO, block, err) ||
-        (own && ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err)))
+        (k && (ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err) ||
+               ws_reserve_shared(ws, WS_WINO_UP, (size_t)g.G * WINO_P * packed_rows(k, &g) * g.Cg,
+                                 err))))
         return -1;
-    float *U = ws_buf(ws, WS_WINO_U, 0);
+    float *U = ws_buf(ws, WS_WINO_U, 0), *UP = k ? ws_buf(ws, WS_WINO_UP, 0) : NULL;
     const long blocks = (g.tiles + g.nb - 1) / g.nb;
 
 #pragma omp parallel num_threads(T)
     {
         const int tid = thread_id();
-        float *pack = own ? ws_buf(ws, WS_GEMM, tid) : NULL;
+        float *pack = k ? ws_buf(ws, WS_GEMM, tid) : NULL;
 #pragma omp for schedule(static)
         for (int job = 0; job < g.G * g.Cg; job++)
             transform_weights(&g, w, job / g.Cg, job % g.Cg, U);
+        if (k) {
+#pragma omp for schedule(static)
+            for (int job = 0; job < g.G * WINO_P; job++)
+                pack_weights(k, &g, U, job / WINO_P, job % WINO_P, UP);
+        }
         if (spread) {
             float *V = ws_buf(ws, WS_WINO, tid);
             float *Mb = V + (size_t)WINO_P * g.C * g.nb;
@@ -270,7 +329,7 @@ int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, mo
                 transform_input(&g, x, t0, nt, 0, g.C, V);
                 for (int gi = 0; gi < g.G; gi++)
                     for (int pos = 0; pos < WINO_P; pos++)
-                        position_product(&g, U, V, Mb, gi, pos, nt, pack);
+                        position_product(k, &g, U, UP, V, Mb, gi, pos, nt, pack);
                 transform_output(&g, Mb, b, t0, nt, 0, g.K, y);
             }
         } else {
@@ -284,7 +343,7 @@ int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, mo
                     transform_input(&g, x, t0, nt, ch, ch + 1, V);
 #pragma omp for schedule(static)
                 for (int job = 0; job < g.G * WINO_P; job++)
-                    position_product(&g, U, V, Mb, job / WINO_P, job % WINO_P, nt, pack);
+                    position_product(k, &g, U, UP, V, Mb, job / WINO_P, job % WINO_P, nt, pack);
 #pragma omp for schedule(static)
                 for (int oc = 0; oc < g.K; oc++)
                     transform_output(&g, Mb, b, t0, nt, oc, oc + 1, y);
@@ -292,4 +351,32 @@ int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, mo
         }
     }
     return 0;
+}
+
+int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
+                          const float *x, const float *w, const float *b, float *y,
+                          util_err_t *err) {
+    model_shape_t o;
+    if (!conv_winograd_applies(p))
+        return util_fail(err, "conv winograd: needs a 3x3 stride-1 kernel with pad 0..2");
+    if (model_conv_shape(p, in, &o, err)) return -1;
+    const int G = p->groups;
+    const wino_geom_t g = {in.c,     in.h,         in.w, p->pad, p->out_c, o.h, o.w, G,
+                           in.c / G, p->out_c / G, 0,    0,      0,        0,   0};
+    return winograd(ws, g, in.n, x, w, b, y, err);
+}
+
+/* dx is the convolution of dy with the weights transposed (per group) and
+ * turned 180 degrees, padded 2 - pad: the same kind of convolution. */
+int conv_winograd_backward_data(model_workspace_t *ws, const model_conv_param_t *p,
+                                model_shape_t in, const float *w, const float *dy, float *dx,
+                                util_err_t *err) {
+    model_shape_t o;
+    if (!conv_winograd_applies(p))
+        return util_fail(err, "conv winograd: needs a 3x3 stride-1 kernel with pad 0..2");
+    if (model_conv_shape(p, in, &o, err)) return -1;
+    const int G = p->groups;
+    const wino_geom_t g = {p->out_c,     o.h,      o.w, 2 - p->pad, in.c, in.h, in.w, G,
+                           p->out_c / G, in.c / G, 0,   0,          0,    0,    1};
+    return winograd(ws, g, in.n, dy, w, NULL, dx, err);
 }

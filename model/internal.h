@@ -13,6 +13,7 @@ enum {
     WS_GEMM,    /* per-thread packing buffers of the own sgemm (sgemm_own) */
     WS_WINO,    /* per-thread Winograd tile blocks (model/conv_winograd.c) */
     WS_WINO_U,  /* the transformed weights of a Winograd convolution, shared */
+    WS_WINO_UP, /* the same packed for the own sgemm's micro-kernel, shared */
     WS_SLOTS
 };
 
@@ -84,5 +85,9 @@ int conv_winograd_applies(const model_conv_param_t *p);
 int conv_winograd_forward(model_workspace_t *ws, const model_conv_param_t *p, model_shape_t in,
                           const float *x, const float *w, const float *b, float *y,
                           util_err_t *err);
+/* dx (overwritten) of model_conv_backward by the same method. */
+int conv_winograd_backward_data(model_workspace_t *ws, const model_conv_param_t *p,
+                                model_shape_t in, const float *w, const float *dy, float *dx,
+                                util_err_t *err);
 
 #endif

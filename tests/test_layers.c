@@ -232,10 +232,10 @@ static double conv_forward_error_rms(model_conv_param_t p, model_shape_t in, int
  * 3x3 stride-1 convolutions: pad 0, 1 and 2, groups 1 and 2, odd and even
  * maps (13, 14, 7, 2 and 1: one tile, tiles cut by the edge), channels that
  * fill no vector, batch 1 (the threads share each block) and batch 5 (each
- * thread its own blocks), on 1 and 2 threads, within 1e-4 of the output's
- * RMS: the worst case measures 2.7e-5 (im2col + sgemm: 2.6e-6 on the same
- * data), what F(4x4, 3x3)'s transforms (entries up to 8 and 1/24) cost in
- * float. */
+ * thread its own blocks), and channels past the own sgemm's packed blocks,
+ * on 1 and 2 threads, within 1e-4 of the output's RMS: the worst case
+ * measures 2.7e-5 (im2col + sgemm: 2.6e-6 on the same data), what F(4x4,
+ * 3x3)'s transforms (entries up to 8 and 1/24) cost in float. */
 static void test_conv_winograd_matches_direct_sum(void) {
     static const struct {
         model_conv_param_t p;
@@ -247,6 +247,8 @@ static void test_conv_winograd_matches_direct_sum(void) {
         {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},      {{4, 6, 3, 1, 2, 1}, {5, 4, 2, 2}},
         {{3, 5, 3, 1, 1, 1}, {1, 3, 1, 1}},      {{3, 5, 3, 1, 2, 1}, {5, 3, 1, 1}},
         {{40, 36, 3, 1, 1, 2}, {12, 40, 13, 13}}, {{17, 9, 3, 1, 0, 1}, {3, 17, 6, 9}},
+        /* Deeper than one packed slice (kc 256), more rows than one AVX2 block (mc 240). */
+        {{300, 260, 3, 1, 1, 1}, {4, 300, 9, 9}},
     };
     setenv("IMGRET_CONV", "winograd", 1);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
@@ -257,6 +259,60 @@ static void test_conv_winograd_matches_direct_sum(void) {
     /* Forced where it does not apply (stride 2), the direct path runs. */
     CHECK(conv_forward_error((model_conv_param_t){4, 6, 3, 2, 1, 2}, (model_shape_t){2, 4, 7, 6},
                              2) < 1e-5);
+    unsetenv("IMGRET_CONV");
+}
+
+/* The input gradient by Winograd (the convolution of dy with the weights
+ * transposed and turned, padded 2 - pad) against im2col + col2im, within
+ * 1e-4 of its RMS; dw and db are the same computation either way. And the
+ * finite differences of the Winograd forward agree with its gradients. */
+static double conv_dx_winograd_error(model_conv_param_t p, model_shape_t in, int *same_dw) {
+    model_shape_t o;
+    CHECK(model_conv_shape(&p, in, &o, NULL) == 0);
+    const size_t nx = model_shape_count(in), ny = model_shape_count(o);
+    const size_t nw = (size_t)p.out_c * (p.in_c / p.groups) * 9;
+    float *x = randn(nx, 1), *w = randn(nw, 1), *dy = randn(ny, 1);
+    float *dx[2], *dw[2], db[2][64];
+    model_workspace_t *ws = model_workspace_create();
+    for (int a = 0; a < 2; a++) {
+        dx[a] = malloc(nx * sizeof(float));
+        dw[a] = malloc(nw * sizeof(float));
+        setenv("IMGRET_CONV", a ? "winograd" : "direct", 1);
+        CHECK(model_conv_backward(ws, &p, in, x, w, dy, dx[a], dw[a], db[a], NULL) == 0);
+    }
+    unsetenv("IMGRET_CONV");
+    double worst = 0, sq = 0;
+    for (size_t j = 0; j < nx; j++) {
+        worst = fmax(worst, fabs((double)dx[1][j] - dx[0][j]));
+        sq += (double)dx[0][j] * dx[0][j];
+    }
+    *same_dw = !memcmp(dw[0], dw[1], nw * sizeof(float)) &&
+               !memcmp(db[0], db[1], (size_t)p.out_c * sizeof(float));
+    for (int a = 0; a < 2; a++) free(dx[a]), free(dw[a]);
+    free(x), free(w), free(dy);
+    model_workspace_free(ws);
+    return worst / sqrt(sq / (double)nx);
+}
+
+static void test_conv_winograd_input_gradient(void) {
+    static const struct {
+        model_conv_param_t p;
+        model_shape_t in;
+    } cases[] = {
+        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}}, {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},
+        {{6, 10, 3, 1, 2, 2}, {3, 6, 7, 6}},  {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},
+        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},   {{3, 5, 3, 1, 1, 1}, {2, 3, 1, 1}},
+        {{40, 36, 3, 1, 1, 2}, {6, 40, 13, 13}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        int same = 0;
+        double e = conv_dx_winograd_error(cases[c].p, cases[c].in, &same);
+        CHECK_MSG(e < 1e-4, "case %zu: dx error %g", c, e);
+        CHECK_MSG(same, "case %zu: dw or db differ", c);
+    }
+    setenv("IMGRET_CONV", "winograd", 1);
+    conv_gradcheck((model_conv_param_t){4, 6, 3, 1, 1, 2}, (model_shape_t){3, 4, 7, 6});
+    conv_gradcheck((model_conv_param_t){3, 4, 3, 1, 0, 1}, (model_shape_t){2, 3, 6, 7});
     unsetenv("IMGRET_CONV");
 }
 
@@ -766,6 +822,7 @@ int main(int argc, char **argv) {
         T(test_conv_forward_matches_direct_sum),
         T(test_conv_forward_batch1_on_shared_threads),
         T(test_conv_winograd_matches_direct_sum),
+        T(test_conv_winograd_input_gradient),
         T(test_conv_algorithm_choice_refuses_unknown_names),
         T(test_lrn_gradients_paper_alpha),
         T(test_lrn_gradients_alpha_over_n),
@@ -808,6 +865,7 @@ int main(int argc, char **argv) {
         T(test_conv_forward_matches_direct_sum),
         T(test_conv_forward_batch1_on_shared_threads),
         T(test_conv_winograd_matches_direct_sum),
+        T(test_conv_winograd_input_gradient),
         T(test_fc_gradients),
         T(test_fc_forward_batch1_matches_definition),
     };
