@@ -249,6 +249,7 @@ def test_failover(work):
         srv = serve("failover", url, "--timeout", "5")
         acked = []
         failed_after_kill = [0]
+        failed_any = [0]  # every Add not answered 200, of 3 items each
         lock = threading.Lock()
         stop = threading.Event()
         killed = threading.Event()
@@ -263,7 +264,10 @@ def test_failover(work):
                 if code == 200:
                     with lock:
                         acked.extend(r.ids)
-                elif killed.is_set():
+                    continue
+                with lock:
+                    failed_any[0] += 1
+                if killed.is_set():
                     failed_after_kill[0] += 1
                     time.sleep(0.05)
         th = [threading.Thread(target=storm, args=(t,)) for t in range(3)]
@@ -293,7 +297,12 @@ def test_failover(work):
         st.check(int(found.strip() or 0) == after,
                  "acknowledged ids on the promoted standby: %s of %d" % (found.strip(), after))
         code, r = st.rpc(srv, "Stats", st.pb.StatsRequest(), st.pb.StatsResponse)
-        st.check(code == 200 and r.items == after, "Stats after failover: %s" % r.items)
+        # An Add whose commit reached the database just before the primary
+        # died may have been answered with an error (the client saw it fail):
+        # the store can hold those too, never fewer than the acknowledged.
+        st.check(code == 200 and after <= r.items <= after + 3 * failed_any[0],
+                 "Stats after failover: %s items (%d acknowledged, %d Adds of 3 failed)" %
+                 (r.items, after, failed_any[0]))
         st.check(srv.stop() == 0, "the server exits 0 after the failover")
     finally:
         primary.stop()
