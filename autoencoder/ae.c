@@ -21,10 +21,10 @@ typedef struct ae_layer {
 struct ae {
     int in_dim, bits, n_hidden, n_layers, code_layer;
     int hidden[AE_MAX_HIDDEN];
-    int l2; /* rows scaled to unit Euclidean norm before the standardisation */
-    float balance;   /* weight of the code balance term in the training loss */
-    double *zmean;   /* bits: the batch mean of each code unit's input (no noise) */
-    double penalty;  /* the balance term of the last ae_loss_grad */
+    int l2;         /* rows scaled to unit Euclidean norm before the standardisation */
+    float balance;  /* weight of the code balance term in the training loss */
+    double *zmean;  /* bits: the batch mean of each code unit's input (no noise) */
+    double penalty; /* the balance term of the last ae_loss_grad */
     ae_layer_t layer[AE_MAX_LAYERS];
     float *mean, *inv_std; /* standardisation, in_dim each */
     /* Batch buffers: a[0] the standardised input, a[k + 1] layer k's output;
@@ -35,8 +35,8 @@ struct ae {
 
 ae_t *ae_create(int in_dim, const int *hidden, int n_hidden, int bits, uint64_t seed,
                 util_err_t *err) {
-    if (in_dim < 1 || in_dim > (1 << 20) || n_hidden < 0 || n_hidden > AE_MAX_HIDDEN ||
-        bits < 1 || bits > AE_MAX_BITS) {
+    if (in_dim < 1 || in_dim > (1 << 20) || n_hidden < 0 || n_hidden > AE_MAX_HIDDEN || bits < 1 ||
+        bits > AE_MAX_BITS) {
         util_fail(err, "autoencoder: impossible shape (in %d, %d hidden layers, %d bits)", in_dim,
                   n_hidden, bits);
         return NULL;
@@ -59,9 +59,11 @@ ae_t *ae_create(int in_dim, const int *hidden, int n_hidden, int bits, uint64_t 
     ae->code_layer = n_hidden;
     int widths[AE_MAX_LAYERS + 1];
     widths[0] = in_dim;
-    for (int i = 0; i < n_hidden; i++) widths[i + 1] = hidden[i];
+    for (int i = 0; i < n_hidden; i++)
+        widths[i + 1] = hidden[i];
     widths[n_hidden + 1] = bits;
-    for (int i = 0; i < n_hidden; i++) widths[n_hidden + 2 + i] = hidden[n_hidden - 1 - i];
+    for (int i = 0; i < n_hidden; i++)
+        widths[n_hidden + 2 + i] = hidden[n_hidden - 1 - i];
     widths[ae->n_layers] = in_dim;
     util_rng_seed(&ae->rng, seed);
     int ok = 1;
@@ -80,13 +82,15 @@ ae_t *ae_create(int in_dim, const int *hidden, int n_hidden, int bits, uint64_t 
         /* He initialisation for ReLU layers, Glorot-like 1/fan_in for the
          * logistic and linear ones. */
         double sd = sqrt((l->act == ACT_RELU ? 2.0 : 1.0) / l->p.in);
-        for (size_t i = 0; ok && i < nw; i++) l->w[i] = (float)(sd * util_rng_normal(&ae->rng));
+        for (size_t i = 0; ok && i < nw; i++)
+            l->w[i] = (float)(sd * util_rng_normal(&ae->rng));
     }
     ae->zmean = calloc((size_t)bits, sizeof(double));
     ae->mean = calloc((size_t)in_dim, sizeof(float));
     ae->inv_std = malloc((size_t)in_dim * sizeof(float));
     ok = ok && ae->zmean && ae->mean && ae->inv_std;
-    for (int i = 0; ok && i < in_dim; i++) ae->inv_std[i] = 1.0f;
+    for (int i = 0; ok && i < in_dim; i++)
+        ae->inv_std[i] = 1.0f;
     for (int k = 0; ok && k <= ae->n_layers; k++) {
         ae->a[k] = malloc((size_t)AE_MAX_BATCH * widths[k] * sizeof(float));
         ae->d[k] = malloc((size_t)AE_MAX_BATCH * widths[k] * sizeof(float));
@@ -106,28 +110,42 @@ void ae_free(ae_t *ae) {
         ae_layer_t *l = &ae->layer[k];
         free(l->w), free(l->b), free(l->dw), free(l->db), free(l->vw), free(l->vb);
     }
-    for (int k = 0; k <= AE_MAX_LAYERS; k++) free(ae->a[k]), free(ae->d[k]);
+    for (int k = 0; k <= AE_MAX_LAYERS; k++)
+        free(ae->a[k]), free(ae->d[k]);
     free(ae->zmean);
     free(ae->mean);
     free(ae->inv_std);
     free(ae);
 }
 
-int ae_in_dim(const ae_t *ae) { return ae->in_dim; }
-void ae_set_l2(ae_t *ae, int on) { ae->l2 = on != 0; }
-int ae_l2(const ae_t *ae) { return ae->l2; }
-void ae_set_balance(ae_t *ae, float weight) { ae->balance = weight > 0 ? weight : 0.0f; }
+int ae_in_dim(const ae_t *ae) {
+    return ae->in_dim;
+}
+void ae_set_l2(ae_t *ae, int on) {
+    ae->l2 = on != 0;
+}
+int ae_l2(const ae_t *ae) {
+    return ae->l2;
+}
+void ae_set_balance(ae_t *ae, float weight) {
+    ae->balance = weight > 0 ? weight : 0.0f;
+}
 
 /* The factor that scales row x to unit norm (1 when l2 is off or the row
  * is zero). */
 static float row_scale(const ae_t *ae, const float *x) {
     if (!ae->l2) return 1.0f;
     double s = 0;
-    for (int j = 0; j < ae->in_dim; j++) s += (double)x[j] * x[j];
+    for (int j = 0; j < ae->in_dim; j++)
+        s += (double)x[j] * x[j];
     return s > 0 ? (float)(1.0 / sqrt(s)) : 1.0f;
 }
-int ae_bits(const ae_t *ae) { return ae->bits; }
-int ae_n_params(const ae_t *ae) { return 2 * ae->n_layers; }
+int ae_bits(const ae_t *ae) {
+    return ae->bits;
+}
+int ae_n_params(const ae_t *ae) {
+    return 2 * ae->n_layers;
+}
 
 float *ae_param(ae_t *ae, int i, float **grad, size_t *count) {
     if (i < 0 || i >= 2 * ae->n_layers) return NULL;
@@ -138,8 +156,7 @@ float *ae_param(ae_t *ae, int i, float **grad, size_t *count) {
     return is_w ? l->w : l->b;
 }
 
-int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension,
-                           util_err_t *err) {
+int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension, util_err_t *err) {
     if (n < 1) return util_fail(err, "autoencoder: no rows to standardise");
     int D = ae->in_dim;
     double *s = calloc((size_t)D * 2, sizeof(double));
@@ -162,15 +179,15 @@ int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension
         ae->inv_std[j] = var > 1e-12 ? (float)(1.0 / sqrt(var)) : 1.0f;
     }
     if (!per_dimension && total_var > 1e-12)
-        for (int j = 0; j < D; j++) ae->inv_std[j] = (float)(1.0 / sqrt(total_var / D));
+        for (int j = 0; j < D; j++)
+            ae->inv_std[j] = (float)(1.0 / sqrt(total_var / D));
     free(s);
     return 0;
 }
 
 /* Forward pass of n <= AE_MAX_BATCH rows; noise (n x bits) or NULL; stops
  * after layer `last` (inclusive). */
-static int forward(ae_t *ae, const float *x, int n, const float *noise, int last,
-                   util_err_t *err) {
+static int forward(ae_t *ae, const float *x, int n, const float *noise, int last, util_err_t *err) {
     int D = ae->in_dim;
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * D;
@@ -188,7 +205,8 @@ static int forward(ae_t *ae, const float *x, int n, const float *noise, int last
         } else if (l->act == ACT_LOGISTIC) {
             for (int j = 0; j < l->p.out; j++) {
                 double m = 0;
-                for (int i = 0; i < n; i++) m += y[(size_t)i * l->p.out + j];
+                for (int i = 0; i < n; i++)
+                    m += y[(size_t)i * l->p.out + j];
                 ae->zmean[j] = m / n;
             }
             for (size_t i = 0; i < cnt; i++) {
@@ -215,7 +233,8 @@ static int backward(ae_t *ae, int n, double *loss, util_err_t *err) {
     /* The balance term: balance * sum_j (mean_i z_ij)^2 over the code
      * units' inputs z (before the noise). */
     double pen = 0;
-    for (int j = 0; j < ae->bits; j++) pen += ae->zmean[j] * ae->zmean[j];
+    for (int j = 0; j < ae->bits; j++)
+        pen += ae->zmean[j] * ae->zmean[j];
     ae->penalty = ae->balance * pen;
     *loss = 0.5 * s / n + ae->penalty;
     for (int k = L - 1; k >= 0; k--) {
@@ -223,9 +242,11 @@ static int backward(ae_t *ae, int n, double *loss, util_err_t *err) {
         float *g = ae->d[k + 1];
         const float *out = ae->a[k + 1];
         size_t cnt = (size_t)n * l->p.out;
-        if (l->act == ACT_RELU) model_relu_backward(cnt, out, g, g);
+        if (l->act == ACT_RELU)
+            model_relu_backward(cnt, out, g, g);
         else if (l->act == ACT_LOGISTIC) {
-            for (size_t i = 0; i < cnt; i++) g[i] *= out[i] * (1.0f - out[i]);
+            for (size_t i = 0; i < cnt; i++)
+                g[i] *= out[i] * (1.0f - out[i]);
             if (ae->balance > 0)
                 for (int i = 0; i < n; i++)
                     for (int j = 0; j < l->p.out; j++)
@@ -265,7 +286,8 @@ int ae_train(ae_t *ae, const float *x, size_t n, const ae_train_opts_t *o, util_
     }
     util_rng_t rng;
     util_rng_seed(&rng, o->seed);
-    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = (uint32_t)i;
     int rc = 0;
     for (int ep = 0; ep < o->epochs && rc == 0; ep++) {
         double t0 = util_now();
@@ -282,7 +304,8 @@ int ae_train(ae_t *ae, const float *x, size_t n, const ae_train_opts_t *o, util_
             int bn = (int)(n - s < (size_t)o->batch ? n - s : (size_t)o->batch);
             for (int i = 0; i < bn; i++)
                 memcpy(xb + (size_t)i * D, x + (size_t)perm[s + i] * D, (size_t)D * sizeof(float));
-            for (int i = 0; i < bn * B; i++) noise[i] = (float)(sigma * util_rng_normal(&rng));
+            for (int i = 0; i < bn * B; i++)
+                noise[i] = (float)(sigma * util_rng_normal(&rng));
             double loss;
             rc = ae_loss_grad(ae, xb, (size_t)bn, sigma > 0 ? noise : NULL, &loss, err);
             if (rc) break;
@@ -296,7 +319,8 @@ int ae_train(ae_t *ae, const float *x, size_t n, const ae_train_opts_t *o, util_
                 ae_layer_t *l = &ae->layer[k];
                 size_t nw = (size_t)l->p.in * l->p.out;
                 for (size_t i = 0; i < nw; i++) {
-                    l->vw[i] = o->momentum * l->vw[i] - o->lr * (l->dw[i] + o->weight_decay * l->w[i]);
+                    l->vw[i] =
+                        o->momentum * l->vw[i] - o->lr * (l->dw[i] + o->weight_decay * l->w[i]);
                     l->w[i] += l->vw[i];
                 }
                 for (int i = 0; i < l->p.out; i++) {
@@ -342,7 +366,8 @@ int ae_encode(ae_t *ae, const float *x, size_t n, float *activity, uint8_t *code
             memset(c, 0, (size_t)bn * nb);
             for (int r = 0; r < bn; r++)
                 for (int j = 0; j < B; j++)
-                    if (y[(size_t)r * B + j] > 0.5f) c[(size_t)r * nb + j / 8] |= (uint8_t)(1u << (j % 8));
+                    if (y[(size_t)r * B + j] > 0.5f)
+                        c[(size_t)r * nb + j / 8] |= (uint8_t)(1u << (j % 8));
         }
     }
     return 0;
@@ -351,10 +376,14 @@ int ae_encode(ae_t *ae, const float *x, size_t n, float *activity, uint8_t *code
 /* ----------------------------------------------------------- model file */
 
 static void layer_name(const ae_t *ae, int k, char *buf, size_t size) {
-    if (k < ae->n_hidden) snprintf(buf, size, "enc%d", k + 1);
-    else if (k == ae->code_layer) snprintf(buf, size, "code");
-    else if (k == ae->n_layers - 1) snprintf(buf, size, "out");
-    else snprintf(buf, size, "dec%d", k - ae->code_layer);
+    if (k < ae->n_hidden)
+        snprintf(buf, size, "enc%d", k + 1);
+    else if (k == ae->code_layer)
+        snprintf(buf, size, "code");
+    else if (k == ae->n_layers - 1)
+        snprintf(buf, size, "out");
+    else
+        snprintf(buf, size, "dec%d", k - ae->code_layer);
 }
 
 static void ae_spec(const ae_t *ae, model_spec_t *s) {
@@ -362,7 +391,8 @@ static void ae_spec(const ae_t *ae, model_spec_t *s) {
     int len = snprintf(s->name, sizeof s->name, "ae-%s%d", ae->l2 ? "l2-" : "", ae->in_dim);
     for (int i = 0; i < ae->n_hidden && len < (int)sizeof s->name; i++)
         len += snprintf(s->name + len, sizeof s->name - (size_t)len, "-%d", ae->hidden[i]);
-    if (len < (int)sizeof s->name) snprintf(s->name + len, sizeof s->name - (size_t)len, "-%d", ae->bits);
+    if (len < (int)sizeof s->name)
+        snprintf(s->name + len, sizeof s->name - (size_t)len, "-%d", ae->bits);
     s->in_c = ae->in_dim;
     s->in_h = s->in_w = 1;
     for (int k = 0; k < ae->n_layers; k++) {
@@ -416,7 +446,8 @@ int ae_save(const ae_t *ae, const char *path, const char *source, util_err_t *er
             /* The output back in raw units: y / s + m. */
             for (int o = 0; o < D; o++) {
                 float sd = 1.0f / ae->inv_std[o];
-                for (int j = 0; j < l->p.in; j++) w->data[(size_t)o * l->p.in + j] *= sd;
+                for (int j = 0; j < l->p.in; j++)
+                    w->data[(size_t)o * l->p.in + j] *= sd;
                 b->data[o] = b->data[o] * sd + ae->mean[o];
             }
         }
@@ -445,7 +476,8 @@ ae_t *ae_load(const char *path, util_err_t *err) {
         nfc != 2 * (code + 1))
         goto bad;
     int hidden[AE_MAX_HIDDEN];
-    for (int i = 0; i < code; i++) hidden[i] = s->layer[fcs[i]].out;
+    for (int i = 0; i < code; i++)
+        hidden[i] = s->layer[fcs[i]].out;
     if (!(ae = ae_create(s->in_c, hidden, code, s->layer[fcs[code]].out, 1, err))) goto done;
     for (int k = 0; k < ae->n_layers; k++) {
         char name[16], pn[24];
@@ -468,8 +500,10 @@ ae_t *ae_load(const char *path, util_err_t *err) {
     ae->l2 = !strncmp(s->name, "ae-l2-", 6);
     goto done;
 bad:
-    util_fail(err, "%s: not an imgret autoencoder (spec %s: expected ae-..., FC layers "
-                   "enc1..encN, code, dec1..decN, out)", path, s->name);
+    util_fail(err,
+              "%s: not an imgret autoencoder (spec %s: expected ae-..., FC layers "
+              "enc1..encN, code, dec1..decN, out)",
+              path, s->name);
 done:
     model_file_free(mf);
     return ae;

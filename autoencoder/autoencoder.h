@@ -24,7 +24,9 @@
 #define AE_MAX_HIDDEN 4
 #define AE_MAX_BITS 1024
 
-static inline int ae_code_bytes(int bits) { return (bits + 7) / 8; }
+static inline int ae_code_bytes(int bits) {
+    return (bits + 7) / 8;
+}
 
 /* ------------------------------------------------------ the autoencoder */
 
@@ -64,8 +66,7 @@ void ae_set_balance(ae_t *ae, float weight);
  * deviation of each dimension (per_dimension; dimensions that never vary
  * get 1) or by one common scale, the root mean variance (so the loss
  * weighs dimensions by their variance, as PCA does). */
-int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension,
-                           util_err_t *err);
+int ae_fit_standardisation(ae_t *ae, const float *x, size_t n, int per_dimension, util_err_t *err);
 
 typedef struct ae_train_opts {
     int epochs;
@@ -98,8 +99,7 @@ int ae_reconstruction_error(ae_t *ae, const float *x, size_t n, double *mse, uti
 
 /* Code unit activities (n x bits, may be NULL) and packed codes (n x
  * ae_code_bytes(bits), may be NULL) of n rows, no noise: bit = activity > 0.5. */
-int ae_encode(ae_t *ae, const float *x, size_t n, float *activity, uint8_t *codes,
-              util_err_t *err);
+int ae_encode(ae_t *ae, const float *x, size_t n, float *activity, uint8_t *codes, util_err_t *err);
 
 /* For gradient checks: the training loss (mean over the rows of half the
  * squared error summed over dimensions, standardised, plus the balance

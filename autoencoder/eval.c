@@ -17,8 +17,10 @@ static void count_labels(const int32_t *db_labels, size_t ndb, size_t *per_label
 
 static int max_label_of(const int32_t *a, size_t n, const int32_t *b, size_t m) {
     int mx = 0;
-    for (size_t i = 0; i < n; i++) mx = a[i] > mx ? a[i] : mx;
-    for (size_t i = 0; i < m; i++) mx = b[i] > mx ? b[i] : mx;
+    for (size_t i = 0; i < n; i++)
+        mx = a[i] > mx ? a[i] : mx;
+    for (size_t i = 0; i < m; i++)
+        mx = b[i] > mx ? b[i] : mx;
     return mx;
 }
 
@@ -33,12 +35,15 @@ static uint32_t float_key(float f) {
  * order, as the Hamming ranking does. tmp: n keys + n ids scratch. */
 static void radix_argsort(const float *d, size_t n, uint32_t *order, uint32_t *keys,
                           uint32_t *keys2, uint32_t *ids2, uint32_t *count) {
-    for (size_t i = 0; i < n; i++) keys[i] = float_key(d[i]), order[i] = (uint32_t)i;
+    for (size_t i = 0; i < n; i++)
+        keys[i] = float_key(d[i]), order[i] = (uint32_t)i;
     for (int pass = 0; pass < 2; pass++) {
         int sh = 16 * pass;
         memset(count, 0, 65537 * sizeof *count);
-        for (size_t i = 0; i < n; i++) count[((keys[i] >> sh) & 0xffff) + 1]++;
-        for (int k = 1; k <= 65536; k++) count[k] += count[k - 1];
+        for (size_t i = 0; i < n; i++)
+            count[((keys[i] >> sh) & 0xffff) + 1]++;
+        for (int k = 1; k <= 65536; k++)
+            count[k] += count[k - 1];
         for (size_t i = 0; i < n; i++) {
             uint32_t pos = count[(keys[i] >> sh) & 0xffff]++;
             keys2[pos] = keys[i];
@@ -53,14 +58,16 @@ static void add_metrics(ae_eval_result_t *out, const ae_query_metrics_t *m, cons
     out->map += m->ap;
     out->p10 += m->p10;
     out->p100 += m->p100;
-    for (int l = 0; l < AE_PR_POINTS; l++) out->pr[l] += pr[l];
+    for (int l = 0; l < AE_PR_POINTS; l++)
+        out->pr[l] += pr[l];
 }
 
 static void finish(ae_eval_result_t *out, size_t nq) {
     out->map /= (double)nq;
     out->p10 /= (double)nq;
     out->p100 /= (double)nq;
-    for (int l = 0; l < AE_PR_POINTS; l++) out->pr[l] /= (double)nq;
+    for (int l = 0; l < AE_PR_POINTS; l++)
+        out->pr[l] /= (double)nq;
 }
 
 /* The start of an evaluation: *out zeroed, the sizes checked, and the
@@ -97,15 +104,16 @@ int ae_eval_l2(const float *q, size_t nq, const float *db, size_t ndb, int dim,
     }
     for (size_t i = 0; i < ndb; i++) {
         double s = 0;
-        for (int j = 0; j < dim; j++) s += (double)db[i * dim + j] * db[i * dim + j];
+        for (int j = 0; j < dim; j++)
+            s += (double)db[i * dim + j] * db[i * dim + j];
         dbn[i] = (float)s;
     }
     int rc = 0;
     for (size_t s = 0; s < nq && rc == 0; s += QBLOCK) {
         int bn = (int)(nq - s < QBLOCK ? nq - s : QBLOCK);
         /* ||q - d||^2 ranks as ||d||^2 - 2 q.d (||q||^2 is the same for all d). */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, (int)ndb, dim, -2.0f,
-                    q + s * dim, dim, db, dim, 0.0f, dots, (int)ndb);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, (int)ndb, dim, -2.0f, q + s * dim,
+                    dim, db, dim, 0.0f, dots, (int)ndb);
         ae_eval_result_t part;
         memset(&part, 0, sizeof part);
 #pragma omp parallel reduction(+ : rc)
@@ -119,7 +127,8 @@ int ae_eval_l2(const float *q, size_t nq, const float *db, size_t ndb, int dim,
             for (int b = 0; b < bn; b++) {
                 if (!order || !k1 || !k2 || !i2 || !cnt) continue;
                 float *d = dots + (size_t)b * ndb;
-                for (size_t i = 0; i < ndb; i++) d[i] += dbn[i];
+                for (size_t i = 0; i < ndb; i++)
+                    d[i] += dbn[i];
                 radix_argsort(d, ndb, order, k1, k2, i2, cnt);
                 int32_t ql = q_labels[s + b];
                 ae_query_metrics_t m;
@@ -154,7 +163,8 @@ int ae_eval_hamming(const uint8_t *q, size_t nq, const uint8_t *db, size_t ndb, 
         if (!order || !dist) rc += 1;
 #pragma omp for schedule(dynamic, 16)
         for (long i = 0; i < (long)nq; i++) {
-            if (!order || !dist || ae_hamming_rank(q + (size_t)i * bytes, db, ndb, bytes, order, dist)) {
+            if (!order || !dist ||
+                ae_hamming_rank(q + (size_t)i * bytes, db, ndb, bytes, order, dist)) {
                 continue;
             }
             int32_t ql = q_labels[i];
@@ -180,8 +190,8 @@ int ae_l2_knn(const float *q, size_t nq, const float *db, const float *db_norms,
     if (!dots) return util_fail(err, "knn: out of memory");
     for (size_t s = 0; s < nq; s += QBLOCK) {
         int bn = (int)(nq - s < QBLOCK ? nq - s : QBLOCK);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, (int)ndb, dim, -2.0f,
-                    q + s * dim, dim, db, dim, 0.0f, dots, (int)ndb);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, bn, (int)ndb, dim, -2.0f, q + s * dim,
+                    dim, db, dim, 0.0f, dots, (int)ndb);
 #pragma omp parallel for schedule(dynamic)
         for (int b = 0; b < bn; b++) {
             const float *d = dots + (size_t)b * ndb;

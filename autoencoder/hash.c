@@ -20,7 +20,9 @@ void ae_hasher_free(ae_hasher_t *h) {
     free(h);
 }
 
-int ae_hasher_bits(const ae_hasher_t *h) { return h->bits; }
+int ae_hasher_bits(const ae_hasher_t *h) {
+    return h->bits;
+}
 
 static ae_hasher_t *hasher_alloc(const float *x, size_t n, int dim, int bits, util_err_t *err) {
     if (dim < 1 || bits < 1 || bits > AE_MAX_BITS || n < 1) {
@@ -43,8 +45,10 @@ static ae_hasher_t *hasher_alloc(const float *x, size_t n, int dim, int bits, ut
         return NULL;
     }
     for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < dim; j++) m[j] += x[i * dim + j];
-    for (int j = 0; j < dim; j++) h->mean[j] = (float)(m[j] / (double)n);
+        for (int j = 0; j < dim; j++)
+            m[j] += x[i * dim + j];
+    for (int j = 0; j < dim; j++)
+        h->mean[j] = (float)(m[j] / (double)n);
     free(m);
     return h;
 }
@@ -55,7 +59,8 @@ ae_hasher_t *ae_lsh_create(const float *x, size_t n, int dim, int bits, uint64_t
     if (!h) return NULL;
     util_rng_t rng;
     util_rng_seed(&rng, seed);
-    for (size_t i = 0; i < (size_t)dim * bits; i++) h->proj[i] = (float)util_rng_normal(&rng);
+    for (size_t i = 0; i < (size_t)dim * bits; i++)
+        h->proj[i] = (float)util_rng_normal(&rng);
     return h;
 }
 
@@ -71,7 +76,8 @@ int ae_hasher_encode(const ae_hasher_t *h, const float *x, size_t n, uint8_t *co
     for (size_t s = 0; s < n; s += chunk) {
         size_t m = n - s < chunk ? n - s : chunk;
         for (size_t i = 0; i < m; i++)
-            for (int j = 0; j < D; j++) xc[i * D + j] = x[(s + i) * D + j] - h->mean[j];
+            for (int j = 0; j < D; j++)
+                xc[i * D + j] = x[(s + i) * D + j] - h->mean[j];
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, B, D, 1.0f, xc, D, h->proj,
                     B, 0.0f, p, B);
         uint8_t *c = codes + s * nb;
@@ -114,7 +120,8 @@ static int top_eigenvectors(const float *c, int d, int b, uint64_t seed, float *
     if (!q || !y || !t || !w || !tau) rc = util_fail(err, "itq: out of memory");
     util_rng_t rng;
     util_rng_seed(&rng, seed ^ 0x9e3779b97f4a7c15ull);
-    for (size_t i = 0; rc == 0 && i < (size_t)d * k; i++) q[i] = (float)util_rng_normal(&rng);
+    for (size_t i = 0; rc == 0 && i < (size_t)d * k; i++)
+        q[i] = (float)util_rng_normal(&rng);
     for (int it = 0; rc == 0 && it < 6; it++) {
         cblas_ssymm(CblasRowMajor, CblasLeft, CblasUpper, d, k, 1.0f, c, d, q, k, 0.0f, y, k);
         memcpy(q, y, (size_t)d * k * sizeof(float));
@@ -132,7 +139,8 @@ static int top_eigenvectors(const float *c, int d, int b, uint64_t seed, float *
         for (int i = 0; i < d; i++)
             for (int j = 0; j < b; j++) {
                 double s = 0;
-                for (int m = 0; m < k; m++) s += (double)q[(size_t)i * k + m] * t[(size_t)m * k + (k - 1 - j)];
+                for (int m = 0; m < k; m++)
+                    s += (double)q[(size_t)i * k + m] * t[(size_t)m * k + (k - 1 - j)];
                 out[(size_t)i * b + j] = (float)s;
             }
     }
@@ -164,10 +172,11 @@ ae_hasher_t *ae_itq_create(const float *x, size_t n, int dim, int bits, int iter
         goto fail;
     }
     for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < D; j++) xc[i * D + j] = x[i * D + j] - h->mean[j];
+        for (int j = 0; j < D; j++)
+            xc[i * D + j] = x[i * D + j] - h->mean[j];
     /* Covariance (upper triangle) and its top B eigenvectors. */
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, D, (int)n, 1.0f / (float)n, xc, D, 0.0f,
-                cov, D);
+    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, D, (int)n, 1.0f / (float)n, xc, D, 0.0f, cov,
+                D);
     /* The top B eigenvectors by randomised subspace iteration (Halko et al.
      * 2011): a full 4096 x 4096 eigensolve takes a minute on two cores,
      * this a second, and ITQ rotates the subspace anyway. */
@@ -178,7 +187,8 @@ ae_hasher_t *ae_itq_create(const float *x, size_t n, int dim, int bits, int iter
     /* A random orthogonal start: the Q of a Gaussian matrix's SVD (U V^T). */
     util_rng_t rng;
     util_rng_seed(&rng, seed);
-    for (int i = 0; i < B * B; i++) c[i] = (float)util_rng_normal(&rng);
+    for (int i = 0; i < B * B; i++)
+        c[i] = (float)util_rng_normal(&rng);
     if (LAPACKE_sgesvd(LAPACK_ROW_MAJOR, 'A', 'A', B, B, c, B, sv, u, B, vt, B, superb)) {
         util_fail(err, "itq: SVD failed");
         goto fail;

@@ -12,7 +12,7 @@
  * distances the one inserted first stays first, so a scan in index order
  * ranks ties by index. The same body for each distance type. */
 #define TOPK_INSERT(name, dist_t)                                                                  \
-    static inline size_t name(dist_t *dist, uint32_t *ids, size_t have, size_t k, dist_t d,       \
+    static inline size_t name(dist_t *dist, uint32_t *ids, size_t have, size_t k, dist_t d,        \
                               uint32_t id) {                                                       \
         if (have == k && d >= dist[k - 1]) return have;                                            \
         size_t pos = have < k ? have++ : k - 1;                                                    \

@@ -14,7 +14,8 @@ int ae_hamming(const uint8_t *a, const uint8_t *b, int bytes) {
         memcpy(&y, b + i, 8);
         d += __builtin_popcountll(x ^ y);
     }
-    for (; i < bytes; i++) d += __builtin_popcount((unsigned)(a[i] ^ b[i]));
+    for (; i < bytes; i++)
+        d += __builtin_popcount((unsigned)(a[i] ^ b[i]));
     return d;
 }
 
@@ -33,8 +34,10 @@ int ae_hamming_rank(const uint8_t *q, const uint8_t *db, size_t n, int bytes, ui
         d[i] = (uint16_t)ae_hamming(q, db + i * bytes, bytes);
         start[d[i] + 1]++;
     }
-    for (int k = 1; k <= maxd + 1; k++) start[k] += start[k - 1];
-    for (size_t i = 0; i < n; i++) order[start[d[i]]++] = (uint32_t)i;
+    for (int k = 1; k <= maxd + 1; k++)
+        start[k] += start[k - 1];
+    for (size_t i = 0; i < n; i++)
+        order[start[d[i]]++] = (uint32_t)i;
     free(start);
     free(own);
     return 0;
@@ -76,11 +79,21 @@ size_t ae_hamming_knn(const uint8_t *q, const uint8_t *db, size_t n, int bytes, 
      * lengths get an unrolled distance. */
     size_t have = 0;
     switch (bytes) {
-    case 4: KNN_LOOP(ham_u32(q, db + i * 4)); break;
-    case 8: KNN_LOOP(ham_words(q, db + i * 8, 1)); break;
-    case 16: KNN_LOOP(ham_words(q, db + i * 16, 2)); break;
-    case 32: KNN_LOOP(ham_words(q, db + i * 32, 4)); break;
-    default: KNN_LOOP(ae_hamming(q, db + i * (size_t)bytes, bytes)); break;
+    case 4:
+        KNN_LOOP(ham_u32(q, db + i * 4));
+        break;
+    case 8:
+        KNN_LOOP(ham_words(q, db + i * 8, 1));
+        break;
+    case 16:
+        KNN_LOOP(ham_words(q, db + i * 16, 2));
+        break;
+    case 32:
+        KNN_LOOP(ham_words(q, db + i * 32, 4));
+        break;
+    default:
+        KNN_LOOP(ae_hamming(q, db + i * (size_t)bytes, bytes));
+        break;
     }
     return have;
 }
@@ -129,7 +142,8 @@ void ae_ranking_metrics(const uint32_t *order, size_t n, const int32_t *db_label
     m->p10 = (double)hits10 / (double)(n < 10 ? (n ? n : 1) : 10);
     m->p100 = (double)hits100 / (double)(n < 100 ? (n ? n : 1) : 100);
     if (pr)
-        for (int l = 0; l < AE_PR_POINTS; l++) pr[l] = best_at[l];
+        for (int l = 0; l < AE_PR_POINTS; l++)
+            pr[l] = best_at[l];
 }
 
 /* ------------------------------------------------------- hash table */
@@ -150,11 +164,15 @@ struct ae_hash_table {
 
 static uint64_t code_u64(const uint8_t *c, int bytes) {
     uint64_t v = 0;
-    for (int i = 0; i < bytes; i++) v |= (uint64_t)c[i] << (8 * i);
+    for (int i = 0; i < bytes; i++)
+        v |= (uint64_t)c[i] << (8 * i);
     return v;
 }
 
-typedef struct keyed { uint64_t key; uint32_t id; } keyed_t;
+typedef struct keyed {
+    uint64_t key;
+    uint32_t id;
+} keyed_t;
 
 static int cmp_keyed(const void *a, const void *b) {
     const keyed_t *x = a, *y = b;
@@ -170,7 +188,8 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
     ae_hash_table_t *t = calloc(1, sizeof *t);
     keyed_t *k = malloc((n ? n : 1) * sizeof *k);
     size_t cap = 16;
-    while (cap < 2 * n) cap *= 2;
+    while (cap < 2 * n)
+        cap *= 2;
     if (t) {
         t->ids = malloc((n ? n : 1) * sizeof *t->ids);
         t->codes = malloc((n ? n : 1) * sizeof *t->codes);
@@ -193,9 +212,11 @@ ae_hash_table_t *ae_hash_table_create(const uint8_t *codes, size_t n, int bits, 
     qsort(k, n, sizeof *k, cmp_keyed);
     for (size_t i = 0; i < n;) {
         size_t j = i;
-        while (j < n && k[j].key == k[i].key) t->ids[j] = k[j].id, j++;
+        while (j < n && k[j].key == k[i].key)
+            t->ids[j] = k[j].id, j++;
         size_t h = util_splitmix64(k[i].key) & t->mask;
-        while (t->slots[h].count) h = (h + 1) & t->mask;
+        while (t->slots[h].count)
+            h = (h + 1) & t->mask;
         t->slots[h] = (slot_t){k[i].key, (uint32_t)i, (uint32_t)(j - i)};
         i = j;
     }
@@ -244,11 +265,13 @@ static void consider(probe_t *p, uint32_t id) {
 static void visit(probe_t *p, uint64_t addr) {
     const ae_hash_table_t *t = p->t;
     size_t h = util_splitmix64(addr) & t->mask;
-    while (t->slots[h].count && t->slots[h].key != addr) h = (h + 1) & t->mask;
+    while (t->slots[h].count && t->slots[h].key != addr)
+        h = (h + 1) & t->mask;
     const slot_t *s = &t->slots[h];
     if (!s->count) return;
     p->scanned += s->count;
-    for (uint32_t m = 0; m < s->count; m++) consider(p, t->ids[s->start + m]);
+    for (uint32_t m = 0; m < s->count; m++)
+        consider(p, t->ids[s->start + m]);
 }
 
 /* Every address that differs from addr in `left` more bits, all at
@@ -256,7 +279,8 @@ static void visit(probe_t *p, uint64_t addr) {
 static void flips(probe_t *p, uint64_t addr, int from, int left) {
     visit(p, addr);
     if (left == 0) return;
-    for (int b = from; b < p->t->bits; b++) flips(p, addr ^ ((uint64_t)1 << b), b + 1, left - 1);
+    for (int b = from; b < p->t->bits; b++)
+        flips(p, addr ^ ((uint64_t)1 << b), b + 1, left - 1);
 }
 
 /* Addresses within Hamming distance r of a `bits`-bit code (capped). */
@@ -297,7 +321,8 @@ size_t ae_two_stage_search_table(const ae_hash_table_t *t, const uint8_t *q_shor
                 m += __builtin_popcountll(c[i] ^ q) <= radius;
             }
             p.scanned += m;
-            for (size_t j = 0; j < m; j++) consider(&p, hit[j]);
+            for (size_t j = 0; j < m; j++)
+                consider(&p, hit[j]);
         }
     } else {
         flips(&p, q, 0, radius);

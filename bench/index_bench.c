@@ -92,8 +92,7 @@ static void die(const char *what, const util_err_t *err) {
     exit(1);
 }
 
-static int search(index_t *ix, int fc7, const void *q, size_t nq, index_hit_t *h,
-                  util_err_t *err) {
+static int search(index_t *ix, int fc7, const void *q, size_t nq, index_hit_t *h, util_err_t *err) {
     return fc7 ? index_search_fc7(ix, q, nq, D, K, h, err)
                : index_search_code(ix, q, nq, CODE_BYTES, K, h, err);
 }
@@ -125,8 +124,8 @@ static void out_memory(const char *tag, double r0, double s0) {
 /* One 'time' command: nlat single queries, nbatch batches; wall time and
  * the process's CPU time (all threads), which waiting for a core on a busy
  * machine does not inflate. */
-static void time_search_here(index_t *ix, int fc7, const void *q, size_t nq, int threads,
-                             int nlat, int nbatch, const char *tag) {
+static void time_search_here(index_t *ix, int fc7, const void *q, size_t nq, int threads, int nlat,
+                             int nbatch, const char *tag) {
     size_t row = fc7 ? sizeof(float) * D : CODE_BYTES;
     index_hit_t *h = malloc(sizeof *h * nq * K);
     int n = nlat > nbatch ? nlat : nbatch;
@@ -313,15 +312,19 @@ int main(int argc, char **argv) {
     int threads, nlat, nbatch;
     while (fgets(line, sizeof line, stdin)) {
         if (!strncmp(line, "quit", 4)) break;
-        if (sscanf(line, "time %31s %d %d %d", tag, &threads, &nlat, &nbatch) != 4 ||
-            threads < 1 || nlat < 1 || nbatch < 1) {
+        if (sscanf(line, "time %31s %d %d %d", tag, &threads, &nlat, &nbatch) != 4 || threads < 1 ||
+            nlat < 1 || nbatch < 1) {
             fprintf(stderr, "bench_index: bad command: %s", line);
             return 2;
         }
-        if (!strcmp(tag, "bflat")) time_search(bflat, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
-        else if (!strcmp(tag, "bhash")) time_search(bhash, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
-        else if (!strcmp(tag, "l2flat")) time_search(l2flat, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
-        else if (!strcmp(tag, "ivf")) time_search(ivf, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
+        if (!strcmp(tag, "bflat"))
+            time_search(bflat, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "bhash"))
+            time_search(bhash, 0, qc, NQ_CODE, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "l2flat"))
+            time_search(l2flat, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
+        else if (!strcmp(tag, "ivf"))
+            time_search(ivf, 1, q, NQ_FC7, threads, nlat, nbatch, tag);
         else {
             fprintf(stderr, "bench_index: unknown index %s\n", tag);
             return 2;

@@ -158,10 +158,12 @@ static int index_op(client_t *c, op_t op, char *err_out, size_t err_cap) {
     util_err_t err = {{0}};
     int rc;
     if (op == OP_SEARCH_VEC)
-        rc = index_search_fc7(sh->ix, sh->queries + (size_t)(rnd(&c->seed) % sh->n_queries) * sh->dim,
-                              1, sh->dim, 10, hits, &err);
+        rc = index_search_fc7(sh->ix,
+                              sh->queries + (size_t)(rnd(&c->seed) % sh->n_queries) * sh->dim, 1,
+                              sh->dim, 10, hits, &err);
     else
-        rc = index_search_id(sh->ix, INDEX_FC7, (int64_t)(rnd(&c->seed) % sh->items), 10, hits, &err);
+        rc = index_search_id(sh->ix, INDEX_FC7, (int64_t)(rnd(&c->seed) % sh->items), 10, hits,
+                             &err);
     if (rc) snprintf(err_out, err_cap, "%s: %.200s", op_names[op], err.msg);
     return rc;
 }
@@ -203,7 +205,8 @@ static void run(shared_t *sh, int clients, double seconds, result_t *res, const 
         c[i].seed = 1000u + (unsigned)i * 7919u;
         pthread_create(&t[i], NULL, client_main, &c[i]);
     }
-    for (int i = 0; i < clients; i++) pthread_join(t[i], NULL);
+    for (int i = 0; i < clients; i++)
+        pthread_join(t[i], NULL);
     double elapsed = util_now() - t0;
     memset(res, 0, sizeof *res);
     for (int op = 0; op <= N_OPS; op++) {
@@ -211,7 +214,8 @@ static void run(shared_t *sh, int clients, double seconds, result_t *res, const 
         for (int i = 0; i < clients; i++)
             for (int o = 0; o < N_OPS; o++) {
                 if (op < N_OPS ? o != op : o == OP_ADD) continue;
-                for (size_t k = 0; k < c[i].lat[o].n; k++) lat_push(&all, c[i].lat[o].v[k]);
+                for (size_t k = 0; k < c[i].lat[o].n; k++)
+                    lat_push(&all, c[i].lat[o].v[k]);
                 res->errors[op] += c[i].errors[o];
             }
         qsort(all.v, all.n, sizeof *all.v, cmp_d);
@@ -228,7 +232,8 @@ static void run(shared_t *sh, int clients, double seconds, result_t *res, const 
         }
     }
     for (int i = 0; i < clients; i++)
-        for (int o = 0; o < N_OPS; o++) free(c[i].lat[o].v);
+        for (int o = 0; o < N_OPS; o++)
+            free(c[i].lat[o].v);
     free(c);
     free(t);
     fprintf(stderr, "%s: %.1f s, %d clients\n", label, elapsed, clients);
@@ -281,7 +286,8 @@ static int preload(const char *url, int dim, size_t n, float *pool, size_t pool_
         int rc = srv_client_call(url, "Add", NULL, body, len, 120, &st, &resp, &rl, &err);
         free(body);
         if (rc || st != 200) {
-            fprintf(stderr, "preload: %s %.300s\n", rc ? err.msg : "HTTP error", rc ? "" : (char *)resp);
+            fprintf(stderr, "preload: %s %.300s\n", rc ? err.msg : "HTTP error",
+                    rc ? "" : (char *)resp);
             free(resp);
             return -1;
         }
@@ -338,12 +344,14 @@ static void print_batching(const char *url) {
     static char buf[1 << 20];
     size_t n = 0;
     ssize_t r;
-    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0) n += (size_t)r;
+    while (n < sizeof buf - 1 && (r = read(fd, buf + n, sizeof buf - 1 - n)) > 0)
+        n += (size_t)r;
     close(fd);
     buf[n] = 0;
     double v[4] = {0, 0, 0, 0};
-    static const char *const names[4] = {"\nimgret_search_batches_total ", "\nimgret_search_queries_total ",
-                                         "\nimgret_forward_batches_total ", "\nimgret_forward_inputs_total "};
+    static const char *const names[4] = {
+        "\nimgret_search_batches_total ", "\nimgret_search_queries_total ",
+        "\nimgret_forward_batches_total ", "\nimgret_forward_inputs_total "};
     for (int i = 0; i < 4; i++) {
         const char *p = strstr(buf, names[i]);
         if (p) v[i] = atof(p + strlen(names[i]));
@@ -354,8 +362,9 @@ static void print_batching(const char *url) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: bench_server_load URL SERVER_PID STORE_DIR [--items N] [--clients N] "
-                        "[--seconds S] [--add-pct P]\n");
+        fprintf(stderr,
+                "usage: bench_server_load URL SERVER_PID STORE_DIR [--items N] [--clients N] "
+                "[--seconds S] [--add-pct P]\n");
         return 2;
     }
     const char *url = argv[1], *store = argv[3];
@@ -364,11 +373,16 @@ int main(int argc, char **argv) {
     int clients = 64, add_pct = 10, peer_clients = (int)sysconf(_SC_NPROCESSORS_ONLN);
     double seconds = 60;
     for (int i = 4; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--items")) items = (size_t)atol(argv[i + 1]);
-        else if (!strcmp(argv[i], "--clients")) clients = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
-        else if (!strcmp(argv[i], "--add-pct")) add_pct = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--peer-clients")) peer_clients = atoi(argv[i + 1]);
+        if (!strcmp(argv[i], "--items"))
+            items = (size_t)atol(argv[i + 1]);
+        else if (!strcmp(argv[i], "--clients"))
+            clients = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--seconds"))
+            seconds = atof(argv[i + 1]);
+        else if (!strcmp(argv[i], "--add-pct"))
+            add_pct = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--peer-clients"))
+            peer_clients = atoi(argv[i + 1]);
     }
     int64_t have = 0;
     int dim = server_dim(url, &have);
@@ -409,7 +423,8 @@ int main(int argc, char **argv) {
     }
     sh.in_process = 1;
     sh.ix = ix;
-    run(&sh, peer_clients, seconds < 10 ? seconds : 10, &peer_res, "in-process index_search (FAISS)");
+    run(&sh, peer_clients, seconds < 10 ? seconds : 10, &peer_res,
+        "in-process index_search (FAISS)");
     index_free(ix);
 
     double load[1] = {0};
@@ -418,10 +433,11 @@ int main(int argc, char **argv) {
         if (fscanf(la, "%lf", &load[0]) != 1) load[0] = 0;
         fclose(la);
     }
-    printf("\nmachine: %ld cores (load average %.2f at the end); %zu items of %d floats (FAISS "
-           "Flat); imgret: %d HTTP clients, mix %d%% Add, the rest Search by vector / by id (k 10); "
-           "peer: %d threads calling index_search_fc7 / index_search_id\n",
-           sysconf(_SC_NPROCESSORS_ONLN), load[0], items, dim, clients, add_pct, peer_clients);
+    printf(
+        "\nmachine: %ld cores (load average %.2f at the end); %zu items of %d floats (FAISS "
+        "Flat); imgret: %d HTTP clients, mix %d%% Add, the rest Search by vector / by id (k 10); "
+        "peer: %d threads calling index_search_fc7 / index_search_id\n",
+        sysconf(_SC_NPROCESSORS_ONLN), load[0], items, dim, clients, add_pct, peer_clients);
     printf("server RSS: %.1f MiB before the run, %.1f MiB after\n", rss_before / 1024.0,
            rss_after / 1024.0);
     printf("imgret: %zu errors in %zu requests (add %zu ok %.1f/s, p50 %.2f ms, p99 %.2f ms)\n\n",

@@ -456,9 +456,9 @@ int cmd_demo(int argc, char **argv) {
             "              with a SearchRequest (protobuf), Content-Type: application/protobuf\n\n",
             url, url, d.examples, url, url);
     if (!serve) return 0;
-    char *sargv[] = {"imgret", "serve",  "--model",    d.model,  "--autoencoder", d.ae, "--store",
-                     d.store,  "--host", (char *)host, "--port", (char *)port,    NULL,
-                     NULL,     NULL};
+    char *sargv[] = {"imgret", "serve",      "--model", d.model,  "--autoencoder",
+                     d.ae,     "--store",    d.store,   "--host", (char *)host,
+                     "--port", (char *)port, NULL,      NULL,     NULL};
     if (d.device) {
         sargv[12] = "--device";
         sargv[13] = (char *)d.device;

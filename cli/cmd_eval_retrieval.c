@@ -38,7 +38,8 @@ static void add_row(eval_ctx_t *c, const char *name, const ae_eval_result_t *r, 
             name, r->map, r->p10, r->p100, bytes, qps);
     if (c->csv) {
         fprintf(c->csv, "%s", name);
-        for (int l = 0; l < AE_PR_POINTS; l++) fprintf(c->csv, ",%.6f", r->pr[l]);
+        for (int l = 0; l < AE_PR_POINTS; l++)
+            fprintf(c->csv, ",%.6f", r->pr[l]);
         fputc('\n', c->csv);
         fflush(c->csv);
     }
@@ -52,7 +53,8 @@ static double l2_qps(const float *q, size_t nq, const float *db, size_t ndb, int
     if (norms && ids) {
         for (size_t i = 0; i < ndb; i++) {
             double s = 0;
-            for (int j = 0; j < dim; j++) s += (double)db[i * dim + j] * db[i * dim + j];
+            for (int j = 0; j < dim; j++)
+                s += (double)db[i * dim + j] * db[i * dim + j];
             norms[i] = (float)s;
         }
         double t0 = util_now();
@@ -100,7 +102,8 @@ static float *pixels_of(const char *split, const feat_file_t *f, size_t n, int *
                 break;
             }
         }
-        for (int j = 0; j < d; j++) out[i * (size_t)d + j] = im->pixels[j] / 255.0f;
+        for (int j = 0; j < d; j++)
+            out[i * (size_t)d + j] = im->pixels[j] / 255.0f;
         data_image_free(im);
     }
     data_dataset_free(ds);
@@ -211,13 +214,16 @@ int cmd_eval_retrieval(int argc, char **argv) {
     size_t nqps = nq < QPS_QUERIES ? nq : QPS_QUERIES;
     const float *xdb = feat_file_rows(fdb), *xq = feat_file_rows(fq);
     int32_t *ldb = malloc(ndb * sizeof *ldb), *lq = malloc(nq * sizeof *lq);
-    for (size_t i = 0; i < ndb; i++) ldb[i] = feat_file_label(fdb, i);
-    for (size_t i = 0; i < nq; i++) lq[i] = feat_file_label(fq, i);
+    for (size_t i = 0; i < ndb; i++)
+        ldb[i] = feat_file_label(fdb, i);
+    for (size_t i = 0; i < nq; i++)
+        lq[i] = feat_file_label(fq, i);
     eval_ctx_t c = {0};
     c.csv = csvp ? fopen(csvp, "w") : NULL;
     if (c.csv) {
         fprintf(c.csv, "method");
-        for (int l = 0; l < AE_PR_POINTS; l++) fprintf(c.csv, ",p_at_recall_%.1f", l / 10.0);
+        for (int l = 0; l < AE_PR_POINTS; l++)
+            fprintf(c.csv, ",p_at_recall_%.1f", l / 10.0);
         fputc('\n', c.csv);
     }
     fprintf(stderr, "eval-retrieval: %zu queries, %zu database items, %d-d features\n", nq, ndb,
@@ -246,7 +252,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
     memcpy(all_bits, bits, (size_t)nbits * sizeof *bits);
     for (int b = 1; b <= AE_MAX_BITS; b++) {
         int seen = 0;
-        for (int k = 0; k < nall; k++) seen |= all_bits[k] == b;
+        for (int k = 0; k < nall; k++)
+            seen |= all_bits[k] == b;
         if (ae_path[b] && !seen && nall < MAX_BITS_ROWS + 2) all_bits[nall++] = b;
     }
     for (int k = 0; k < nall; k++) {
@@ -272,11 +279,14 @@ int cmd_eval_retrieval(int argc, char **argv) {
             if (ae_eval_hamming(cq, nq, cdb, ndb, nb, lq, ldb, &r, &err)) goto fail;
             snprintf(name, sizeof name, "AE %d bits (Hamming)", b);
             add_row(&c, name, &r, nb, hamming_qps(cq, nqps, cdb, ndb, nb));
-            if (b == short_bits && !short_db) short_db = cdb, short_q = cq, cdb = cq = NULL;
-            else if (b == long_bits && !long_db) long_db = cdb, long_q = cq, cdb = cq = NULL;
+            if (b == short_bits && !short_db)
+                short_db = cdb, short_q = cq, cdb = cq = NULL;
+            else if (b == long_bits && !long_db)
+                long_db = cdb, long_q = cq, cdb = cq = NULL;
         }
         int in_bits = 0;
-        for (int j = 0; j < nbits; j++) in_bits |= bits[j] == b;
+        for (int j = 0; j < nbits; j++)
+            in_bits |= bits[j] == b;
         for (int method = 0; in_bits && method < 2; method++) {
             double t0 = util_now();
             ae_hasher_t *h = method == 0
@@ -310,9 +320,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
     fprintf(out, "| method | mAP | P@10 | P@100 | bytes/item | queries/s |\n");
     fprintf(out, "|---|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < c.n; i++)
-        fprintf(out, "| %s | %.4f | %.4f | %.4f | %.0f | %.0f |\n", c.rows[i].name,
-                c.rows[i].r.map, c.rows[i].r.p10, c.rows[i].r.p100, c.rows[i].bytes,
-                c.rows[i].qps);
+        fprintf(out, "| %s | %.4f | %.4f | %.4f | %.0f | %.0f |\n", c.rows[i].name, c.rows[i].r.map,
+                c.rows[i].r.p10, c.rows[i].r.p100, c.rows[i].bytes, c.rows[i].qps);
     ae_hash_table_t *table = short_db && long_db && short_bits <= 64
                                  ? ae_hash_table_create(short_db, ndb, short_bits, &err)
                                  : NULL;
@@ -334,9 +343,11 @@ int cmd_eval_retrieval(int argc, char **argv) {
                 "by %d-bit AE codes (and, last column, the shortlist's best 100 re-ranked by exact "
                 "FC7 distance). Full %d-bit scan: %.0f queries/s.\n\n",
                 short_bits, long_bits, long_bits, (double)nq / t_full);
-        fprintf(out, "| radius | shortlist by | database scanned | top-10 overlap with full %d-bit scan | "
-                     "speed-up | P@10 | P@10 with FC7 re-rank |\n|---:|---|---:|---:|---:|---:|---:|\n",
-                long_bits);
+        fprintf(
+            out,
+            "| radius | shortlist by | database scanned | top-10 overlap with full %d-bit scan | "
+            "speed-up | P@10 | P@10 with FC7 re-rank |\n|---:|---|---:|---:|---:|---:|---:|\n",
+            long_bits);
         for (int ri = 0; ri < nradii; ri++) {
             t0 = util_now();
 #pragma omp parallel for schedule(dynamic, 16)
@@ -350,7 +361,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
                 frac += (double)scanned[i] / (double)ndb;
                 int ov = 0, hit = 0;
                 for (size_t a = 0; a < got[i]; a++) {
-                    for (int b2 = 0; b2 < 10; b2++) ov += two[i * 100 + a] == full[i * 10 + b2];
+                    for (int b2 = 0; b2 < 10; b2++)
+                        ov += two[i * 100 + a] == full[i * 10 + b2];
                     hit += ldb[two[i * 100 + a]] == lq[i];
                 }
                 overlap += ov / 10.0;
@@ -376,7 +388,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
                 int hit = 0;
                 for (int t = 0; t < 10 && (size_t)t < g; t++) { /* selection of the 10 nearest */
                     size_t m = (size_t)t;
-                    for (size_t a = (size_t)t + 1; a < g; a++) m = dist[a] < dist[m] ? a : m;
+                    for (size_t a = (size_t)t + 1; a < g; a++)
+                        m = dist[a] < dist[m] ? a : m;
                     float td = dist[t];
                     dist[t] = dist[m], dist[m] = td;
                     uint32_t ti = ids[t];
@@ -387,9 +400,8 @@ int cmd_eval_retrieval(int argc, char **argv) {
             }
             fprintf(out, "| %d%s | %s | %.4f | %.4f | %.1fx | %.4f | %.4f |\n", radii[ri],
                     radii[ri] == AE_TWO_STAGE_RADIUS && short_bits == 32 ? " (default)" : "",
-                    ae_two_stage_scans(table, radii[ri]) ? "scan" : "lookup",
-                    frac / (double)nq, overlap / (double)nq, t_full / t_two, p10 / (double)nq,
-                    p10f / (double)nq);
+                    ae_two_stage_scans(table, radii[ri]) ? "scan" : "lookup", frac / (double)nq,
+                    overlap / (double)nq, t_full / t_two, p10 / (double)nq, p10f / (double)nq);
         }
         free(full), free(two), free(got), free(scanned);
     }

@@ -66,10 +66,10 @@ static int extract(const char *model, const char *data, const char *out, const c
         ds = data_dataset_subset(all, 0, (size_t)limit, &err);
     feat_extractor_t *ex = ds ? feat_extractor_create_on(mf, batch, layer, &pl, &err) : NULL;
     model_file_free(mf);
-    feat_writer_t *w = ex ? feat_writer_open(out, feat_extractor_dim(ex),
-                                             feat_extractor_model_hash(ex),
-                                             data_dataset_count(ds), &err)
-                          : NULL;
+    feat_writer_t *w =
+        ex ? feat_writer_open(out, feat_extractor_dim(ex), feat_extractor_model_hash(ex),
+                              data_dataset_count(ds), &err)
+           : NULL;
     int rc = -1;
     extract_ctx_t ctx = {.progress.tty = isatty(2), .t0 = util_now()};
     if (w) {
@@ -86,8 +86,9 @@ static int extract(const char *model, const char *data, const char *out, const c
         size_t rows = feat_writer_count(w);
         if (feat_writer_close(w, rc < 0 ? NULL : &err) && rc >= 0) rc = -1;
         if (rc >= 0)
-            fprintf(stderr, "extract: %s: %zu rows of %d floats (%zu new, %zu skipped) in %.1f s%s\n",
-                    out, rows, feat_extractor_dim(ex), rows - before, ctx.skipped, secs,
+            fprintf(stderr,
+                    "extract: %s: %zu rows of %d floats (%zu new, %zu skipped) in %.1f s%s\n", out,
+                    rows, feat_extractor_dim(ex), rows - before, ctx.skipped, secs,
                     rc == 1 ? "; stopped, rerun to continue" : "");
     }
     if (rc < 0) fprintf(stderr, "extract: %s\n", err.msg);

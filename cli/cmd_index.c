@@ -43,7 +43,8 @@ static int add_features(index_t *ix, const char *path, util_err_t *err) {
             items[j].uri = feat_file_uri(ff, i0 + j);
             items[j].fc7 = rows + (i0 + j) * (size_t)dim;
         }
-        if (index_add(ix, items, m, err)) rc = util_fail_prefix(err, "%s, rows %zu-%zu", path, i0, i0 + m - 1);
+        if (index_add(ix, items, m, err))
+            rc = util_fail_prefix(err, "%s, rows %zu-%zu", path, i0, i0 + m - 1);
     }
     if (rc == 0) printf("added %zu items from %s\n", n, path);
     free(items);
@@ -135,8 +136,9 @@ static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **i
     int missing = !remote && strcmp(cmd, "build") && stat(db, &st);
     free(db);
     if (missing) {
-        fprintf(stderr, "imgret index: %s: no index there (no items.db); create one with "
-                        "'imgret index build --dir %s --features FILE'\n",
+        fprintf(stderr,
+                "imgret index: %s: no index there (no items.db); create one with "
+                "'imgret index build --dir %s --features FILE'\n",
                 dir, dir);
         return 1;
     }
@@ -189,11 +191,12 @@ static int index_run(const char *cmd, const index_args_t *a, int n_ids, char **i
         index_stats_t s;
         rc = index_stats(ix, &s, &err);
         if (rc == 0)
-            printf("items %lld, seq %lld, snapshot seq %lld, fc7 dim %d (%s, %lld vectors), code bits "
-                   "%d (%s), opened from %s\n",
-                   (long long)s.items, (long long)s.seq, (long long)s.snapshot_seq, s.fc7_dim,
-                   s.fc7_factory[0] ? s.fc7_factory : "off", (long long)s.fc7_vectors, s.code_bits,
-                   s.code_factory[0] ? s.code_factory : "off", s.opened_from);
+            printf(
+                "items %lld, seq %lld, snapshot seq %lld, fc7 dim %d (%s, %lld vectors), code bits "
+                "%d (%s), opened from %s\n",
+                (long long)s.items, (long long)s.seq, (long long)s.snapshot_seq, s.fc7_dim,
+                s.fc7_factory[0] ? s.fc7_factory : "off", (long long)s.fc7_vectors, s.code_bits,
+                s.code_factory[0] ? s.code_factory : "off", s.opened_from);
     }
     if (rc) fprintf(stderr, "imgret index: %s\n", err.msg);
     index_free(ix);

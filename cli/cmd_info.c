@@ -62,9 +62,14 @@ int cmd_info(int argc, char **argv) {
             printf(" %dx%d/%d pad %d %s", l->kernel, l->kernel, l->stride, l->pad,
                    l->ceil_mode ? "ceil" : "floor");
             break;
-        case MODEL_FC: printf(" %d", l->out); break;
-        case MODEL_DROPOUT: printf(" p %g", (double)l->dropout); break;
-        default: break;
+        case MODEL_FC:
+            printf(" %d", l->out);
+            break;
+        case MODEL_DROPOUT:
+            printf(" p %g", (double)l->dropout);
+            break;
+        default:
+            break;
         }
         printf("  -> %dx%dx%d\n", shapes[i].c, shapes[i].h, shapes[i].w);
     }

@@ -37,13 +37,16 @@ int cmd_stats(int argc, char **argv) {
     const data_stats_t *s = d.stats;
     printf("%zu images (%zu failed), stored %dx%dx%d\n", s->count, s->failed, s->c, s->h, s->w);
     printf("channel mean (0..255):");
-    for (int c = 0; c < s->c; c++) printf(" %.3f", (double)s->channel_mean[c]);
+    for (int c = 0; c < s->c; c++)
+        printf(" %.3f", (double)s->channel_mean[c]);
     printf("\neigenvalues (of [0,1] values):");
-    for (int c = 0; c < s->c; c++) printf(" %.6g", (double)s->eigval[c]);
+    for (int c = 0; c < s->c; c++)
+        printf(" %.6g", (double)s->eigval[c]);
     printf("\neigenvectors (columns):\n");
     for (int k = 0; k < s->c; k++) {
         printf(" ");
-        for (int i = 0; i < s->c; i++) printf(" %8.4f", (double)s->eigvec[k * s->c + i]);
+        for (int i = 0; i < s->c; i++)
+            printf(" %8.4f", (double)s->eigvec[k * s->c + i]);
         printf("\n");
     }
     int rc = 0;
@@ -57,8 +60,10 @@ int cmd_stats(int argc, char **argv) {
             memcpy(mf->norm.eigvec, s->eigvec, sizeof s->eigvec);
             mf->norm.stored_size = s->h;
             mf->norm.stored_pad = d.prep.pad;
-            if (model_file_save(mf, model, &err)) rc = 1;
-            else printf("stored in %s\n", model);
+            if (model_file_save(mf, model, &err))
+                rc = 1;
+            else
+                printf("stored in %s\n", model);
         }
         if (rc) fprintf(stderr, "imgret stats: %s\n", err.msg);
         model_file_free(mf);

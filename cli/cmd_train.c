@@ -44,8 +44,8 @@ static void on_step(void *p, const model_train_state_t *st, size_t steps, float 
         char bar[CLI_PROGRESS_BAR + 1];
         cli_progress_bar(bar, st->step, steps);
         fprintf(stderr, "\r epoch %d/%d [%s] %zu/%zu loss %.4f  %.0f img/s  ETA %02d:%02d ",
-                st->epoch + 1, c->epochs, bar, st->step, steps, (double)loss, ips,
-                (int)eta / 60, (int)eta % 60);
+                st->epoch + 1, c->epochs, bar, st->step, steps, (double)loss, ips, (int)eta / 60,
+                (int)eta % 60);
         if (last) fputc('\n', stderr);
     } else {
         fprintf(stderr, "epoch %d/%d step %zu/%zu loss %.4f %.0f img/s ETA %ds\n", st->epoch + 1,
@@ -87,7 +87,8 @@ static int save_model(train_ctx_t *c, model_net_t *net, const model_train_state_
     int n = data_dataset_num_classes(c->data->train);
     const char *names[1024];
     if (rc == 0 && n == mf->spec.layer[mf->spec.n_layers - 1].out && n <= 1024) {
-        for (int i = 0; i < n; i++) names[i] = data_dataset_class_name(c->data->train, i);
+        for (int i = 0; i < n; i++)
+            names[i] = data_dataset_class_name(c->data->train, i);
         rc = model_file_set_class_names(mf, names, n, err);
     }
     snprintf(mf->source, sizeof mf->source, "imgret train on %s", c->data_name);
@@ -216,7 +217,8 @@ int cmd_train(int argc, char **argv) {
     if (go != CLI_GO) return go;
     o.schedule = schedule_of[schedule];
     if (no_mirror) o.mirror = 0;
-    if (dropout >= 1) return cli_usage_error(&cli, "--dropout: expected a probability below 1, got 1");
+    if (dropout >= 1)
+        return cli_usage_error(&cli, "--dropout: expected a probability below 1, got 1");
 
     util_err_t err = {{0}};
     model_placement_t pl;
@@ -247,7 +249,8 @@ int cmd_train(int argc, char **argv) {
         l->weight_std = weight_std;
         if (he) {
             /* He et al. 2015: std sqrt(2 / fan_in), for ReLU nets trained from scratch. */
-            model_shape_t in = i ? shapes[i - 1] : (model_shape_t){1, spec.in_c, spec.in_h, spec.in_w};
+            model_shape_t in =
+                i ? shapes[i - 1] : (model_shape_t){1, spec.in_c, spec.in_h, spec.in_w};
             double fan_in = l->kind == MODEL_FC ? (double)in.c * in.h * in.w
                                                 : (double)in.c / l->groups * l->kernel * l->kernel;
             l->weight_std = (float)sqrt(2.0 / fan_in);
@@ -315,11 +318,14 @@ int cmd_train(int argc, char **argv) {
                        .data_name = da.data};
     if (!ctx.csv)
         fprintf(stderr, "imgret train: cannot write %s; no CSV\n", csv_path ? csv_path : out);
-    else if (!resume) fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,val_top5_err,seconds,skipped\n");
+    else if (!resume)
+        fprintf(ctx.csv, "epoch,lr,train_loss,train_top1_err,train_top5_err,val_loss,val_top1_err,"
+                         "val_top5_err,seconds,skipped\n");
     char where[128];
     free(csv_default);
     model_placement_str(&pl, where, sizeof where);
-    fprintf(stderr, "training %s (%zu parameters) on %s, on %zu images, validating on %zu; %d epochs\n",
+    fprintf(stderr,
+            "training %s (%zu parameters) on %s, on %zu images, validating on %zu; %d epochs\n",
             spec.name, model_net_param_total(net), where, data_dataset_count(data.train),
             data.val ? data_dataset_count(data.val) : 0, o.epochs);
     signal(SIGINT, on_sigint);

@@ -26,7 +26,6 @@ static const struct glyph {
     {'t', {8, 8, 28, 8, 8, 9, 6}},       {'v', {0, 0, 17, 17, 17, 10, 4}},
 };
 
-
 static void put(data_image_t *im, int x, int y, const unsigned char rgb[3]) {
     if (x < 0 || y < 0 || x >= im->w || y >= im->h) return;
     memcpy(im->pixels + ((size_t)y * im->w + x) * 3, rgb, 3);
@@ -60,8 +59,8 @@ static void line(data_image_t *im, int x0, int y0, int x1, int y1, const unsigne
 enum { PANEL = 420, MARGIN_L = 56, MARGIN_R = 16, MARGIN_T = 28, MARGIN_B = 36 };
 
 static const unsigned char BLACK[3] = {0, 0, 0}, GREY[3] = {215, 215, 215};
-static const unsigned char COLOURS[4][3] = {{31, 119, 180}, {255, 127, 14}, {44, 160, 44},
-                                            {214, 39, 40}};
+static const unsigned char COLOURS[4][3] = {
+    {31, 119, 180}, {255, 127, 14}, {44, 160, 44}, {214, 39, 40}};
 
 typedef struct series {
     const char *label;
@@ -74,12 +73,14 @@ static void panel(data_image_t *im, int x0, const char *title, const series_t *s
     const int left = x0 + MARGIN_L, top = MARGIN_T;
     float ymax = 0.0f;
     for (int k = 0; k < ns; k++)
-        for (int i = 0; i < n; i++) ymax = fmaxf(ymax, s[k].v[i]);
+        for (int i = 0; i < n; i++)
+            ymax = fmaxf(ymax, s[k].v[i]);
     if (!(ymax > 0)) ymax = 1;
     char buf[32];
     for (int t = 0; t <= 4; t++) { /* horizontal grid with values */
         int y = top + h - t * h / 4;
-        for (int x = left; x < left + w; x++) put(im, x, y, GREY);
+        for (int x = left; x < left + w; x++)
+            put(im, x, y, GREY);
         snprintf(buf, sizeof buf, "%.3g%s", (double)(ymax * scale * (float)t / 4), unit);
         text(im, x0 + 4, y - 3, buf, BLACK);
     }
@@ -102,7 +103,8 @@ static void panel(data_image_t *im, int x0, const char *title, const series_t *s
             int x = left + (n > 1 ? i * w / (n - 1) : w / 2);
             int y = top + h - (int)((float)h * s[k].v[i] / ymax);
             if (i > 0 && s[k].v[i - 1] >= 0) line(im, px, py, x, y, COLOURS[k]);
-            for (int d = -2; d <= 2; d++) put(im, x + d, y, COLOURS[k]), put(im, x, y + d, COLOURS[k]);
+            for (int d = -2; d <= 2; d++)
+                put(im, x + d, y, COLOURS[k]), put(im, x, y + d, COLOURS[k]);
             px = x, py = y;
         }
         line(im, left + w - 110, top + 10 + 12 * k, left + w - 90, top + 10 + 12 * k, COLOURS[k]);
@@ -143,16 +145,19 @@ int cli_plot_conv1(model_net_t *net, const char *path, util_err_t *err) {
     const int out = w->dims[0], in = w->dims[1], k = w->dims[2];
     const int mag = k >= 8 ? 3 : 6, cell = k * mag + 2;
     const int cols = out >= 32 ? out / 4 : out, rows = (out + cols - 1) / cols;
-    data_image_t *im = data_image_create(cols * cell + 2, rows * cell + 2 + (rows > 1 ? 4 : 0), 3, err);
+    data_image_t *im =
+        data_image_create(cols * cell + 2, rows * cell + 2 + (rows > 1 ? 4 : 0), 3, err);
     if (!im) return -1;
     memset(im->pixels, 255, (size_t)im->w * im->h * 3);
     for (int o = 0; o < out; o++) {
         const float *kw = w->data + (size_t)o * in * k * k;
         float lo = kw[0], hi = kw[0];
-        for (int j = 0; j < in * k * k; j++) lo = fminf(lo, kw[j]), hi = fmaxf(hi, kw[j]);
+        for (int j = 0; j < in * k * k; j++)
+            lo = fminf(lo, kw[j]), hi = fmaxf(hi, kw[j]);
         float range = hi > lo ? hi - lo : 1.0f;
         /* The second half of the kernels (the paper's second GPU) sits below a gap. */
-        int gx = (o % cols) * cell + 2, gy = (o / cols) * cell + 2 + (o >= out / 2 && rows > 1 ? 4 : 0);
+        int gx = (o % cols) * cell + 2,
+            gy = (o / cols) * cell + 2 + (o >= out / 2 && rows > 1 ? 4 : 0);
         for (int y = 0; y < k * mag; y++)
             for (int x = 0; x < k * mag; x++) {
                 unsigned char rgb[3];

@@ -58,9 +58,15 @@ void feat_extractor_free(feat_extractor_t *ex) {
     free(ex);
 }
 
-int feat_extractor_dim(const feat_extractor_t *ex) { return ex->dim; }
-const uint8_t *feat_extractor_model_hash(const feat_extractor_t *ex) { return ex->hash; }
-const model_input_t *feat_extractor_input(const feat_extractor_t *ex) { return &ex->in; }
+int feat_extractor_dim(const feat_extractor_t *ex) {
+    return ex->dim;
+}
+const uint8_t *feat_extractor_model_hash(const feat_extractor_t *ex) {
+    return ex->hash;
+}
+const model_input_t *feat_extractor_input(const feat_extractor_t *ex) {
+    return &ex->in;
+}
 
 data_image_t *feat_extractor_decode(const feat_extractor_t *ex, const void *buf, size_t len,
                                     size_t max_pixels, util_err_t *err) {

@@ -18,25 +18,30 @@ typedef struct feat_header {
 } feat_header_t;
 
 static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
 }
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v = 0;
-    for (int i = 0; i < 4; i++) v |= (uint32_t)p[i] << (8 * i);
+    for (int i = 0; i < 4; i++)
+        v |= (uint32_t)p[i] << (8 * i);
     return v;
 }
 static uint64_t get_u64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
     return v;
 }
 
 static uint64_t fnv1a64(const uint8_t *p, size_t n) {
     uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 1099511628211ull;
     return h;
 }
 
@@ -86,8 +91,8 @@ static int header_decode(const uint8_t *b, size_t len, const char *path, feat_he
     h->uri_bytes = get_u64(b + 40);
     memcpy(h->model, b + 48, MODEL_HASH_BYTES);
     if (h->version != FEAT_VERSION)
-        return util_fail(err, "%s: feature file version %u (this build reads %d)", path,
-                         h->version, FEAT_VERSION);
+        return util_fail(err, "%s: feature file version %u (this build reads %d)", path, h->version,
+                         FEAT_VERSION);
     if (h->dtype != FEAT_DTYPE_F32)
         return util_fail(err, "%s: dtype %u is not float32 (1)", path, h->dtype);
     if (get_u32(b + 20) != FEAT_HEADER_SIZE)
@@ -159,15 +164,14 @@ feat_file_t *feat_file_open(const char *path, util_err_t *err) {
     uint64_t pos = 0, out = 0;
     for (uint64_t i = 0; i < f->h.count; i++) {
         if (pos + 4 > f->h.uri_bytes) {
-            util_fail(err, "%s: uri log ends at entry %llu of %llu", path,
-                      (unsigned long long)i, (unsigned long long)f->h.count);
+            util_fail(err, "%s: uri log ends at entry %llu of %llu", path, (unsigned long long)i,
+                      (unsigned long long)f->h.count);
             goto fail;
         }
         uint32_t n = get_u32(p + pos);
         pos += 4;
         if (n > FEAT_MAX_URI || pos + n > f->h.uri_bytes) {
-            util_fail(err, "%s: uri %llu has impossible length %u", path, (unsigned long long)i,
-                      n);
+            util_fail(err, "%s: uri %llu has impossible length %u", path, (unsigned long long)i, n);
             goto fail;
         }
         f->uri_off[i] = out;
@@ -196,9 +200,15 @@ void feat_file_close(feat_file_t *f) {
     free(f);
 }
 
-size_t feat_file_count(const feat_file_t *f) { return (size_t)f->h.count; }
-int feat_file_dim(const feat_file_t *f) { return (int)f->h.dim; }
-const uint8_t *feat_file_model_hash(const feat_file_t *f) { return f->h.model; }
+size_t feat_file_count(const feat_file_t *f) {
+    return (size_t)f->h.count;
+}
+int feat_file_dim(const feat_file_t *f) {
+    return (int)f->h.dim;
+}
+const uint8_t *feat_file_model_hash(const feat_file_t *f) {
+    return f->h.model;
+}
 const float *feat_file_rows(const feat_file_t *f) {
     return (const float *)(const void *)(f->map + f->l.rows);
 }
@@ -208,17 +218,19 @@ int64_t feat_file_id(const feat_file_t *f, size_t i) {
 int32_t feat_file_label(const feat_file_t *f, size_t i) {
     return (int32_t)get_u32(f->map + f->l.labels + 4 * i);
 }
-const char *feat_file_uri(const feat_file_t *f, size_t i) { return f->uri_text + f->uri_off[i]; }
+const char *feat_file_uri(const feat_file_t *f, size_t i) {
+    return f->uri_text + f->uri_off[i];
+}
 
 /* ------------------------------------------------------------- writer */
 
 struct feat_writer {
     char *path;
     int fd;
-    feat_header_t h;     /* the committed header */
+    feat_header_t h; /* the committed header */
     feat_layout_t l;
-    uint64_t count;      /* committed + appended */
-    uint64_t uri_bytes;  /* committed + appended */
+    uint64_t count;     /* committed + appended */
+    uint64_t uri_bytes; /* committed + appended */
     int64_t last_id;
     int failed;
 };
@@ -283,8 +295,7 @@ feat_writer_t *feat_writer_open(const char *path, int dim, const uint8_t *model_
         return NULL;
     }
     w->fd = -1;
-    if (access(path, F_OK) != 0 &&
-        create_file(path, dim, model_hash, capacity ? capacity : 1, err))
+    if (access(path, F_OK) != 0 && create_file(path, dim, model_hash, capacity ? capacity : 1, err))
         goto fail;
     w->fd = open(path, O_RDWR | O_CLOEXEC);
     if (w->fd < 0) {
@@ -293,8 +304,7 @@ feat_writer_t *feat_writer_open(const char *path, int dim, const uint8_t *model_
     }
     if (writer_load(w, err)) goto fail;
     if ((int)w->h.dim != dim) {
-        util_fail(err, "%s: holds %u-d rows, this extraction makes %d-d rows", path, w->h.dim,
-                  dim);
+        util_fail(err, "%s: holds %u-d rows, this extraction makes %d-d rows", path, w->h.dim, dim);
         goto fail;
     }
     if (model_hash && memcmp(model_hash, w->h.model, MODEL_HASH_BYTES)) {
@@ -312,8 +322,12 @@ fail:
     return NULL;
 }
 
-size_t feat_writer_count(const feat_writer_t *w) { return (size_t)w->count; }
-int64_t feat_writer_last_id(const feat_writer_t *w) { return w->last_id; }
+size_t feat_writer_count(const feat_writer_t *w) {
+    return (size_t)w->count;
+}
+int64_t feat_writer_last_id(const feat_writer_t *w) {
+    return w->last_id;
+}
 
 int feat_writer_commit(feat_writer_t *w, util_err_t *err) {
     if (w->failed) return util_fail(err, "%s: an earlier write failed; not committing", w->path);
@@ -339,7 +353,8 @@ static int writer_grow(feat_writer_t *w, uint64_t capacity, util_err_t *err) {
     if (feat_writer_commit(w, err)) return -1;
     feat_layout_t nl;
     if (layout_for(w->h.dim, capacity, &nl))
-        return util_fail(err, "%s: cannot grow to %llu rows", w->path, (unsigned long long)capacity);
+        return util_fail(err, "%s: cannot grow to %llu rows", w->path,
+                         (unsigned long long)capacity);
     util_atomic_file_t *a = util_atomic_open(w->path, err);
     if (!a) return -1;
     int rc = util_atomic_resize(a, nl.uris + w->h.uri_bytes, err);

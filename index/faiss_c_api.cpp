@@ -55,9 +55,15 @@ template <typename F> int guarded(F &&f) {
     }
 }
 
-faiss::Index *idx(FaissIndex *p) { return reinterpret_cast<faiss::Index *>(p); }
-const faiss::Index *idx(const FaissIndex *p) { return reinterpret_cast<const faiss::Index *>(p); }
-faiss::IndexBinary *bin(FaissIndexBinary *p) { return reinterpret_cast<faiss::IndexBinary *>(p); }
+faiss::Index *idx(FaissIndex *p) {
+    return reinterpret_cast<faiss::Index *>(p);
+}
+const faiss::Index *idx(const FaissIndex *p) {
+    return reinterpret_cast<const faiss::Index *>(p);
+}
+faiss::IndexBinary *bin(FaissIndexBinary *p) {
+    return reinterpret_cast<faiss::IndexBinary *>(p);
+}
 const faiss::IndexBinary *bin(const FaissIndexBinary *p) {
     return reinterpret_cast<const faiss::IndexBinary *>(p);
 }
@@ -85,10 +91,18 @@ const char *faiss_get_last_error() {
 
 // ---- Index (Index_c.h) ----
 
-void faiss_Index_free(FaissIndex *obj) { delete idx(obj); }
-int faiss_Index_d(const FaissIndex *obj) { return static_cast<int>(idx(obj)->d); }
-int faiss_Index_is_trained(const FaissIndex *obj) { return idx(obj)->is_trained ? 1 : 0; }
-idx_t faiss_Index_ntotal(const FaissIndex *obj) { return idx(obj)->ntotal; }
+void faiss_Index_free(FaissIndex *obj) {
+    delete idx(obj);
+}
+int faiss_Index_d(const FaissIndex *obj) {
+    return static_cast<int>(idx(obj)->d);
+}
+int faiss_Index_is_trained(const FaissIndex *obj) {
+    return idx(obj)->is_trained ? 1 : 0;
+}
+idx_t faiss_Index_ntotal(const FaissIndex *obj) {
+    return idx(obj)->ntotal;
+}
 FaissMetricType faiss_Index_metric_type(const FaissIndex *obj) {
     return static_cast<FaissMetricType>(idx(obj)->metric_type);
 }
@@ -105,8 +119,8 @@ int faiss_Index_add_with_ids(FaissIndex *index, idx_t n, const float *x, const i
     return guarded([&] { idx(index)->add_with_ids(n, x, xids); });
 }
 
-int faiss_Index_search(const FaissIndex *index, idx_t n, const float *x, idx_t k,
-                       float *distances, idx_t *labels) {
+int faiss_Index_search(const FaissIndex *index, idx_t n, const float *x, idx_t k, float *distances,
+                       idx_t *labels) {
     return guarded([&] { idx(index)->search(n, x, k, distances, labels); });
 }
 
@@ -133,16 +147,16 @@ int faiss_index_factory(FaissIndex **p_index, int d, const char *description,
 
 int faiss_index_binary_factory(FaissIndexBinary **p_index, int d, const char *description) {
     return guarded([&] {
-        *p_index = reinterpret_cast<FaissIndexBinary *>(faiss::index_binary_factory(d, description));
+        *p_index =
+            reinterpret_cast<FaissIndexBinary *>(faiss::index_binary_factory(d, description));
     });
 }
 
 // ---- IndexIDMap (MetaIndexes_c.h) ----
 
 int faiss_IndexIDMap_new(FaissIndexIDMap **p_index, FaissIndex *index) {
-    return guarded([&] {
-        *p_index = reinterpret_cast<FaissIndexIDMap *>(new faiss::IndexIDMap(idx(index)));
-    });
+    return guarded(
+        [&] { *p_index = reinterpret_cast<FaissIndexIDMap *>(new faiss::IndexIDMap(idx(index))); });
 }
 
 int faiss_IndexIDMap_own_fields(const FaissIndexIDMap *obj) {
@@ -177,9 +191,8 @@ int faiss_IDSelectorBatch_new(FaissIDSelectorBatch **p_sel, size_t n, const idx_
 // ---- ParameterSpace (AutoTune_c.h) ----
 
 int faiss_ParameterSpace_new(FaissParameterSpace **space) {
-    return guarded([&] {
-        *space = reinterpret_cast<FaissParameterSpace *>(new faiss::ParameterSpace());
-    });
+    return guarded(
+        [&] { *space = reinterpret_cast<FaissParameterSpace *>(new faiss::ParameterSpace()); });
 }
 
 void faiss_ParameterSpace_free(FaissParameterSpace *space) {
@@ -189,8 +202,8 @@ void faiss_ParameterSpace_free(FaissParameterSpace *space) {
 int faiss_ParameterSpace_set_index_parameter(const FaissParameterSpace *space, FaissIndex *index,
                                              const char *name, double value) {
     return guarded([&] {
-        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameter(
-            idx(index), name, value);
+        reinterpret_cast<const faiss::ParameterSpace *>(space)->set_index_parameter(idx(index),
+                                                                                    name, value);
     });
 }
 
@@ -205,7 +218,8 @@ int faiss_write_index_fname(const FaissIndex *index, const char *fname) {
 }
 
 int faiss_read_index(FILE *f, int io_flags, FaissIndex **p_out) {
-    return guarded([&] { *p_out = reinterpret_cast<FaissIndex *>(faiss::read_index(f, io_flags)); });
+    return guarded(
+        [&] { *p_out = reinterpret_cast<FaissIndex *>(faiss::read_index(f, io_flags)); });
 }
 
 int faiss_read_index_fname(const char *fname, int io_flags, FaissIndex **p_out) {
@@ -235,12 +249,18 @@ int faiss_read_index_binary_fname(const char *fname, int io_flags, FaissIndexBin
 
 // ---- IndexBinary (IndexBinary_c.h) ----
 
-void faiss_IndexBinary_free(FaissIndexBinary *obj) { delete bin(obj); }
-int faiss_IndexBinary_d(const FaissIndexBinary *obj) { return static_cast<int>(bin(obj)->d); }
+void faiss_IndexBinary_free(FaissIndexBinary *obj) {
+    delete bin(obj);
+}
+int faiss_IndexBinary_d(const FaissIndexBinary *obj) {
+    return static_cast<int>(bin(obj)->d);
+}
 int faiss_IndexBinary_is_trained(const FaissIndexBinary *obj) {
     return bin(obj)->is_trained ? 1 : 0;
 }
-idx_t faiss_IndexBinary_ntotal(const FaissIndexBinary *obj) { return bin(obj)->ntotal; }
+idx_t faiss_IndexBinary_ntotal(const FaissIndexBinary *obj) {
+    return bin(obj)->ntotal;
+}
 
 int faiss_IndexBinary_train(FaissIndexBinary *index, idx_t n, const uint8_t *x) {
     return guarded([&] { bin(index)->train(n, x); });

@@ -44,8 +44,8 @@ struct index {
     index_options_t opt;
     vec_params_t params;
     slot_t slot[2];
-    pthread_rwlock_t lock;      /* searches read; writes and rebuilds write */
-    pthread_mutex_t snap_lock;  /* one snapshot at a time */
+    pthread_rwlock_t lock;     /* searches read; writes and rebuilds write */
+    pthread_mutex_t snap_lock; /* one snapshot at a time */
     int64_t changes_since_snapshot;
     int64_t seen_seq; /* the store's last seq as last followed (no index open) */
     /* For readers that must not wait for the lock (metrics): the applied seq
@@ -79,7 +79,9 @@ static void ix_log(index_t *ix, const char *fmt, ...) {
     ix->opt.log(ix->opt.log_ctx, line);
 }
 
-void index_options_default(index_options_t *opt) { memset(opt, 0, sizeof *opt); }
+void index_options_default(index_options_t *opt) {
+    memset(opt, 0, sizeof *opt);
+}
 
 static const void *item_vector(const slot_t *s, const store_item_t *it) {
     return s->kind == INDEX_FC7 ? (const void *)it->fc7 : (const void *)it->code;
@@ -99,7 +101,8 @@ static int sample_fn(void *ctx, const store_item_t *it, util_err_t *err) {
     sample_ctx_t *c = ctx;
     const void *x = item_vector(c->s, it);
     if (!x) return 0;
-    int64_t slot = c->seen < c->cap ? c->seen : (int64_t)(util_rng_u64(&c->rng) % (uint64_t)(c->seen + 1));
+    int64_t slot =
+        c->seen < c->cap ? c->seen : (int64_t)(util_rng_u64(&c->rng) % (uint64_t)(c->seen + 1));
     if (slot < c->cap) memcpy(c->buf + (size_t)slot * c->s->row_bytes, x, c->s->row_bytes);
     c->seen++;
     return 0;
@@ -153,8 +156,7 @@ static int rebuild_locked(index_t *ix, unsigned mask, util_err_t *err) {
             sample_ctx_t sc = {.s = s, .cap = vecindex_train_max(s->v)};
             util_rng_seed(&sc.rng, 0x1d3c5);
             size_t bytes;
-            if (util_mul_size((size_t)sc.cap, s->row_bytes, &bytes) ||
-                !(sc.buf = malloc(bytes))) {
+            if (util_mul_size((size_t)sc.cap, s->row_bytes, &bytes) || !(sc.buf = malloc(bytes))) {
                 util_fail(err, "%s index: out of memory for the training sample", s->name);
                 goto out;
             }
@@ -163,13 +165,14 @@ static int rebuild_locked(index_t *ix, unsigned mask, util_err_t *err) {
                 int64_t n = sc.seen < sc.cap ? sc.seen : sc.cap;
                 rc = vecindex_train(s->v, (size_t)n, sc.buf, err);
                 if (!rc)
-                    ix_log(ix, "index: trained the %s %s index on %" PRId64 " of %" PRId64
-                               " vectors",
+                    ix_log(ix,
+                           "index: trained the %s %s index on %" PRId64 " of %" PRId64 " vectors",
                            s->name, s->factory, n, sc.seen);
             } else if (!rc) {
                 s->untrained_n = sc.seen;
-                ix_log(ix, "index: the %s %s index waits for %" PRId64
-                           " vectors before training (the store has %" PRId64 ")",
+                ix_log(ix,
+                       "index: the %s %s index waits for %" PRId64
+                       " vectors before training (the store has %" PRId64 ")",
                        s->name, s->factory, vecindex_train_min(s->v), sc.seen);
             }
             free(sc.buf);
@@ -235,9 +238,12 @@ static int replay_slot(index_t *ix, slot_t *s, util_err_t *err) {
             if (store_get(ix->store, ch[i].id, &rec, &e2)) continue; /* removed since */
             const void *x = s->kind == INDEX_FC7 ? (const void *)rec.fc7 : (const void *)rec.code;
             if (rec.seq == ch[i].seq && x) {
-                if (!vecindex_is_trained(s->v)) s->untrained_n++;
-                else if (vecindex_holds_removed(s->v, rec.id)) ret = 1;
-                else ret = vecindex_add(s->v, 1, x, &rec.id, err);
+                if (!vecindex_is_trained(s->v))
+                    s->untrained_n++;
+                else if (vecindex_holds_removed(s->v, rec.id))
+                    ret = 1;
+                else
+                    ret = vecindex_add(s->v, 1, x, &rec.id, err);
             }
             store_record_clear(&rec);
         }
@@ -328,8 +334,7 @@ static int make_dir(const char *dir, util_err_t *err) {
     return 0;
 }
 
-static int resolve_params(vec_params_t *p, int nprobe, int ef_search, int nflip,
-                          util_err_t *err) {
+static int resolve_params(vec_params_t *p, int nprobe, int ef_search, int nflip, util_err_t *err) {
     if (nprobe < 0 || ef_search < 0 || nflip < -1)
         return util_fail_kind(err, UTIL_ERR_INVALID,
                               "index: negative nprobe (%d), ef_search (%d) or nflip (%d)", nprobe,
@@ -407,7 +412,10 @@ index_t *index_open(const char *dir, const index_options_t *opt, util_err_t *err
             index_free(ix);
             return NULL;
         }
-        factories[k] = given[k] ? given[k] : found[k] ? stored[k] : k == INDEX_FC7 ? "Flat" : "BFlat";
+        factories[k] = given[k]         ? given[k]
+                       : found[k]       ? stored[k]
+                       : k == INDEX_FC7 ? "Flat"
+                                        : "BFlat";
     }
     int dims[2] = {store_fc7_dim(ix->store), store_code_bits(ix->store)};
     for (int k = 0; k < 2; k++) {
@@ -504,7 +512,8 @@ void index_free(index_t *ix) {
         pthread_mutex_unlock(&ix->follow_lock);
         pthread_join(ix->follower, NULL);
     }
-    for (int k = 0; k < 2; k++) vecindex_free(ix->slot[k].v);
+    for (int k = 0; k < 2; k++)
+        vecindex_free(ix->slot[k].v);
     store_free(ix->store);
     pthread_rwlock_destroy(&ix->lock);
     pthread_mutex_destroy(&ix->snap_lock);
@@ -513,7 +522,9 @@ void index_free(index_t *ix) {
     free(ix);
 }
 
-store_t *index_store(index_t *ix) { return ix->store; }
+store_t *index_store(index_t *ix) {
+    return ix->store;
+}
 
 /* ---- snapshots ---- */
 
@@ -573,8 +584,7 @@ static void after_write_locked(index_t *ix, size_t n) {
 }
 
 /* Applies our own add of items[0..n) (seqs first..first+n-1) to slot s. */
-static int apply_add(index_t *ix, slot_t *s, const store_item_t *items, size_t n,
-                     util_err_t *err) {
+static int apply_add(index_t *ix, slot_t *s, const store_item_t *items, size_t n, util_err_t *err) {
     if (!s->v || s->applied_seq != items[0].seq - 1) return 1; /* not in step: replay */
     size_t m = 0;
     for (size_t i = 0; i < n; i++)

@@ -24,8 +24,8 @@
 #include <stdint.h>
 
 /* Limits. Ids are >= 0 (FAISS reserves -1 for "no result"). */
-#define STORE_ID_AUTO (-1)     /* in store_item_t.id: let the store choose */
-#define STORE_MAX_URI 4096     /* bytes, without the terminating NUL */
+#define STORE_ID_AUTO (-1) /* in store_item_t.id: let the store choose */
+#define STORE_MAX_URI 4096 /* bytes, without the terminating NUL */
 #define STORE_MAX_FC7_DIM 65536
 #define STORE_MAX_CODE_BITS 4096
 #define INDEX_MAX_K 4096 /* largest top-k a search accepts */
@@ -295,11 +295,11 @@ typedef struct index_stats {
                              loaded; -1 when none */
     int fc7_dim, code_bits;
     char fc7_factory[64], code_factory[64]; /* "" when that index is off */
-    int64_t fc7_vectors, code_vectors; /* in the FAISS indexes (incl. removed
-                                          ones a hash/HNSW index still holds) */
-    int64_t fc7_removed, code_removed; /* removed, still held, filtered out */
-    int fc7_trained;                   /* 0 while an IVF index waits for data */
-    char opened_from[160];             /* how index_open got its indexes */
+    int64_t fc7_vectors, code_vectors;      /* in the FAISS indexes (incl. removed
+                                               ones a hash/HNSW index still holds) */
+    int64_t fc7_removed, code_removed;      /* removed, still held, filtered out */
+    int fc7_trained;                        /* 0 while an IVF index waits for data */
+    char opened_from[160];                  /* how index_open got its indexes */
 } index_stats_t;
 
 int index_stats(index_t *ix, index_stats_t *stats, util_err_t *err);

@@ -47,11 +47,13 @@ static int idset_put(idset_t *s, int64_t id) {
         size_t nc = s->cap ? 2 * s->cap : 64;
         int64_t *ns = malloc(nc * sizeof *ns);
         if (!ns) return -1;
-        for (size_t i = 0; i < nc; i++) ns[i] = -1;
+        for (size_t i = 0; i < nc; i++)
+            ns[i] = -1;
         for (size_t i = 0; i < s->cap; i++)
             if (s->slot[i] >= 0) {
                 size_t j = idset_hash(s->slot[i], nc);
-                while (ns[j] >= 0) j = (j + 1) & (nc - 1);
+                while (ns[j] >= 0)
+                    j = (j + 1) & (nc - 1);
                 ns[j] = s->slot[i];
             }
         free(s->slot);
@@ -59,7 +61,8 @@ static int idset_put(idset_t *s, int64_t id) {
         s->cap = nc;
     }
     size_t i = idset_hash(id, s->cap);
-    while (s->slot[i] >= 0 && s->slot[i] != id) i = (i + 1) & (s->cap - 1);
+    while (s->slot[i] >= 0 && s->slot[i] != id)
+        i = (i + 1) & (s->cap - 1);
     if (s->slot[i] < 0) {
         s->slot[i] = id;
         s->n++;
@@ -228,12 +231,17 @@ int64_t vecindex_ntotal(const vecindex_t *v) {
     return v->f ? faiss_Index_ntotal(v->f) : faiss_IndexBinary_ntotal(v->b);
 }
 
-int64_t vecindex_n_removed(const vecindex_t *v) { return (int64_t)v->removed.n; }
+int64_t vecindex_n_removed(const vecindex_t *v) {
+    return (int64_t)v->removed.n;
+}
 
-int vecindex_holds_removed(const vecindex_t *v, int64_t id) { return idset_has(&v->removed, id); }
+int vecindex_holds_removed(const vecindex_t *v, int64_t id) {
+    return idset_has(&v->removed, id);
+}
 
 int vecindex_train(vecindex_t *v, size_t n, const void *x, util_err_t *err) {
-    int rc = v->f ? faiss_Index_train(v->f, (idx_t)n, x) : faiss_IndexBinary_train(v->b, (idx_t)n, x);
+    int rc =
+        v->f ? faiss_Index_train(v->f, (idx_t)n, x) : faiss_IndexBinary_train(v->b, (idx_t)n, x);
     if (rc) return faiss_fail(err, "training");
     return apply_params(v, err);
 }
@@ -324,8 +332,12 @@ typedef struct snap_header {
 
 /* A checksum for detecting damage (not tampering): 64-bit multiply-xor over
  * 8-byte words, then the tail bytes. */
-typedef struct { uint64_t h; } sum_t;
-static void sum_init(sum_t *s) { s->h = 0xcbf29ce484222325ull; }
+typedef struct {
+    uint64_t h;
+} sum_t;
+static void sum_init(sum_t *s) {
+    s->h = 0xcbf29ce484222325ull;
+}
 static void sum_update(sum_t *s, const void *p, size_t n) {
     const uint8_t *b = p;
     uint64_t h = s->h;
@@ -335,7 +347,8 @@ static void sum_update(sum_t *s, const void *p, size_t n) {
         h = (h ^ w) * 0x100000001b3ull;
         h ^= h >> 29;
     }
-    for (; n; n--, b++) h = (h ^ *b) * 0x100000001b3ull;
+    for (; n; n--, b++)
+        h = (h ^ *b) * 0x100000001b3ull;
     s->h = h;
 }
 
@@ -487,7 +500,8 @@ vecindex_t *vecindex_load(const char *path, index_kind_t kind, int dim, const ch
         util_fail_kind(err, UTIL_ERR_IO, "%s: seek failed", path);
         goto fail;
     }
-    int rc = kind == INDEX_FC7 ? faiss_read_index(f, 0, &v->f) : faiss_read_index_binary(f, 0, &v->b);
+    int rc =
+        kind == INDEX_FC7 ? faiss_read_index(f, 0, &v->f) : faiss_read_index_binary(f, 0, &v->b);
     if (rc) {
         faiss_fail(err, path);
         goto fail;

@@ -7,20 +7,24 @@
 
 void model_relu_forward(size_t count, const float *x, float *y) {
 #pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (size_t j = 0; j < count; j++) y[j] = x[j] > 0.0f ? x[j] : 0.0f;
+    for (size_t j = 0; j < count; j++)
+        y[j] = x[j] > 0.0f ? x[j] : 0.0f;
 }
 
 void model_relu_backward(size_t count, const float *y, const float *dy, float *dx) {
 #pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (size_t j = 0; j < count; j++) dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
+    for (size_t j = 0; j < count; j++)
+        dx[j] = y[j] > 0.0f ? dy[j] : 0.0f;
 }
 
 int model_dropout_forward(float p, size_t count, const float *x, float *y, float *mask,
                           util_rng_t *rng, util_err_t *err) {
-    if (!(p >= 0.0f && p < 1.0f)) return util_fail(err, "dropout: probability %g is not in [0, 1)", (double)p);
+    if (!(p >= 0.0f && p < 1.0f))
+        return util_fail(err, "dropout: probability %g is not in [0, 1)", (double)p);
     if (!x || !y || !mask || !rng) return util_fail(err, "dropout forward: NULL buffer");
     model_dropout_mask(p, count, mask, rng);
-    for (size_t j = 0; j < count; j++) y[j] = x[j] * mask[j];
+    for (size_t j = 0; j < count; j++)
+        y[j] = x[j] * mask[j];
     return 0;
 }
 
@@ -33,11 +37,13 @@ void model_dropout_mask(float p, size_t count, float *mask, util_rng_t *rng) {
         return;
     }
     const float keep = 1.0f / (1.0f - p);
-    for (size_t j = 0; j < count; j++) mask[j] = util_rng_uniform(rng) >= p ? keep : 0.0f;
+    for (size_t j = 0; j < count; j++)
+        mask[j] = util_rng_uniform(rng) >= p ? keep : 0.0f;
 }
 
 void model_dropout_backward(size_t count, const float *mask, const float *dy, float *dx) {
-    for (size_t j = 0; j < count; j++) dx[j] = dy[j] * mask[j];
+    for (size_t j = 0; j < count; j++)
+        dx[j] = dy[j] * mask[j];
 }
 
 void model_softmax(int n, int classes, const float *logits, float *probs) {
@@ -45,14 +51,16 @@ void model_softmax(int n, int classes, const float *logits, float *probs) {
         const float *l = logits + (size_t)i * classes;
         float *pr = probs + (size_t)i * classes;
         float mx = l[0];
-        for (int c = 1; c < classes; c++) mx = l[c] > mx ? l[c] : mx;
+        for (int c = 1; c < classes; c++)
+            mx = l[c] > mx ? l[c] : mx;
         double sum = 0.0;
         for (int c = 0; c < classes; c++) {
             pr[c] = expf(l[c] - mx);
             sum += pr[c];
         }
         float inv = (float)(1.0 / sum);
-        for (int c = 0; c < classes; c++) pr[c] *= inv;
+        for (int c = 0; c < classes; c++)
+            pr[c] *= inv;
     }
 }
 
@@ -70,8 +78,10 @@ int model_softmax_xent(int n, int classes, const float *logits, const int *label
         const float *l = logits + (size_t)i * classes;
         float mx = l[0];
         double sum = 0.0;
-        for (int c = 1; c < classes; c++) mx = l[c] > mx ? l[c] : mx;
-        for (int c = 0; c < classes; c++) sum += exp((double)(l[c] - mx));
+        for (int c = 1; c < classes; c++)
+            mx = l[c] > mx ? l[c] : mx;
+        for (int c = 0; c < classes; c++)
+            sum += exp((double)(l[c] - mx));
         /* -log p_label computed from the logits, so a tiny probability is not rounded to 0. */
         total += log(sum) - (double)(l[labels[i]] - mx);
     }

@@ -21,8 +21,7 @@ typedef struct model_backend_ops {
     int (*download)(model_backend_t *be, float *dst, const float *src, size_t count);
 
     int (*conv_forward)(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
-                        const float *x, const float *w, const float *b, float *y,
-                        util_err_t *err);
+                        const float *x, const float *w, const float *b, float *y, util_err_t *err);
     int (*conv_backward)(model_backend_t *be, const model_conv_param_t *p, model_shape_t in,
                          const float *x, const float *w, const float *dy, float *dx, float *dw,
                          float *db, util_err_t *err);

@@ -122,8 +122,8 @@ static int cpu_fc_backward(model_backend_t *be, const model_fc_param_t *p, int n
     return model_fc_backward(p, n, x, w, dy, dx, dw, db, err);
 }
 
-static int cpu_dropout_forward(model_backend_t *be, float p, size_t count, const float *x,
-                               float *y, float *mask, util_rng_t *rng, util_err_t *err) {
+static int cpu_dropout_forward(model_backend_t *be, float p, size_t count, const float *x, float *y,
+                               float *mask, util_rng_t *rng, util_err_t *err) {
     (void)be;
     return model_dropout_forward(p, count, x, y, mask, rng, err);
 }
@@ -143,7 +143,8 @@ static void cpu_copy(model_backend_t *be, float *dst, const float *src, size_t c
 static void cpu_accumulate(model_backend_t *be, size_t count, const float *src, float *dst) {
     (void)be;
 #pragma omp parallel for simd schedule(static) if (count > 65536)
-    for (size_t j = 0; j < count; j++) dst[j] += src[j];
+    for (size_t j = 0; j < count; j++)
+        dst[j] += src[j];
 }
 
 static void cpu_sgd_update(model_backend_t *be, size_t count, float *w, const float *g, float *v,

@@ -42,33 +42,51 @@ typedef struct caffe_layer {
 /* The V1 enum values as the current format's type strings. */
 static const char *v1_type(Caffe__V1LayerParameter__LayerType t) {
     switch (t) {
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__CONVOLUTION: return "Convolution";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__INNER_PRODUCT: return "InnerProduct";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__LRN: return "LRN";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__POOLING: return "Pooling";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__RELU: return "ReLU";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DROPOUT: return "Dropout";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SOFTMAX: return "Softmax";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SOFTMAX_LOSS: return "SoftmaxWithLoss";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__ACCURACY: return "Accuracy";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DATA: return "Data";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__IMAGE_DATA: return "ImageData";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__MEMORY_DATA: return "MemoryData";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DUMMY_DATA: return "DummyData";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__HDF5_DATA: return "HDF5Data";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__WINDOW_DATA: return "WindowData";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SILENCE: return "Silence";
-    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SPLIT: return "Split";
-    default: return NULL;
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__CONVOLUTION:
+        return "Convolution";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__INNER_PRODUCT:
+        return "InnerProduct";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__LRN:
+        return "LRN";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__POOLING:
+        return "Pooling";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__RELU:
+        return "ReLU";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DROPOUT:
+        return "Dropout";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SOFTMAX:
+        return "Softmax";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SOFTMAX_LOSS:
+        return "SoftmaxWithLoss";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__ACCURACY:
+        return "Accuracy";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DATA:
+        return "Data";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__IMAGE_DATA:
+        return "ImageData";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__MEMORY_DATA:
+        return "MemoryData";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DUMMY_DATA:
+        return "DummyData";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__HDF5_DATA:
+        return "HDF5Data";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__WINDOW_DATA:
+        return "WindowData";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SILENCE:
+        return "Silence";
+    case CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__SPLIT:
+        return "Split";
+    default:
+        return NULL;
     }
 }
 
 /* Layers that carry no weights and do not change the logits: inputs, the
  * final softmax, losses and accuracy. */
 static int is_ignored(const char *type) {
-    static const char *const ignored[] = {
-        "Data",     "ImageData", "MemoryData", "DummyData",       "HDF5Data", "WindowData",
-        "Input",    "Softmax",   "Silence",    "SoftmaxWithLoss", "Accuracy", "Split"};
+    static const char *const ignored[] = {"Data",     "ImageData",       "MemoryData", "DummyData",
+                                          "HDF5Data", "WindowData",      "Input",      "Softmax",
+                                          "Silence",  "SoftmaxWithLoss", "Accuracy",   "Split"};
     for (size_t i = 0; i < sizeof ignored / sizeof ignored[0]; i++)
         if (strcmp(type, ignored[i]) == 0) return 1;
     return 0;
@@ -101,7 +119,8 @@ enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_I32 = 5 };
 static int put(bytes_t *b, const void *p, size_t n) {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n) cap *= 2;
+        while (cap < b->len + n)
+            cap *= 2;
         uint8_t *q = realloc(b->p, cap);
         if (!q) return -1;
         b->p = q;
@@ -145,13 +164,20 @@ static int next_field(const uint8_t **p, const uint8_t *end, uint32_t *field, in
     *field = (uint32_t)(key >> 3);
     *wire = (int)(key & 7);
     switch (*wire) {
-    case WT_VARINT: *body = *p; return get_varint(p, end, &n);
-    case WT_I64: n = 8; break;
-    case WT_I32: n = 4; break;
+    case WT_VARINT:
+        *body = *p;
+        return get_varint(p, end, &n);
+    case WT_I64:
+        n = 8;
+        break;
+    case WT_I32:
+        n = 4;
+        break;
     case WT_LEN:
         if (get_varint(p, end, &n)) return -1;
         break;
-    default: return -1;
+    default:
+        return -1;
     }
     if (n > (uint64_t)(end - *p)) return -1;
     *body = *p;
@@ -256,8 +282,8 @@ static const blob_span_t *find_span(const slim_t *s, int v1, size_t layer, size_
  * or double_data converted into *owned) or, when the walker took the data
  * out, *raw (span's bytes in the mapped file). */
 static int blob_floats(const Caffe__BlobProto *b, const blob_span_t *span, const char *what,
-                       const float **data, const uint8_t **raw, size_t *count, int *dims,
-                       int *ndim, float **owned, util_err_t *err) {
+                       const float **data, const uint8_t **raw, size_t *count, int *dims, int *ndim,
+                       float **owned, util_err_t *err) {
     *owned = NULL;
     *data = NULL;
     if (raw) *raw = NULL;
@@ -281,7 +307,8 @@ static int blob_floats(const Caffe__BlobProto *b, const blob_span_t *span, const
         }
     }
     size_t want = 1;
-    for (int d = 0; d < *ndim; d++) want *= (size_t)dims[d];
+    for (int d = 0; d < *ndim; d++)
+        want *= (size_t)dims[d];
     if (span && span->count && raw) {
         *raw = span->p;
         *count = span->count;
@@ -291,7 +318,8 @@ static int blob_floats(const Caffe__BlobProto *b, const blob_span_t *span, const
     } else if (b->n_double_data) {
         *owned = malloc(b->n_double_data * sizeof(float));
         if (!*owned) return util_fail(err, "%s: out of memory", what);
-        for (size_t i = 0; i < b->n_double_data; i++) (*owned)[i] = (float)b->double_data[i];
+        for (size_t i = 0; i < b->n_double_data; i++)
+            (*owned)[i] = (float)b->double_data[i];
         *data = *owned;
         *count = b->n_double_data;
     } else {
@@ -312,8 +340,8 @@ static unsigned first_or(const uint32_t *v, size_t n, unsigned dflt) {
 
 /* One Caffe layer as an ix_layer; 1 when it is to be skipped. spans[0..1]:
  * where the walker found its weights' and bias's data (NULL: in the blobs). */
-static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *spans,
-                         ix_layer_t *out, float **owned, int *n_owned, util_err_t *err) {
+static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *spans, ix_layer_t *out,
+                         float **owned, int *n_owned, util_err_t *err) {
     memset(out, 0, sizeof *out);
     snprintf(out->src, sizeof out->src, "layer '%.40s' (%.24s)", cl->name ? cl->name : "",
              cl->type);
@@ -330,8 +358,9 @@ static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *span
         unsigned ph = c->has_pad_h ? c->pad_h : first_or(c->pad, c->n_pad, 0);
         unsigned pw = c->has_pad_w ? c->pad_w : first_or(c->pad, c->n_pad, 0);
         if (kh != kw || sh != sw || ph != pw || kh < 1 || kh > 1024 || sh > 1024 || ph > 1024)
-            return util_fail(err, "%s: kernel %ux%u, stride %ux%u, pad %ux%u: imgret needs square "
-                                  "kernels, strides and pads",
+            return util_fail(err,
+                             "%s: kernel %ux%u, stride %ux%u, pad %ux%u: imgret needs square "
+                             "kernels, strides and pads",
                              out->src, kh, kw, sh, sw, ph, pw);
         if (first_or(c->dilation, c->n_dilation, 1) != 1)
             return util_fail(err, "%s: dilated convolution is not in AlexNet", out->src);
@@ -359,8 +388,9 @@ static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *span
         Caffe__LRNParameter dflt = CAFFE__LRNPARAMETER__INIT;
         const Caffe__LRNParameter *p = cl->lrn ? cl->lrn : &dflt;
         if (p->norm_region != CAFFE__LRNPARAMETER__NORM_REGION__ACROSS_CHANNELS)
-            return util_fail(err, "%s: normalises within channels; AlexNet's LRN is across "
-                                  "channels",
+            return util_fail(err,
+                             "%s: normalises within channels; AlexNet's LRN is across "
+                             "channels",
                              out->src);
         l->kind = MODEL_LRN;
         /* Caffe: scale = k + alpha/size * sum(a^2), which is imgret's
@@ -374,8 +404,8 @@ static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *span
         const Caffe__PoolingParameter *p = cl->pool;
         if (!p) return util_fail(err, "%s: no pooling_param", out->src);
         if (p->pool != CAFFE__POOLING_PARAMETER__POOL_METHOD__MAX || p->global_pooling)
-            return util_fail(err, "%s: AlexNet pools by the maximum (this is %s pooling)",
-                             out->src, p->global_pooling ? "global" : "average or stochastic");
+            return util_fail(err, "%s: AlexNet pools by the maximum (this is %s pooling)", out->src,
+                             p->global_pooling ? "global" : "average or stochastic");
         unsigned kh = p->has_kernel_h ? p->kernel_h : p->kernel_size;
         unsigned kw = p->has_kernel_w ? p->kernel_w : p->kernel_size;
         unsigned sh = p->has_stride_h ? p->stride_h : p->stride;
@@ -397,8 +427,8 @@ static int convert_layer(const caffe_layer_t *cl, const blob_span_t *const *span
     } else if (is_ignored(t)) {
         return 1;
     } else {
-        return util_fail(err, "%s: a layer of type '%s' is not in a paper-shaped AlexNet",
-                         out->src, t);
+        return util_fail(err, "%s: a layer of type '%s' is not in a paper-shaped AlexNet", out->src,
+                         t);
     }
     if (has_weights) {
         if (cl->n_blobs != 2)
@@ -581,7 +611,8 @@ fail:
     model_file_free(mf);
     mf = NULL;
 out:
-    for (int i = 0; i < n_owned; i++) free(owned[i]);
+    for (int i = 0; i < n_owned; i++)
+        free(owned[i]);
     free(owned);
     free(cl);
     free(il);

@@ -40,13 +40,16 @@ static void im2col_taps(const float *xc, int H, int W, int k, int s, int pad, in
             for (int oy = ylo; oy < yhi; oy++) {
                 float *d = dst + (size_t)oy * Wo;
                 const float *src = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
-                for (int ox = 0; ox < xlo; ox++) d[ox] = 0.0f;
+                for (int ox = 0; ox < xlo; ox++)
+                    d[ox] = 0.0f;
                 if (s == 1) {
                     memcpy(d + xlo, src + xlo, sizeof(float) * (size_t)(xhi - xlo));
                 } else {
-                    for (int ox = xlo; ox < xhi; ox++) d[ox] = src[ox * s];
+                    for (int ox = xlo; ox < xhi; ox++)
+                        d[ox] = src[ox * s];
                 }
-                for (int ox = xhi; ox < Wo; ox++) d[ox] = 0.0f;
+                for (int ox = xhi; ox < Wo; ox++)
+                    d[ox] = 0.0f;
             }
             if (yhi < Ho)
                 memset(dst + (size_t)yhi * Wo, 0, sizeof(float) * (size_t)(Ho - yhi) * Wo);
@@ -74,9 +77,11 @@ static void col2im_channel_add(const float *col, int H, int W, int k, int s, int
                 const float *src = srcrow + (size_t)oy * Wo;
                 float *d = xc + (size_t)(oy * s - pad + ki) * W - pad + kj;
                 if (s == 1) {
-                    for (int ox = xlo; ox < xhi; ox++) d[ox] += src[ox];
+                    for (int ox = xlo; ox < xhi; ox++)
+                        d[ox] += src[ox];
                 } else {
-                    for (int ox = xlo; ox < xhi; ox++) d[ox * s] += src[ox];
+                    for (int ox = xlo; ox < xhi; ox++)
+                        d[ox * s] += src[ox];
                 }
             }
         }
@@ -118,8 +123,8 @@ static void image_im2col(const model_conv_param_t *p, model_shape_t in, model_sh
     const float *xg = x + (size_t)i * c->in_img + (size_t)gi * c->Cg * c->in_plane;
 #pragma omp parallel for schedule(static) if (team)
     for (int ch = 0; ch < c->Cg; ch++)
-        im2col_channel(xg + (size_t)ch * c->in_plane, in.h, in.w, c->k, p->stride, p->pad, o.h,
-                       o.w, col + (size_t)ch * c->k * c->k * c->HWo, (size_t)c->HWo);
+        im2col_channel(xg + (size_t)ch * c->in_plane, in.h, in.w, c->k, p->stride, p->pad, o.h, o.w,
+                       col + (size_t)ch * c->k * c->k * c->HWo, (size_t)c->HWo);
 }
 
 static void image_col2im_add(const model_conv_param_t *p, model_shape_t in, model_shape_t o,
@@ -209,7 +214,8 @@ static void forward_image_shared(model_workspace_t *ws, const model_conv_param_t
                                  int T) {
     const int direct = direct_columns(p, c, x, i, 0) != NULL;
     const int parts = T / c->G, by_rows = c->Mg > c->HWo;
-    const int len = by_rows ? c->Mg : c->HWo, align = by_rows ? sgemm_tile_rows() : sgemm_tile_cols();
+    const int len = by_rows ? c->Mg : c->HWo,
+              align = by_rows ? sgemm_tile_rows() : sgemm_tile_cols();
     const int step = ((len + parts - 1) / parts + align - 1) / align * align;
 #pragma omp parallel num_threads(T)
     {
@@ -294,7 +300,8 @@ int model_conv_forward(model_workspace_t *ws, const model_conv_param_t *p, model
         }
     } else if (T > 1 && c.G <= T && sgemm_path() != SGEMM_BLAS) {
         if (ws_reserve(ws, WS_GEMM, sgemm_pack_floats(), err)) return -1;
-        for (int i = 0; i < in.n; i++) forward_image_shared(ws, p, in, o, &c, x, w, b, y, i, T);
+        for (int i = 0; i < in.n; i++)
+            forward_image_shared(ws, p, in, o, &c, x, w, b, y, i, T);
     } else {
         /* Outside any parallel region, so OpenBLAS and the im2col loops use
          * the whole (pooled) OpenMP team. */
@@ -320,7 +327,8 @@ static void backward_image(const model_conv_param_t *p, model_shape_t in, model_
         for (int m = 0; m < c->Mg; m++) {
             const float *row = dyg + (size_t)m * c->HWo;
             float s = 0.0f;
-            for (int j = 0; j < c->HWo; j++) s += row[j];
+            for (int j = 0; j < c->HWo; j++)
+                s += row[j];
             dbt[gi * c->Mg + m] += s;
         }
         if (!dx) continue;
@@ -371,16 +379,18 @@ int model_conv_backward(model_workspace_t *ws, const model_conv_param_t *p, mode
 
     if (wino && conv_winograd_backward_data(ws, p, in, w, dy, dx, err)) return -1;
 
-    /* Sum the per-thread accumulators. */
+        /* Sum the per-thread accumulators. */
 #pragma omp parallel for num_threads(T) schedule(static)
     for (size_t j = 0; j < wcount; j++) {
         float s = 0.0f;
-        for (int t = 0; t < used; t++) s += ws_buf(ws, WS_GRAD_W, t)[j];
+        for (int t = 0; t < used; t++)
+            s += ws_buf(ws, WS_GRAD_W, t)[j];
         dw[j] = s;
     }
     for (int j = 0; j < p->out_c; j++) {
         float s = 0.0f;
-        for (int t = 0; t < used; t++) s += ws_buf(ws, WS_GRAD_B, t)[j];
+        for (int t = 0; t < used; t++)
+            s += ws_buf(ws, WS_GRAD_B, t)[j];
         db[j] = s;
     }
     return 0;

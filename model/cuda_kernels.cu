@@ -23,11 +23,12 @@ __device__ uint64_t splitmix64(uint64_t z) {
     return z ^ (z >> 31);
 }
 
-__global__ void dropout_forward_kernel(float p, float keep, size_t count, const float *x,
-                                       float *y, float *mask, uint64_t seed) {
+__global__ void dropout_forward_kernel(float p, float keep, size_t count, const float *x, float *y,
+                                       float *mask, uint64_t seed) {
     for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < count;
          j += (size_t)gridDim.x * blockDim.x) {
-        float u = (float)(splitmix64(seed ^ (j * 0xd1b54a32d192ed03ULL)) >> 40) * (1.0f / 16777216.0f);
+        float u =
+            (float)(splitmix64(seed ^ (j * 0xd1b54a32d192ed03ULL)) >> 40) * (1.0f / 16777216.0f);
         float m = u >= p ? keep : 0.0f;
         mask[j] = m;
         y[j] = x[j] * m;
@@ -97,8 +98,8 @@ int launched() {
 extern "C" int imgret_cuda_dropout_forward(float p, size_t count, const float *x, float *y,
                                            float *mask, uint64_t seed) {
     if (count == 0) return 0;
-    dropout_forward_kernel<<<blocks_for(count), kThreads>>>(p, 1.0f / (1.0f - p), count, x, y,
-                                                            mask, seed);
+    dropout_forward_kernel<<<blocks_for(count), kThreads>>>(p, 1.0f / (1.0f - p), count, x, y, mask,
+                                                            seed);
     return launched();
 }
 
@@ -123,8 +124,8 @@ extern "C" int imgret_cuda_xent(int n, int classes, const float *probs, const in
     return launched();
 }
 
-extern "C" int imgret_cuda_pad_planes(size_t planes, int h, int w, int h2, int w2,
-                                      const float *src, float *dst, float fill) {
+extern "C" int imgret_cuda_pad_planes(size_t planes, int h, int w, int h2, int w2, const float *src,
+                                      float *dst, float fill) {
     size_t total = planes * h2 * w2;
     if (total == 0) return 0;
     pad_kernel<<<blocks_for(total), kThreads>>>(planes, h, w, h2, w2, src, dst, fill);

@@ -150,8 +150,9 @@ model_backend_t *model_backend_create(const model_device_t *dev, util_err_t *err
     }
     return model_backend_cuda_create(dev->index, err);
 #else
-    util_fail(err, "gpu:%d asked for, but this imgret was built without CUDA (configure with "
-                   "-DIMGRET_CUDA=ON on a machine with nvcc and cuDNN)",
+    util_fail(err,
+              "gpu:%d asked for, but this imgret was built without CUDA (configure with "
+              "-DIMGRET_CUDA=ON on a machine with nvcc and cuDNN)",
               dev->index);
     return NULL;
 #endif

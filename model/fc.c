@@ -19,7 +19,8 @@ int model_fc_forward(const model_fc_param_t *p, int n, const float *x, const flo
     if (fc_check(p, n, err)) return -1;
     if (!x || !w || !b || !y) return util_fail(err, "fc forward: NULL buffer");
     for (int i = 0; i < n; i++)
-        for (int o = 0; o < p->out; o++) y[(size_t)i * p->out + o] = b[o];
+        for (int o = 0; o < p->out; o++)
+            y[(size_t)i * p->out + o] = b[o];
     if (n == 1) {
         /* One image is a matrix-vector product: memory-bound, and sgemv streams
          * the weights about three times faster here than sgemm with M = 1. The
@@ -39,8 +40,8 @@ int model_fc_forward(const model_fc_param_t *p, int n, const float *x, const flo
         cblas_sgemv(CblasRowMajor, CblasNoTrans, p->out, p->in, 1.0f, w, p->in, x, 1, 1.0f, y, 1);
         return 0;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w,
-                p->in, 1.0f, y, p->out);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, p->out, p->in, 1.0f, x, p->in, w, p->in,
+                1.0f, y, p->out);
     return 0;
 }
 
@@ -50,9 +51,11 @@ int model_fc_backward(const model_fc_param_t *p, int n, const float *x, const fl
     if (!x || !w || !dy || !dw || !db) return util_fail(err, "fc backward: NULL buffer");
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, p->out, p->in, n, 1.0f, dy, p->out, x,
                 p->in, 0.0f, dw, p->in);
-    for (int o = 0; o < p->out; o++) db[o] = 0.0f;
+    for (int o = 0; o < p->out; o++)
+        db[o] = 0.0f;
     for (int i = 0; i < n; i++)
-        for (int o = 0; o < p->out; o++) db[o] += dy[(size_t)i * p->out + o];
+        for (int o = 0; o < p->out; o++)
+            db[o] += dy[(size_t)i * p->out + o];
     if (dx)
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, p->in, p->out, 1.0f, dy, p->out,
                     w, p->in, 0.0f, dx, p->in);

@@ -40,8 +40,8 @@ int ws_threads(const model_workspace_t *ws);
  * the CPU has that path (the tests call each directly). */
 typedef enum { SGEMM_BLAS = 0, SGEMM_AVX2 = 1, SGEMM_AVX512 = 2 } sgemm_path_t;
 sgemm_path_t sgemm_path(void);
-void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
+void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 /* Packing floats and micro-tile rows/columns of the chosen path (whole
  * micro-tiles are how model/conv.c cuts one product over threads). */
 size_t sgemm_pack_floats(void);
@@ -55,8 +55,8 @@ void sgemv_own(int M, int K, const float *A, int lda, const float *x, float *y);
 void sgemm_avx512(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                   int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 void sgemv_avx512(int M, int K, const float *A, int lda, const float *x, float *y);
-void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-                int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack);
+void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                const float *B, int ldb, float beta, float *C, int ldc, float *pack);
 void sgemv_avx2(int M, int K, const float *A, int lda, const float *x, float *y);
 
 /* One path's micro-kernel, its packing and its block sizes (rows mr and

@@ -30,7 +30,8 @@ static void inv_pow(size_t n, const float *s, float beta, float *out) {
             out[j] = 1.0f / (r * sqrtf(r));
         }
     } else {
-        for (size_t j = 0; j < n; j++) out[j] = powf(s[j], -beta);
+        for (size_t j = 0; j < n; j++)
+            out[j] = powf(s[j], -beta);
     }
 }
 
@@ -50,15 +51,19 @@ int model_lrn_forward(const model_lrn_param_t *p, model_shape_t in, const float 
             float *yc = y + ((size_t)i * C + c) * HW;
             int lo = c - before < 0 ? 0 : c - before;
             int hi = c + after >= C ? C - 1 : c + after;
-            for (size_t j = 0; j < HW; j++) sc[j] = 0.0f;
+            for (size_t j = 0; j < HW; j++)
+                sc[j] = 0.0f;
             for (int cc = lo; cc <= hi; cc++) {
                 const float *xc = xi + (size_t)cc * HW;
-                for (size_t j = 0; j < HW; j++) sc[j] += xc[j] * xc[j];
+                for (size_t j = 0; j < HW; j++)
+                    sc[j] += xc[j] * xc[j];
             }
-            for (size_t j = 0; j < HW; j++) sc[j] = k + a * sc[j];
+            for (size_t j = 0; j < HW; j++)
+                sc[j] = k + a * sc[j];
             inv_pow(HW, sc, beta, yc);
             const float *xc = xi + (size_t)c * HW;
-            for (size_t j = 0; j < HW; j++) yc[j] *= xc[j];
+            for (size_t j = 0; j < HW; j++)
+                yc[j] *= xc[j];
         }
     }
     return 0;
@@ -66,9 +71,8 @@ int model_lrn_forward(const model_lrn_param_t *p, model_shape_t in, const float 
 
 /* dx_c = dy_c s_c^-beta - 2 a beta x_c sum_{j : c in window(j)} dy_j y_j / s_j,
  * where window(j) = [j - before, j + after], so j runs over [c - after, c + before]. */
-int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float *x,
-                       const float *y, const float *scale, const float *dy, float *dx,
-                       util_err_t *err) {
+int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float *x, const float *y,
+                       const float *scale, const float *dy, float *dx, util_err_t *err) {
     if (model_lrn_check(p, in, err)) return -1;
     if (!x || !y || !scale || !dy || !dx) return util_fail(err, "lrn backward: NULL buffer");
     const int C = in.c, before = p->size / 2, after = (p->size - 1) / 2;
@@ -83,10 +87,12 @@ int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float
             int lo = c - after < 0 ? 0 : c - after;
             int hi = c + before >= C ? C - 1 : c + before;
             float *dxc = dx + off;
-            for (size_t j = 0; j < HW; j++) dxc[j] = 0.0f;
+            for (size_t j = 0; j < HW; j++)
+                dxc[j] = 0.0f;
             for (int cc = lo; cc <= hi; cc++) {
                 const size_t o2 = base + (size_t)cc * HW;
-                for (size_t j = 0; j < HW; j++) dxc[j] += dy[o2 + j] * y[o2 + j] / scale[o2 + j];
+                for (size_t j = 0; j < HW; j++)
+                    dxc[j] += dy[o2 + j] * y[o2 + j] / scale[o2 + j];
             }
             const float *xc = x + off, *dyc = dy + off, *sc = scale + off;
             if (beta == 0.75f) {

@@ -89,9 +89,8 @@ int model_lrn_check(const model_lrn_param_t *p, model_shape_t in, util_err_t *er
 /* scale (same shape as x) receives k + alpha' * sum(a^2), kept for backward. */
 int model_lrn_forward(const model_lrn_param_t *p, model_shape_t in, const float *x, float *y,
                       float *scale, util_err_t *err);
-int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float *x,
-                       const float *y, const float *scale, const float *dy, float *dx,
-                       util_err_t *err);
+int model_lrn_backward(const model_lrn_param_t *p, model_shape_t in, const float *x, const float *y,
+                       const float *scale, const float *dy, float *dx, util_err_t *err);
 
 /* Max pooling with a square window. ceil_mode rounds the output size up (as
  * Caffe always does and ONNX/PyTorch do with ceil_mode=1); a window that
@@ -154,14 +153,14 @@ typedef enum model_layer_kind {
 typedef struct model_layer_spec {
     model_layer_kind_t kind;
     char name[16];
-    int out;                    /* conv: kernels; fc: outputs */
-    int kernel, stride, pad;    /* conv, maxpool */
-    int groups;                 /* conv */
-    int ceil_mode;              /* maxpool */
-    model_lrn_param_t lrn;      /* lrn */
-    float dropout;              /* dropout: probability of zeroing */
-    float weight_std;           /* conv, fc: N(0, weight_std) initialisation */
-    float bias_init;            /* conv, fc: constant bias initialisation */
+    int out;                 /* conv: kernels; fc: outputs */
+    int kernel, stride, pad; /* conv, maxpool */
+    int groups;              /* conv */
+    int ceil_mode;           /* maxpool */
+    model_lrn_param_t lrn;   /* lrn */
+    float dropout;           /* dropout: probability of zeroing */
+    float weight_std;        /* conv, fc: N(0, weight_std) initialisation */
+    float bias_init;         /* conv, fc: constant bias initialisation */
 } model_layer_spec_t;
 
 #define MODEL_MAX_LAYERS 40
@@ -188,8 +187,7 @@ void model_spec_alexnet(model_spec_t *spec);
  * 5x5 pad 2 groups 2, conv3 192, conv4 192 groups 2, conv5 128 groups 2 (3x3
  * pad 1), the paper's LRN and 3/2 pooling, fc6 and fc7 4096 (FC7 stays the
  * paper's 4096-d descriptor), fc8 `classes`. in_hw must be at least 15. */
-int model_spec_alexnet_small(model_spec_t *spec, int in_c, int in_hw, int classes,
-                             util_err_t *err);
+int model_spec_alexnet_small(model_spec_t *spec, int in_c, int in_hw, int classes, util_err_t *err);
 
 /* Checks every layer's settings and computes the output shape of each layer
  * for batch n (shapes may be NULL; else it holds spec->n_layers entries). */
@@ -289,8 +287,8 @@ int model_cpu_has_kernels(const char *name);
 /* ------------------------------------------------------------------- net */
 
 typedef struct model_param {
-    char name[24];   /* "conv1.weight", "fc8.bias", ... */
-    int layer;       /* index in the spec */
+    char name[24]; /* "conv1.weight", "fc8.bias", ... */
+    int layer;     /* index in the spec */
     int ndim;
     int dims[4];
     size_t count;
@@ -431,10 +429,10 @@ typedef struct model_epoch_metrics {
 /* Everything besides the parameters, momentum and dropout RNG (which the net
  * holds) that a resumed run needs to continue exactly. */
 typedef struct model_train_state {
-    int epoch;       /* the epoch in progress (0-based) */
-    size_t step;     /* batches of that epoch already done */
-    float lr;        /* the epoch's rate (plateau/step), the initial one otherwise */
-    float last_lr;   /* the rate of the last step run */
+    int epoch;     /* the epoch in progress (0-based) */
+    size_t step;   /* batches of that epoch already done */
+    float lr;      /* the epoch's rate (plateau/step), the initial one otherwise */
+    float last_lr; /* the rate of the last step run */
     float best_val_top1;
     int bad_epochs, lr_drops;
     /* running sums of the epoch in progress */
@@ -516,7 +514,7 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
 /* Largest file the readers accept (.imgret, .caffemodel, .onnx, mean). The
  * paper's net is about 244 MB. */
 #define MODEL_FILE_MAX_BYTES ((uint64_t)2 << 30)
-#define MODEL_HASH_BYTES 32     /* SHA-256 */
+#define MODEL_HASH_BYTES 32 /* SHA-256 */
 #define MODEL_MAX_CLASSES 100000
 
 typedef enum model_channel_order {
@@ -574,11 +572,11 @@ typedef struct model_metric {
 
 /* What `imgret train --resume` needs beyond the parameters. */
 typedef struct model_checkpoint {
-    int epoch;              /* epochs completed */
-    int64_t step;           /* SGD steps taken */
-    model_sgd_t sgd;        /* current learning rate, momentum, weight decay */
-    util_rng_t rng;         /* the trainer's RNG */
-    util_rng_t dropout_rng; /* the net's (model_net_rng) */
+    int epoch;                /* epochs completed */
+    int64_t step;             /* SGD steps taken */
+    model_sgd_t sgd;          /* current learning rate, momentum, weight decay */
+    util_rng_t rng;           /* the trainer's RNG */
+    util_rng_t dropout_rng;   /* the net's (model_net_rng) */
     model_tensor_t *momentum; /* n_params, same names, shapes and order as param; owned */
     int n_history;
     model_metric_t *history; /* owned (malloc); n_history entries */
@@ -618,8 +616,7 @@ int model_file_check(const model_file_t *mf, util_err_t *err);
 /* Adds a checkpoint with zero momentum buffers (nothing when present). */
 int model_file_add_checkpoint(model_file_t *mf, util_err_t *err);
 /* Copies n class names (n must equal the number of logits). */
-int model_file_set_class_names(model_file_t *mf, const char *const *names, int n,
-                               util_err_t *err);
+int model_file_set_class_names(model_file_t *mf, const char *const *names, int n, util_err_t *err);
 /* One name per line (Caffe's synset_words.txt: "n01440764 tench, Tinca
  * tinca", kept whole); blank trailing lines ignored; the count must equal
  * the number of logits. */
@@ -702,13 +699,12 @@ typedef struct model_caffe_opts {
  * (channel_order RGB), and so is the mean image; LRN keeps Caffe's
  * alpha/size convention with k from the file (MODEL_LRN_ALPHA_OVER_N);
  * pooling rounds up (ceil_mode 1) as Caffe's does. opts may be NULL. */
-model_file_t *model_import_caffe(const char *path, const model_caffe_opts_t *opts,
-                                 util_err_t *err);
+model_file_t *model_import_caffe(const char *path, const model_caffe_opts_t *opts, util_err_t *err);
 
 /* ONNX. */
 typedef struct model_onnx_import_opts {
-    int bgr;                 /* the graph takes BGR (e.g. the zoo's bvlcalexnet, converted
-                              * from Caffe): conv1 is reordered to RGB */
+    int bgr; /* the graph takes BGR (e.g. the zoo's bvlcalexnet, converted
+              * from Caffe): conv1 is reordered to RGB */
     int has_mean_pixel;
     float mean_pixel[3];     /* RGB, 0..255, recorded in the normalisation */
     const char *labels_path; /* NULL or one class name per line */

@@ -64,10 +64,10 @@ typedef struct net_dev {
     int b0, b1; /* images of the current batch held */
     dev_layer_t layer[MODEL_MAX_LAYERS];
     dev_param_t param[2 * MODEL_MAX_LAYERS];
-    float *input;   /* (images, in_c, in_h, in_w): every channel */
-    float *grad[2]; /* ping-pong activation gradients, parts like the outputs */
-    float *halo[5]; /* LRN with neighbours: x, y, scale, dy, dx */
-    float *tmp;     /* reduce: another device's partial gradient */
+    float *input;     /* (images, in_c, in_h, in_w): every channel */
+    float *grad[2];   /* ping-pong activation gradients, parts like the outputs */
+    float *halo[5];   /* LRN with neighbours: x, y, scale, dy, dx */
+    float *tmp;       /* reduce: another device's partial gradient */
     float *probs_dev; /* softmax on the device (backends with softmax_xent) */
     util_err_t err;
 } net_dev_t;
@@ -107,15 +107,15 @@ struct model_net {
     net_dev_t dev[MODEL_MAX_DEVICES];
     int n_params;
     model_param_t param[2 * MODEL_MAX_LAYERS];
-    float *probs;               /* softmax of the last backward (host) */
+    float *probs;                /* softmax of the last backward (host) */
     float *logits_h, *dlogits_h; /* host copies for the loss (mirrored nets) */
-    float *mask_h;              /* dropout mask of a whole layer (several devices) */
-    float *zeros_h;             /* for clearing a device's gradients */
+    float *mask_h;               /* dropout mask of a whole layer (several devices) */
+    float *zeros_h;              /* for clearing a device's gradients */
     float *out_h[MODEL_MAX_LAYERS];
-    int broken;            /* an SGD step could not reach the devices */
+    int broken; /* an SGD step could not reach the devices */
     util_err_t broken_err;
-    model_allreduce_t *allreduce;                    /* data parallelism: the gradient sum */
-    int timing;                                      /* per-layer timing on */
+    model_allreduce_t *allreduce; /* data parallelism: the gradient sum */
+    int timing;                   /* per-layer timing on */
     double fwd_s[MODEL_MAX_LAYERS], bwd_s[MODEL_MAX_LAYERS]; /* its totals */
     util_rng_t rng;
     team_t team;
@@ -152,7 +152,8 @@ static void *team_worker(void *arg) {
     unsigned seen = 0;
     pthread_mutex_lock(&t->mu);
     for (;;) {
-        while (t->gen == seen && !t->quit) pthread_cond_wait(&t->go, &t->mu);
+        while (t->gen == seen && !t->quit)
+            pthread_cond_wait(&t->go, &t->mu);
         if (t->quit) break;
         seen = t->gen;
         dev_fn_t fn = t->fn;
@@ -194,7 +195,8 @@ static void team_stop(model_net_t *net) {
     t->quit = 1;
     pthread_cond_broadcast(&t->go);
     pthread_mutex_unlock(&t->mu);
-    for (int d = 0; d < t->started; d++) pthread_join(t->thread[d], NULL);
+    for (int d = 0; d < t->started; d++)
+        pthread_join(t->thread[d], NULL);
     pthread_cond_destroy(&t->go);
     pthread_cond_destroy(&t->done);
     pthread_mutex_destroy(&t->mu);
@@ -210,7 +212,8 @@ static int team_run(model_net_t *net, dev_fn_t fn, void *ctx, util_err_t *err) {
     t->pending = net->nd;
     t->gen++;
     pthread_cond_broadcast(&t->go);
-    while (t->pending > 0) pthread_cond_wait(&t->done, &t->mu);
+    while (t->pending > 0)
+        pthread_cond_wait(&t->done, &t->mu);
     pthread_mutex_unlock(&t->mu);
     for (int d = 0; d < net->nd; d++)
         if (t->rc[d]) {
@@ -244,8 +247,8 @@ static const float *part_buffer(model_net_t *net, int s, int layer, int which, i
 /* Channels [k0, k1) of every image of layer `layer`'s output (or aux, or
  * output gradient grad[g]) from the devices holding them into dst on device
  * `to`, laid out (images, k1-k0, h, w). Columns only: all hold every image. */
-static int gather(model_net_t *net, int to, float *dst, int layer, int which, int g, int k0,
-                  int k1, int images, util_err_t *err) {
+static int gather(model_net_t *net, int to, float *dst, int layer, int which, int g, int k0, int k1,
+                  int images, util_err_t *err) {
     const size_t hw = hw_of(net->plan[layer].out);
     const int width = k1 - k0;
     for (int s = 0; s < net->nd; s++) {
@@ -272,7 +275,8 @@ static int part_io(model_net_t *net, int d, int up, float *part, float *host, in
     int rc = 0;
     if (c0 == 0 && c1 == C) {
         float *h = host + (size_t)v->b0 * C * hw;
-        rc = up ? ops->upload(v->be, part, h, row * images) : ops->download(v->be, h, part, row * images);
+        rc = up ? ops->upload(v->be, part, h, row * images)
+                : ops->download(v->be, h, part, row * images);
     } else {
         for (int i = 0; i < images && !rc; i++) {
             float *h = host + ((size_t)(v->b0 + i) * C + c0) * hw;
@@ -391,8 +395,9 @@ static int plan_columns(model_net_t *net, util_err_t *err) {
         else
             P->mode = MODE_LOCAL;
         if (i == 0 && P->mode != MODE_GATHER)
-            return util_fail(err, "the columns split needs a conv with one group or an fc first, "
-                                  "not %s",
+            return util_fail(err,
+                             "the columns split needs a conv with one group or an fc first, "
+                             "not %s",
                              l->name);
     }
     return 0;
@@ -540,7 +545,8 @@ model_net_t *model_net_create_on(const model_spec_t *spec, int max_batch,
     if (net->data) {
         model_backend_t *bes[MODEL_MAX_DEVICES];
         size_t biggest = 0;
-        for (int d = 0; d < net->nd; d++) bes[d] = net->dev[d].be;
+        for (int d = 0; d < net->nd; d++)
+            bes[d] = net->dev[d].be;
         for (int i = 0; i < net->n_params; i++)
             if (net->param[i].count > biggest) biggest = net->param[i].count;
         if (!(net->allreduce = bes[0]->ops->allreduce_create(bes, net->nd, biggest, err)))
@@ -586,7 +592,8 @@ void model_net_free(model_net_t *net) {
         ops->release(be, v->input);
         ops->release(be, v->grad[0]);
         ops->release(be, v->grad[1]);
-        for (int k = 0; k < 5; k++) ops->release(be, v->halo[k]);
+        for (int k = 0; k < 5; k++)
+            ops->release(be, v->halo[k]);
         ops->release(be, v->tmp);
         ops->release(be, v->probs_dev);
         ops->destroy(be);
@@ -598,7 +605,8 @@ void model_net_free(model_net_t *net) {
             free(net->param[i].momentum);
         }
     }
-    for (int i = 0; i < net->spec.n_layers; i++) free(net->out_h[i]);
+    for (int i = 0; i < net->spec.n_layers; i++)
+        free(net->out_h[i]);
     free(net->probs);
     free(net->logits_h);
     free(net->dlogits_h);
@@ -666,7 +674,8 @@ model_param_t *model_net_find_param(model_net_t *net, const char *name) {
 
 size_t model_net_param_total(const model_net_t *net) {
     size_t total = 0;
-    for (int i = 0; i < net->n_params; i++) total += net->param[i].count;
+    for (int i = 0; i < net->n_params; i++)
+        total += net->param[i].count;
     return total;
 }
 
@@ -706,8 +715,8 @@ static int forward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) {
     }
     switch (l->kind) {
     case MODEL_CONV: {
-        model_conv_param_t p = {in.c, L->c1 - L->c0, l->kernel, l->stride, l->pad,
-                                l->groups * in.c / P->in.c};
+        model_conv_param_t p = {in.c,      L->c1 - L->c0, l->kernel,
+                                l->stride, l->pad,        l->groups * in.c / P->in.c};
         rc = ops->conv_forward(be, &p, in, x, v->param[P->weight].data, v->param[P->bias].data,
                                L->y, err);
         break;
@@ -746,8 +755,7 @@ static int forward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) {
             rc = ops->dropout_forward(be, l->dropout, count, x, L->y, L->aux, &net->rng, err);
         } else {
             /* The mask the one-device net would draw, cut to this part. */
-            if (part_io(net, d, 1, L->aux, net->mask_h, P->out.c, hw_of(P->out), L->c0, L->c1,
-                        err))
+            if (part_io(net, d, 1, L->aux, net->mask_h, P->out.c, hw_of(P->out), L->c0, L->c1, err))
                 return -1;
             ops->mask_multiply(be, count, L->aux, x, L->y);
         }
@@ -788,7 +796,7 @@ int model_net_forward(model_net_t *net, const float *x, int n, int train, util_e
         return util_fail(err, "forward: batch of %d images, this net takes 1 to %d", n,
                          net->max_batch);
     if (params_to_devices(net, err)) return util_fail_prefix(err, "forward");
-    net->n = 0; /* invalid until this pass completes */
+    net->n = 0;       /* invalid until this pass completes */
     net->input_n = 0; /* and the input until it is all copied */
     const size_t row = (size_t)net->spec.in_c * net->spec.in_h * net->spec.in_w;
     for (int d = 0; d < net->nd; d++) {
@@ -878,8 +886,8 @@ static int backward_layer(model_net_t *net, int d, void *pctx, util_err_t *err) 
     int rc = 0;
     switch (l->kind) {
     case MODEL_CONV: {
-        model_conv_param_t p = {in.c, L->c1 - L->c0, l->kernel, l->stride, l->pad,
-                                l->groups * in.c / P->in.c};
+        model_conv_param_t p = {in.c,      L->c1 - L->c0, l->kernel,
+                                l->stride, l->pad,        l->groups * in.c / P->in.c};
         rc = ops->conv_backward(be, &p, in, x, v->param[P->weight].data, dy, dxk,
                                 v->param[P->weight].grad, v->param[P->bias].grad, err);
         break;
@@ -974,13 +982,13 @@ int model_net_backward(model_net_t *net, const int *labels, float *loss, float *
     /* The loss runs on host memory (n x classes floats: negligible). */
     net_dev_t *v0 = &net->dev[0];
     if (!net->mirrored) {
-        if (model_softmax_xent(n, classes, v0->layer[last].y, labels, net->probs, v0->grad[0],
-                               loss, err))
+        if (model_softmax_xent(n, classes, v0->layer[last].y, labels, net->probs, v0->grad[0], loss,
+                               err))
             return util_fail_prefix(err, "backward, loss");
     } else if (net->nd == 1 && v0->be->ops->softmax_xent) {
         /* One GPU: the loss on the device; only the probabilities come back. */
-        if (v0->be->ops->softmax_xent(v0->be, n, classes, v0->layer[last].y, labels,
-                                      v0->probs_dev, v0->grad[0], loss, err) ||
+        if (v0->be->ops->softmax_xent(v0->be, n, classes, v0->layer[last].y, labels, v0->probs_dev,
+                                      v0->grad[0], loss, err) ||
             v0->be->ops->download(v0->be, net->probs, v0->probs_dev, (size_t)n * classes))
             return util_fail_prefix(err, "backward, loss");
     } else {
@@ -989,8 +997,8 @@ int model_net_backward(model_net_t *net, const int *labels, float *loss, float *
             if (part_io(net, d, 0, L->y, net->logits_h, classes, 1, L->c0, L->c1, err))
                 return util_fail_prefix(err, "backward, logits");
         }
-        if (model_softmax_xent(n, classes, net->logits_h, labels, net->probs, net->dlogits_h,
-                               loss, err))
+        if (model_softmax_xent(n, classes, net->logits_h, labels, net->probs, net->dlogits_h, loss,
+                               err))
             return util_fail_prefix(err, "backward, loss");
         for (int d = 0; d < net->nd; d++) {
             const dev_layer_t *L = &net->dev[d].layer[last];

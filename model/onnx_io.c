@@ -33,7 +33,8 @@ static size_t attr_ints(const Onnx__NodeProto *n, const char *name, int64_t *out
     const Onnx__AttributeProto *a = attr(n, name);
     if (!a) return 0;
     size_t k = a->n_ints < cap ? a->n_ints : cap;
-    for (size_t i = 0; i < k; i++) out[i] = a->ints[i];
+    for (size_t i = 0; i < k; i++)
+        out[i] = a->ints[i];
     return a->n_ints;
 }
 
@@ -107,11 +108,11 @@ static int host_is_little_endian(void) {
 
 /* A float tensor's values and shape. */
 static int tensor_floats(onnx_import_t *im, const Onnx__TensorProto *t, const char *what,
-                         const float **data, size_t *count, int *dims, int *ndim,
-                         util_err_t *err) {
+                         const float **data, size_t *count, int *dims, int *ndim, util_err_t *err) {
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
-        return util_fail(err, "%s: stored as external data, which imgret does not read (save the "
-                              "model as one file)",
+        return util_fail(err,
+                         "%s: stored as external data, which imgret does not read (save the "
+                         "model as one file)",
                          what);
     if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
         return util_fail(err, "%s: data type %d, imgret reads float32 (1)", what, t->data_type);
@@ -126,8 +127,8 @@ static int tensor_floats(onnx_import_t *im, const Onnx__TensorProto *t, const ch
     }
     if (t->has_raw_data) {
         if (t->raw_data.len != want * sizeof(float))
-            return util_fail(err, "%s: %zu bytes of raw data for %zu floats", what,
-                             t->raw_data.len, want);
+            return util_fail(err, "%s: %zu bytes of raw data for %zu floats", what, t->raw_data.len,
+                             want);
         if (!host_is_little_endian())
             return util_fail(err, "%s: raw data is little-endian; this host is not", what);
         if ((uintptr_t)t->raw_data.data % sizeof(float) == 0) {
@@ -151,8 +152,7 @@ static int tensor_floats(onnx_import_t *im, const Onnx__TensorProto *t, const ch
 static int tensor_ints(const Onnx__TensorProto *t, int64_t *out, size_t cap, size_t *n) {
     if (t->data_type != ONNX__TENSOR_PROTO__DATA_TYPE__INT64) return -1;
     if (t->has_raw_data) {
-        if (t->raw_data.len % 8 || t->raw_data.len / 8 > cap || !host_is_little_endian())
-            return -1;
+        if (t->raw_data.len % 8 || t->raw_data.len / 8 > cap || !host_is_little_endian()) return -1;
         *n = t->raw_data.len / 8;
         memcpy(out, t->raw_data.data, t->raw_data.len);
     } else {
@@ -226,8 +226,8 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
     memset(l, 0, sizeof *l);
     *emit = 1;
     const char *op = n->op_type;
-    snprintf(l->src, sizeof l->src, "node '%.40s' (%.24s)", n->name && n->name[0] ? n->name :
-             (n->n_output ? n->output[0] : ""), op);
+    snprintf(l->src, sizeof l->src, "node '%.40s' (%.24s)",
+             n->name && n->name[0] ? n->name : (n->n_output ? n->output[0] : ""), op);
     int64_t v[8];
     if (!strcmp(op, "Conv")) {
         int64_t k[2] = {0, 0}, s[2] = {1, 1}, p[4] = {0, 0, 0, 0}, d[2] = {1, 1};
@@ -239,13 +239,14 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
         if (d[0] != 1 || d[1] != 1) return util_fail(err, "%s: dilated convolution", l->src);
         if (s[0] != s[1] || p[0] != p[1] || p[0] != p[2] || p[0] != p[3] || s[0] < 1 ||
             s[0] > 1024 || p[0] < 0 || p[0] > 1024)
-            return util_fail(err, "%s: strides [%lld,%lld] pads [%lld,%lld,%lld,%lld]: imgret "
-                                  "needs square strides and equal pads",
+            return util_fail(err,
+                             "%s: strides [%lld,%lld] pads [%lld,%lld,%lld,%lld]: imgret "
+                             "needs square strides and equal pads",
                              l->src, (long long)s[0], (long long)s[1], (long long)p[0],
                              (long long)p[1], (long long)p[2], (long long)p[3]);
         if (weights_of(im, l, n, 1, err)) return -1;
-        if (l->w_ndim != 4 || l->w_dims[2] != l->w_dims[3] || (nk && (k[0] != l->w_dims[2] ||
-                                                                      k[1] != l->w_dims[3])))
+        if (l->w_ndim != 4 || l->w_dims[2] != l->w_dims[3] ||
+            (nk && (k[0] != l->w_dims[2] || k[1] != l->w_dims[3])))
             return util_fail(err, "%s: weights are not square 2-d kernels", l->src);
         int64_t g = attr_i(n, "group", 1);
         if (g < 1 || g > 1024) return util_fail(err, "%s: group %lld", l->src, (long long)g);
@@ -255,8 +256,8 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
         l->l.stride = (int)s[0];
         l->l.pad = (int)p[0];
         l->l.groups = (int)g;
-        model_conv_param_t cp = {shape->c, l->l.out, l->l.kernel, l->l.stride, l->l.pad,
-                                 l->l.groups};
+        model_conv_param_t cp = {shape->c,    l->l.out, l->l.kernel,
+                                 l->l.stride, l->l.pad, l->l.groups};
         model_shape_t next;
         if (model_conv_shape(&cp, *shape, &next, err)) return util_fail_prefix(err, "%s", l->src);
         *shape = next;
@@ -264,12 +265,13 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
         l->l.kind = MODEL_RELU;
     } else if (!strcmp(op, "LRN")) {
         int64_t size = attr_i(n, "size", 0);
-        if (size < 1 || size > 1024) return util_fail(err, "%s: size %lld", l->src, (long long)size);
+        if (size < 1 || size > 1024)
+            return util_fail(err, "%s: size %lld", l->src, (long long)size);
         l->l.kind = MODEL_LRN;
         /* ONNX: square_sum * alpha / size, bias = k: imgret's OVER_N. */
-        l->l.lrn = (model_lrn_param_t){(int)size, attr_f(n, "bias", 1.0f),
-                                       attr_f(n, "alpha", 1e-4f), attr_f(n, "beta", 0.75f),
-                                       MODEL_LRN_ALPHA_OVER_N};
+        l->l.lrn =
+            (model_lrn_param_t){(int)size, attr_f(n, "bias", 1.0f), attr_f(n, "alpha", 1e-4f),
+                                attr_f(n, "beta", 0.75f), MODEL_LRN_ALPHA_OVER_N};
         paper_alpha_hint(im, n, &l->l.lrn);
     } else if (!strcmp(op, "MaxPool")) {
         int64_t k[2] = {0, 0}, s[2] = {1, 1}, p[4] = {0, 0, 0, 0}, d[2] = {1, 1};
@@ -324,8 +326,9 @@ static int convert_node(onnx_import_t *im, const Onnx__NodeProto *n, ix_layer_t 
             if (!t || tensor_ints(t, v, 8, &nv) || nv != 2 ||
                 !(v[1] == -1 || v[1] == per || (v[1] == 0 && per == shape->c && shape->h == 1)) ||
                 v[0] == -1 * (v[1] == -1))
-                return util_fail(err, "%s: imgret reads a Reshape only as a flatten to (N, %lld) "
-                                      "with a constant shape",
+                return util_fail(err,
+                                 "%s: imgret reads a Reshape only as a flatten to (N, %lld) "
+                                 "with a constant shape",
                                  l->src, (long long)per);
         }
         shape->c = shape->c * shape->h * shape->w;
@@ -464,10 +467,10 @@ model_file_t *model_import_onnx(const char *path, const model_onnx_import_opts_t
             goto out;
         }
         if (n->n_input < 1 || n->n_output < 1 || strcmp(n->input[0], cur) != 0) {
-            util_fail(err, "%s: the graph is not one chain: node '%s' (%s) reads '%s', expected "
-                           "'%s'",
-                      path, n->name ? n->name : "", n->op_type, n->n_input ? n->input[0] : "",
-                      cur);
+            util_fail(err,
+                      "%s: the graph is not one chain: node '%s' (%s) reads '%s', expected "
+                      "'%s'",
+                      path, n->name ? n->name : "", n->op_type, n->n_input ? n->input[0] : "", cur);
             goto out;
         }
         cur = n->output[0];
@@ -487,8 +490,7 @@ model_file_t *model_import_onnx(const char *path, const model_onnx_import_opts_t
     const char *base = strrchr(path, '/');
     char source[256];
     snprintf(source, sizeof source, "onnx: %.160s (opset %d, producer '%.40s')%s",
-             base ? base + 1 : path, opset,
-             im.model->producer_name ? im.model->producer_name : "",
+             base ? base + 1 : path, opset, im.model->producer_name ? im.model->producer_name : "",
              opts->bgr ? ", BGR conv1 reordered to RGB" : "");
     mf = ix_build(layers, n_layers, in_c, in_h, in_w,
                   opts->bgr ? MODEL_CHANNELS_BGR : MODEL_CHANNELS_RGB, source, err);
@@ -505,7 +507,8 @@ model_file_t *model_import_onnx(const char *path, const model_onnx_import_opts_t
 fail_prefix:
     util_fail_prefix(err, "%s", path);
 out:
-    for (size_t i = 0; i < im.n_owned; i++) free(im.owned[i]);
+    for (size_t i = 0; i < im.n_owned; i++)
+        free(im.owned[i]);
     free(im.owned);
     free(im.tensors);
     free(layers);
@@ -571,7 +574,8 @@ static void attr_ints2(onnx_out_t *o, Onnx__NodeProto *n, const char *name, cons
                        size_t count) {
     Onnx__AttributeProto *a = out_attr(o, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
     a->ints = &o->ints[o->n_ints];
-    for (size_t i = 0; i < count; i++) o->ints[o->n_ints++] = v[i];
+    for (size_t i = 0; i < count; i++)
+        o->ints[o->n_ints++] = v[i];
     a->n_ints = count;
 }
 
@@ -585,7 +589,8 @@ static Onnx__NodeProto *out_node(onnx_out_t *o, const char *op, const char *name
     n->op_type = (char *)op;
     n->name = (char *)name;
     n->input = &o->strings[o->n_strings];
-    for (size_t i = 0; i < n_in; i++) o->strings[o->n_strings++] = in[i];
+    for (size_t i = 0; i < n_in; i++)
+        o->strings[o->n_strings++] = in[i];
     n->n_input = n_in;
     n->output = &o->strings[o->n_strings];
     o->strings[o->n_strings++] = out;
@@ -690,7 +695,8 @@ int model_export_onnx(const model_file_t *mf, const char *path,
         tp->data_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
         tp->n_dims = (size_t)t->ndim;
         tp->dims = &dims[4 * o.n_tensors];
-        for (int d = 0; d < t->ndim; d++) tp->dims[d] = t->dims[d];
+        for (int d = 0; d < t->ndim; d++)
+            tp->dims[d] = t->dims[d];
         tp->has_raw_data = 1;
         tp->raw_data.len = t->count * sizeof(float);
         tp->raw_data.data = (uint8_t *)t->data;
@@ -736,8 +742,9 @@ int model_export_onnx(const model_file_t *mf, const char *path,
             int eh = 0, ew = 0;
             if (l->ceil_mode && opset < 10 &&
                 (end_pad_for_ceil(l, in.h, &eh) || end_pad_for_ceil(l, in.w, &ew))) {
-                util_fail(err, "onnx export: %s rounds up at a %dx%d input, which opset %d "
-                               "cannot say with end padding",
+                util_fail(err,
+                          "onnx export: %s rounds up at a %dx%d input, which opset %d "
+                          "cannot say with end padding",
                           l->name, in.h, in.w, opset);
                 goto out;
             }
@@ -843,13 +850,13 @@ int model_export_onnx(const model_file_t *mf, const char *path,
         meta_ptr[n_meta] = &meta[n_meta];
         n_meta++;
     }
-    const char *kv[6][2] = {{"imgret.content_hash", hash_hex},
-                            {"imgret.channel_order",
-                             nm->channel_order == MODEL_CHANNELS_BGR ? "BGR" : "RGB"},
-                            {"imgret.mean", mean},
-                            {"imgret.scale", scale},
-                            {"imgret.stored_size", stored},
-                            {"imgret.source", mf->source}};
+    const char *kv[6][2] = {
+        {"imgret.content_hash", hash_hex},
+        {"imgret.channel_order", nm->channel_order == MODEL_CHANNELS_BGR ? "BGR" : "RGB"},
+        {"imgret.mean", mean},
+        {"imgret.scale", scale},
+        {"imgret.stored_size", stored},
+        {"imgret.source", mf->source}};
     for (int i = 0; i < 6; i++) {
         onnx__string_string_entry_proto__init(&meta[i]);
         meta[i].key = (char *)kv[i][0];
@@ -881,7 +888,8 @@ int model_export_onnx(const model_file_t *mf, const char *path,
 oom:
     util_fail(err, "onnx export: out of memory");
 out:
-    for (size_t i = 0; o.owned && i < o.n_owned; i++) free(o.owned[i]);
+    for (size_t i = 0; o.owned && i < o.n_owned; i++)
+        free(o.owned[i]);
     free(o.owned);
     free(dims);
     free(o.tensor_ptr);

@@ -115,7 +115,8 @@ static void pool3s2_plane(const float *xp, int H, int W, model_shape_t o, float 
             pool3s2_row(r0, r0 + W, r0 + 2 * W, nx, W, 2 * oy * W, yr, ar);
             from = nx;
         }
-        for (int ox = from; ox < o.w; ox++) window_max(xp, H, W, 2 * oy, 2 * ox, 3, &yr[ox], &ar[ox]);
+        for (int ox = from; ox < o.w; ox++)
+            window_max(xp, H, W, 2 * oy, 2 * ox, 3, &yr[ox], &ar[ox]);
     }
 }
 
@@ -159,7 +160,8 @@ int model_pool_backward(const model_pool_param_t *p, model_shape_t in, const flo
         const float *dyp = dy + pl * op;
         const int32_t *ap = argmax + pl * op;
         memset(dxp, 0, sizeof(float) * ip);
-        for (size_t j = 0; j < op; j++) dxp[ap[j]] += dyp[j];
+        for (size_t j = 0; j < op; j++)
+            dxp[ap[j]] += dyp[j];
     }
     return 0;
 }

@@ -184,8 +184,8 @@ void sgemm_avx2(int trans_a, int trans_b, int M, int N, int K, float alpha, cons
                   ldc, pack);
 }
 
-void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
-               int lda, const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
+void sgemm_own(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+               const float *B, int ldb, float beta, float *C, int ldc, float *pack) {
     if (sgemm_path() == SGEMM_AVX512)
         sgemm_avx512(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pack);
     else
@@ -367,8 +367,8 @@ INLINE_AVX512 void micro_tile(const int mr, const int nv, int kc, const float *a
 
 /* One mr x cols tile (cols 1 .. NR): the instance for its rows, one or two
  * vectors of columns, and the column masks. */
-AVX512 static void tile(int mr, int cols, int kc, const float *a, const float *b, float *c,
-                        int ldc, int first, float beta) {
+AVX512 static void tile(int mr, int cols, int kc, const float *a, const float *b, float *c, int ldc,
+                        int first, float beta) {
     const int nv = cols > 16 ? 2 : 1;
     const __mmask16 m0 = tail_mask(cols), m1 = tail_mask(cols > 16 ? cols - 16 : 0);
     switch (mr) {

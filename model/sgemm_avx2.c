@@ -74,7 +74,8 @@ AVX2 static void pack_a(int trans, const float *A, int lda, int i0, int p0, int 
             /* op(A)(i, p) = A[p*lda + i]: MR contiguous floats per p. */
             for (int p = 0; p < kc; p++) {
                 const float *src = A + (size_t)(p0 + p) * lda + i0 + r;
-                for (int i = 0; i < MR; i++) d[(size_t)p * MR + i] = i < mr ? alpha * src[i] : 0.0f;
+                for (int i = 0; i < MR; i++)
+                    d[(size_t)p * MR + i] = i < mr ? alpha * src[i] : 0.0f;
             }
             continue;
         }
@@ -90,7 +91,8 @@ AVX2 static void pack_a(int trans, const float *A, int lda, int i0, int p0, int 
             float tmp[8];
             for (int q = 0; q < np; q++) {
                 _mm256_storeu_ps(tmp, _mm256_mul_ps(va, x[q]));
-                for (int i = 0; i < MR; i++) d[(size_t)(pb + q) * MR + i] = tmp[i];
+                for (int i = 0; i < MR; i++)
+                    d[(size_t)(pb + q) * MR + i] = tmp[i];
             }
         }
     }
@@ -124,7 +126,8 @@ AVX2 static void pack_b(int trans, const float *B, int ldb, int p0, int j0, int 
                                     : _mm256_setzero_ps();
                 }
                 transpose8(r);
-                for (int q = 0; q < np; q++) _mm256_store_ps(d + (size_t)(pb + q) * w + g, r[q]);
+                for (int q = 0; q < np; q++)
+                    _mm256_store_ps(d + (size_t)(pb + q) * w + g, r[q]);
             }
         }
     }

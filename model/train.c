@@ -35,7 +35,8 @@ void model_train_state_init(model_train_state_t *st, const model_train_opts_t *o
 /* Rank of the true class: how many classes have a higher probability. */
 static int label_rank(const float *p, int classes, int label) {
     int rank = 0;
-    for (int c = 0; c < classes; c++) rank += p[c] > p[label];
+    for (int c = 0; c < classes; c++)
+        rank += p[c] > p[label];
     return rank;
 }
 
@@ -54,8 +55,7 @@ static int check_opts(const model_net_t *net, const model_train_opts_t *o, util_
         !(o->warmup_epochs >= 0 && o->warmup_epochs <= o->epochs) ||
         o->schedule < MODEL_LR_PLATEAU || o->schedule > MODEL_LR_COSINE)
         return util_fail(err, "train: impossible SGD settings (lr %g, momentum %g, decay %g)",
-                         (double)o->sgd.lr, (double)o->sgd.momentum,
-                         (double)o->sgd.weight_decay);
+                         (double)o->sgd.lr, (double)o->sgd.momentum, (double)o->sgd.weight_decay);
     return 0;
 }
 
@@ -93,7 +93,8 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
     const int classes = s->layer[s->n_layers - 1].out;
     float *probs = malloc(sizeof(float) * (size_t)crops * items * classes);
     float *avg = malloc(sizeof(float) * (size_t)classes);
-    int rc = probs && avg ? data_loader_start_epoch(ld, 0, 0, err) : util_fail(err, "evaluate: out of memory");
+    int rc = probs && avg ? data_loader_start_epoch(ld, 0, 0, err)
+                          : util_fail(err, "evaluate: out of memory");
     size_t count = 0, wrong1 = 0, wrong5 = 0;
     double loss = 0.0;
     while (rc == 0) {
@@ -119,7 +120,8 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
             }
             for (int c = 0; c < classes; c++) {
                 double a = 0.0;
-                for (int k = 0; k < crops; k++) a += probs[((size_t)i * crops + k) * classes + c];
+                for (int k = 0; k < crops; k++)
+                    a += probs[((size_t)i * crops + k) * classes + c];
                 avg[c] = (float)(a / crops);
             }
             int r = label_rank(avg, classes, labels[i]);
@@ -135,7 +137,9 @@ int model_evaluate(model_net_t *net, const data_dataset_t *ds, const data_prep_t
         out->top1 = count ? (float)wrong1 / (float)count : 1.0f;
         out->top5 = count ? (float)wrong5 / (float)count : 1.0f;
         out->loss = count ? (float)(loss / (double)count) : 0.0f;
-        if (count == 0) rc = util_fail(err, "evaluate: no image could be loaded (%s)", data_loader_last_error(ld));
+        if (count == 0)
+            rc = util_fail(err, "evaluate: no image could be loaded (%s)",
+                           data_loader_last_error(ld));
     }
     free(probs);
     free(avg);
@@ -188,9 +192,8 @@ int model_train_state_to_checkpoint(const model_train_state_t *st, model_checkpo
     if (!h) return util_fail(err, "checkpoint: out of memory");
     for (int i = 0; i < st->n_history; i++) {
         const model_epoch_metrics_t *m = &st->history[i];
-        h[i] = (model_metric_t){m->epoch,       0,           m->lr,       m->train_loss,
-                                m->train_top1, m->val_loss, m->val_top1, m->val_top5,
-                                m->seconds};
+        h[i] = (model_metric_t){m->epoch,    0,           m->lr,       m->train_loss, m->train_top1,
+                                m->val_loss, m->val_top1, m->val_top5, m->seconds};
     }
     free(ck->history);
     ck->history = h;
@@ -204,11 +207,11 @@ int model_train_state_to_checkpoint(const model_train_state_t *st, model_checkpo
 int model_train_state_from_checkpoint(model_train_state_t *st, const model_train_opts_t *opts,
                                       const model_checkpoint_t *ck, util_err_t *err) {
     if (!st || !opts || !ck) return util_fail(err, "resume: NULL argument");
-    if (ck->epoch < 0 || ck->epoch > MODEL_MAX_EPOCHS || ck->step < 0 ||
-        ck->n_history < 0 || ck->n_history > MODEL_MAX_EPOCHS || ck->n_history > ck->epoch ||
-        !(ck->sgd.lr > 0))
-        return util_fail(err, "resume: the checkpoint's state is not valid (epoch %d, step %lld, "
-                              "%d history lines, lr %g)",
+    if (ck->epoch < 0 || ck->epoch > MODEL_MAX_EPOCHS || ck->step < 0 || ck->n_history < 0 ||
+        ck->n_history > MODEL_MAX_EPOCHS || ck->n_history > ck->epoch || !(ck->sgd.lr > 0))
+        return util_fail(err,
+                         "resume: the checkpoint's state is not valid (epoch %d, step %lld, "
+                         "%d history lines, lr %g)",
                          ck->epoch, (long long)ck->step, ck->n_history, (double)ck->sgd.lr);
     model_train_state_init(st, opts);
     /* Replay the schedule over the finished epochs to recover its counters. */
@@ -264,7 +267,7 @@ int model_train(model_net_t *net, const data_dataset_t *train, const data_datase
     const size_t steps = data_loader_num_batches(ld);
     int rc = MODEL_TRAIN_DONE;
 
-    for (; st->epoch < opts->epochs && rc == MODEL_TRAIN_DONE; ) {
+    for (; st->epoch < opts->epochs && rc == MODEL_TRAIN_DONE;) {
         if (st->step == 0) {
             st->loss_sum = 0.0;
             st->seen = st->wrong1 = st->wrong5 = 0;
@@ -324,9 +327,8 @@ int model_train(model_net_t *net, const data_dataset_t *train, const data_datase
         model_epoch_metrics_t m;
         memset(&m, 0, sizeof m);
         m.epoch = st->epoch + 1;
-        m.lr = opts->schedule == MODEL_LR_LINEAR || opts->schedule == MODEL_LR_COSINE
-                   ? st->last_lr
-                   : st->lr;
+        m.lr = opts->schedule == MODEL_LR_LINEAR || opts->schedule == MODEL_LR_COSINE ? st->last_lr
+                                                                                      : st->lr;
         m.seconds = st->seconds;
         m.skipped = data_loader_skipped(ld) - skipped_before;
         m.train_loss = st->seen ? (float)(st->loss_sum / (double)st->seen) : 0.0f;

@@ -31,7 +31,8 @@ void model_workspace_free(model_workspace_t *ws) {
     if (!ws) return;
     for (int s = 0; s < WS_SLOTS; s++) {
         if (!ws->buf[s]) continue;
-        for (int t = 0; t < ws->threads; t++) free(ws->buf[s][t]);
+        for (int t = 0; t < ws->threads; t++)
+            free(ws->buf[s][t]);
         free(ws->buf[s]);
     }
     free(ws);

@@ -39,6 +39,7 @@ TESTS=(
   python3-faiss                 # bench/index.sh: the FAISS-from-Python peer
   python3-matplotlib            # bench/plot_pr.py: the precision-recall plot in docs/retrieval.md
   clang libclang-rt-14-dev      # scripts/test.sh: the libFuzzer target (-fsanitize=fuzzer) of server/
+  clang-format                  # scripts/check_format.sh: the formatting check of scripts/test.sh
   postgresql                    # tests/: the store on a real PostgreSQL 15 (initdb, pg_ctl in /usr/lib/postgresql/15/bin)
 )
 PACKAGES=("${RUNTIME[@]}")

@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 
+# Every C, C++ and CUDA file as .clang-format says (a failure names the files;
+# `bash scripts/check_format.sh --fix` formats them).
+bash scripts/check_format.sh
+
 jobs=$(nproc)
 # ctest runs $jobs test programs at once, each with an OpenMP team as large as
 # the machine: spinning OpenMP threads then starve each other (a 4 s test

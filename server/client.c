@@ -49,7 +49,8 @@ static int parse_url(const char *s, url_t *u, util_err_t *err) {
     }
     snprintf(u->prefix, sizeof u->prefix, "%s", after);
     size_t n = strlen(u->prefix);
-    while (n > 0 && u->prefix[n - 1] == '/') u->prefix[--n] = 0;
+    while (n > 0 && u->prefix[n - 1] == '/')
+        u->prefix[--n] = 0;
     return 0;
 }
 
@@ -78,7 +79,8 @@ int srv_client_call(const char *url, const char *method, const char *token, cons
     int gai = getaddrinfo(u.host, u.port, &hints, &ai);
     if (gai) return util_fail(err, "%s: %s", u.host, gai_strerror(gai));
     int fd = -1;
-    struct timeval tv = {(time_t)timeout_s, (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
+    struct timeval tv = {(time_t)timeout_s,
+                         (suseconds_t)((timeout_s - (double)(time_t)timeout_s) * 1e6)};
     for (struct addrinfo *a = ai; a && fd < 0; a = a->ai_next) {
         fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
         if (fd < 0) continue;
@@ -90,7 +92,8 @@ int srv_client_call(const char *url, const char *method, const char *token, cons
         }
     }
     freeaddrinfo(ai);
-    if (fd < 0) return util_fail(err, "cannot connect to %s:%s: %s", u.host, u.port, strerror(errno));
+    if (fd < 0)
+        return util_fail(err, "cannot connect to %s:%s: %s", u.host, u.port, strerror(errno));
     char head[2048];
     int hn = snprintf(head, sizeof head,
                       "POST %s" SRV_TWIRP_PREFIX "%s HTTP/1.1\r\nHost: %s:%s\r\n"
@@ -126,8 +129,9 @@ int srv_client_call(const char *url, const char *method, const char *token, cons
         }
         ssize_t r = recv(fd, buf + n, cap - n, 0);
         if (r < 0 && errno == EINTR) continue;
-        if (r < 0) rc = util_fail(err, "reading from %s:%s: %s", u.host, u.port,
-                                  errno == EAGAIN ? "timed out" : strerror(errno));
+        if (r < 0)
+            rc = util_fail(err, "reading from %s:%s: %s", u.host, u.port,
+                           errno == EAGAIN ? "timed out" : strerror(errno));
         if (r <= 0) break;
         n += (size_t)r;
     }

@@ -17,8 +17,8 @@
 int srv_worker_init(struct srv *s, srv_worker_t *w, util_err_t *err) {
     memset(w, 0, sizeof *w);
     w->s = s;
-    w->net_batch = s->opt.max_batch > s->lim.ten_crop_inputs ? s->opt.max_batch
-                                                             : s->lim.ten_crop_inputs;
+    w->net_batch =
+        s->opt.max_batch > s->lim.ten_crop_inputs ? s->opt.max_batch : s->lim.ten_crop_inputs;
     if (!(w->ex = feat_extractor_create_on(s->mf, w->net_batch, NULL, &s->pl, err))) return -1;
     if (s->opt.ae_path && !(w->ae = ae_load(s->opt.ae_path, err))) return -1;
     const model_input_t *mi = feat_extractor_input(w->ex);
@@ -45,7 +45,8 @@ void srv_worker_free(srv_worker_t *w) {
 void srv_job_free(srv_job_t *j) {
     if (!j) return;
     if (j->thumbs)
-        for (int i = 0; i < j->req.n_images; i++) free(j->thumbs[i]);
+        for (int i = 0; i < j->req.n_images; i++)
+            free(j->thumbs[i]);
     srv_request_clear(&j->req);
     free(j->resp);
     free(j->fc7);
@@ -117,9 +118,12 @@ static int thumbnail_jpeg(const data_image_t *im, uint8_t **out, size_t *len, ut
 static const ProtobufCBinaryData *job_image(srv_job_t *j, int i, int *keep_thumb) {
     *keep_thumb = 0;
     switch (j->req.method) {
-    case SRV_SEARCH: return &((Imgret__V1__SearchRequest *)j->req.msg)->image;
-    case SRV_CLASSIFY: return &((Imgret__V1__ClassifyRequest *)j->req.msg)->image;
-    case SRV_EXTRACT: return &((Imgret__V1__ExtractRequest *)j->req.msg)->images[i];
+    case SRV_SEARCH:
+        return &((Imgret__V1__SearchRequest *)j->req.msg)->image;
+    case SRV_CLASSIFY:
+        return &((Imgret__V1__ClassifyRequest *)j->req.msg)->image;
+    case SRV_EXTRACT:
+        return &((Imgret__V1__ExtractRequest *)j->req.msg)->images[i];
     case SRV_ADD: {
         Imgret__V1__AddRequest *r = (void *)j->req.msg;
         int k = 0;
@@ -133,7 +137,8 @@ static const ProtobufCBinaryData *job_image(srv_job_t *j, int i, int *keep_thumb
             }
         return NULL;
     }
-    default: return NULL;
+    default:
+        return NULL;
     }
 }
 
@@ -148,7 +153,8 @@ static void flush_slots(srv_worker_t *w, int n) {
     struct srv *s = w->s;
     util_err_t err = {{0}};
     if (feat_extract_batch(w->ex, w->x, n, w->fc7, &err)) {
-        for (int i = 0; i < n; i++) job_fail(w->slot_job[i], SRV_INTERNAL, "forward pass: %s", err.msg);
+        for (int i = 0; i < n; i++)
+            job_fail(w->slot_job[i], SRV_INTERNAL, "forward pass: %s", err.msg);
         return;
     }
     atomic_fetch_add(&s->batches, 1);
@@ -236,13 +242,15 @@ static void forward_jobs(srv_worker_t *w, srv_job_t **jobs, size_t n) {
 static void softmax_mean(const struct srv *s, const float *logits, int crops, float *probs) {
     float *p = malloc(sizeof(float) * (size_t)crops * s->n_classes);
     if (!p) {
-        for (int k = 0; k < s->n_classes; k++) probs[k] = 0;
+        for (int k = 0; k < s->n_classes; k++)
+            probs[k] = 0;
         return;
     }
     model_softmax(crops, s->n_classes, logits, p);
     for (int k = 0; k < s->n_classes; k++) {
         double a = 0;
-        for (int c = 0; c < crops; c++) a += p[(size_t)c * s->n_classes + k];
+        for (int c = 0; c < crops; c++)
+            a += p[(size_t)c * s->n_classes + k];
         probs[k] = (float)(a / crops);
     }
     free(p);
@@ -281,7 +289,6 @@ static Imgret__V1__ClassScore **top_classes(const struct srv *s, const float *pr
 
 /* ------------------------------------------------------------ Search */
 
-
 /* A search on its way: the query (borrowed from the request, the job's FC7,
  * or a stored record) and what to fetch from the index. */
 typedef struct search_plan {
@@ -319,9 +326,15 @@ static int search_prepare(srv_worker_t *w, srv_job_t *j, search_plan_t *p) {
             return job_fail(j, srv_code_of_kind(util_err_kind(&err)), "min_seq: %s", err.msg);
     }
     switch (r->query_case) {
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE: p->qfc7 = j->fc7; break;
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR: p->qfc7 = r->vector->values; break;
-    case IMGRET__V1__SEARCH_REQUEST__QUERY_CODE: p->qcode = r->code.data; break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_IMAGE:
+        p->qfc7 = j->fc7;
+        break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_VECTOR:
+        p->qfc7 = r->vector->values;
+        break;
+    case IMGRET__V1__SEARCH_REQUEST__QUERY_CODE:
+        p->qcode = r->code.data;
+        break;
     case IMGRET__V1__SEARCH_REQUEST__QUERY_ITEM_ID:
         if (index_get(s->ix, r->item_id, &p->qrec, &err))
             return job_fail(j, srv_code_of_kind(util_err_kind(&err)), "%s", err.msg);
@@ -329,12 +342,14 @@ static int search_prepare(srv_worker_t *w, srv_job_t *j, search_plan_t *p) {
         p->qcode = p->qrec.code;
         p->exclude = !r->include_query_item;
         break;
-    default: return job_fail(j, SRV_INVALID_ARGUMENT, "%s", "no query");
+    default:
+        return job_fail(j, SRV_INVALID_ARGUMENT, "%s", "no query");
     }
     if (p->hamming && !p->qcode) {
         if (!w->ae || !p->qfc7)
             return job_fail(j, SRV_FAILED_PRECONDITION, "%s",
-                            p->qfc7 ? "HAMMING search needs an autoencoder" : "the item has no code");
+                            p->qfc7 ? "HAMMING search needs an autoencoder"
+                                    : "the item has no code");
         /* The autoencoder's code may be shorter than the store's bytes. */
         const int cb = s->code_bits / 8, ab = ae_code_bytes(ae_bits(w->ae));
         p->own_code = calloc(1, (size_t)(ab > cb ? ab : cb));
@@ -379,8 +394,8 @@ static void search_grouped(struct srv *s, search_plan_t *plans, size_t n, int ha
         size_t m = 0;
         for (size_t i = 0; i < n; i++)
             if (plans[i].job && plans[i].hamming == hamming)
-                memcpy(q + row * m++, hamming ? (const void *)plans[i].qcode
-                                              : (const void *)plans[i].qfc7, row);
+                memcpy(q + row * m++,
+                       hamming ? (const void *)plans[i].qcode : (const void *)plans[i].qfc7, row);
         rc = hamming ? index_search_code(s->ix, q, nq, cb, fetch, hits, &err)
                      : index_search_fc7(s->ix, (const float *)q, nq, s->fc7_dim, fetch, hits, &err);
         atomic_fetch_add(&s->search_batches, 1);
@@ -490,7 +505,8 @@ static void search_finish(srv_worker_t *w, search_plan_t *p) {
     }
     pack_reply(j, &resp.base);
 done:
-    for (size_t i = 0; i < nc; i++) store_record_clear(&c[i].rec);
+    for (size_t i = 0; i < nc; i++)
+        store_record_clear(&c[i].rec);
     free(c);
     free(hit_store);
     free(hit_ptrs);
@@ -502,7 +518,8 @@ done:
 static void run_searches(srv_worker_t *w, srv_job_t **jobs, size_t n) {
     search_plan_t *plans = calloc(n, sizeof *plans);
     if (!plans) {
-        for (size_t i = 0; i < n; i++) job_fail(jobs[i], SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
+        for (size_t i = 0; i < n; i++)
+            job_fail(jobs[i], SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -533,8 +550,10 @@ static void run_classify(struct srv *s, srv_job_t *j) {
     softmax_mean(s, j->logits, j->req.n_inputs, probs);
     Imgret__V1__ClassifyResponse resp = IMGRET__V1__CLASSIFY_RESPONSE__INIT;
     resp.classes = top_classes(s, probs, k, store, &resp.n_classes);
-    if (!resp.classes) job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
-    else pack_reply(j, &resp.base);
+    if (!resp.classes)
+        job_fail(j, SRV_RESOURCE_EXHAUSTED, "%s", "out of memory");
+    else
+        pack_reply(j, &resp.base);
     free(resp.classes);
     free(store);
     free(probs);
@@ -637,7 +656,8 @@ static void run_add(srv_worker_t *w, srv_job_t *j) {
             job_fail(j, SRV_INTERNAL, "encoding: %s", err.msg[0] ? err.msg : "out of memory");
             goto done;
         }
-        for (size_t i = 0; i < n; i++) memcpy(codes + i * cb, tmp + i * ab, (size_t)(ab < cb ? ab : cb));
+        for (size_t i = 0; i < n; i++)
+            memcpy(codes + i * cb, tmp + i * ab, (size_t)(ab < cb ? ab : cb));
         free(tmp);
     }
     for (size_t i = 0; i < n; i++) {
@@ -660,7 +680,8 @@ static void run_add(srv_worker_t *w, srv_job_t *j) {
     for (size_t i = 0, img = 0; i < n; i++) {
         ids[i] = items[i].id;
         if (r->items[i]->content_case == IMGRET__V1__NEW_ITEM__CONTENT_IMAGE) {
-            if (j->thumbs && j->thumbs[img]) write_thumb(s, ids[i], j->thumbs[img], j->thumb_len[img]);
+            if (j->thumbs && j->thumbs[img])
+                write_thumb(s, ids[i], j->thumbs[img], j->thumb_len[img]);
             img++;
         }
     }
@@ -848,14 +869,30 @@ void srv_worker_run(srv_worker_t *w, srv_job_t **jobs, size_t n) {
             continue;
         }
         switch (j->req.method) {
-        case SRV_SEARCH: run_searches(w, &j, 1); break;
-        case SRV_CLASSIFY: run_classify(s, j); break;
-        case SRV_EXTRACT: run_extract(w, j); break;
-        case SRV_ADD: run_add(w, j); break;
-        case SRV_REMOVE: run_remove(s, j); break;
-        case SRV_STATS: run_stats(s, j); break;
-        case SRV_THUMB: run_thumb(s, j); break;
-        default: job_fail(j, SRV_INTERNAL, "%s", "unknown job"); break;
+        case SRV_SEARCH:
+            run_searches(w, &j, 1);
+            break;
+        case SRV_CLASSIFY:
+            run_classify(s, j);
+            break;
+        case SRV_EXTRACT:
+            run_extract(w, j);
+            break;
+        case SRV_ADD:
+            run_add(w, j);
+            break;
+        case SRV_REMOVE:
+            run_remove(s, j);
+            break;
+        case SRV_STATS:
+            run_stats(s, j);
+            break;
+        case SRV_THUMB:
+            run_thumb(s, j);
+            break;
+        default:
+            job_fail(j, SRV_INTERNAL, "%s", "unknown job");
+            break;
         }
     }
     if (ns) run_searches(w, searches, ns);

@@ -121,10 +121,14 @@ static const char *next_what(jdec_t *d) {
     if (at_end(d)) return "the end of the body";
     unsigned char c = (unsigned char)*d->p;
     switch (c) {
-    case '{': return "an object";
-    case '[': return "an array";
-    case '"': return "a string";
-    default: break;
+    case '{':
+        return "an object";
+    case '[':
+        return "an array";
+    case '"':
+        return "a string";
+    default:
+        break;
     }
     static const char *const words[] = {"true", "false", "null"};
     for (int i = 0; i < 3; i++) {
@@ -225,10 +229,14 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
     size_t len;
     unsigned min;
     if (c < 0x80) return 1;
-    if (c >= 0xC2 && c <= 0xDF) len = 2, min = 0x80;
-    else if (c >= 0xE0 && c <= 0xEF) len = 3, min = 0x800;
-    else if (c >= 0xF0 && c <= 0xF4) len = 4, min = 0x10000;
-    else return 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, min = 0x80;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, min = 0x800;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, min = 0x10000;
+    else
+        return 0;
     if (n < len) return 0;
     unsigned cp = c & (0xFF >> (len + 1));
     for (size_t i = 1; i < len; i++) {
@@ -292,14 +300,30 @@ static int jstring(jdec_t *d, char *out, size_t cap, size_t *len) {
             unsigned cp;
             ul = 1;
             switch (q[1]) {
-            case '"': u[0] = '"'; break;
-            case '\\': u[0] = '\\'; break;
-            case '/': u[0] = '/'; break;
-            case 'b': u[0] = '\b'; break;
-            case 'f': u[0] = '\f'; break;
-            case 'n': u[0] = '\n'; break;
-            case 'r': u[0] = '\r'; break;
-            case 't': u[0] = '\t'; break;
+            case '"':
+                u[0] = '"';
+                break;
+            case '\\':
+                u[0] = '\\';
+                break;
+            case '/':
+                u[0] = '/';
+                break;
+            case 'b':
+                u[0] = '\b';
+                break;
+            case 'f':
+                u[0] = '\f';
+                break;
+            case 'n':
+                u[0] = '\n';
+                break;
+            case 'r':
+                u[0] = '\r';
+                break;
+            case 't':
+                u[0] = '\t';
+                break;
             case 'u':
                 if (hex4(q + 2, d->end, &cp)) {
                     d->p = q;
@@ -412,10 +436,14 @@ static int skip_value(jdec_t *d) {
     const char *s;
     size_t n;
     switch (peek(d)) {
-    case '{': return skip_container(d, '}');
-    case '[': return skip_container(d, ']');
-    case '"': return jstring(d, NULL, 0, &n);
-    default: break;
+    case '{':
+        return skip_container(d, '}');
+    case '[':
+        return skip_container(d, ']');
+    case '"':
+        return jstring(d, NULL, 0, &n);
+    default:
+        break;
     }
     if (take_literal(d, "true") || take_literal(d, "false") || take_literal(d, "null")) return 0;
     if (peek(d) == '-' || (peek(d) >= '0' && peek(d) <= '9')) return number_token(d, &s, &n);
@@ -481,23 +509,40 @@ static const char *number_to_integer(const char *s, size_t n, int *neg, uint64_t
 
 static const char *type_name(ProtobufCType t) {
     switch (t) {
-    case PROTOBUF_C_TYPE_INT32: return "int32";
-    case PROTOBUF_C_TYPE_SINT32: return "sint32";
-    case PROTOBUF_C_TYPE_SFIXED32: return "sfixed32";
-    case PROTOBUF_C_TYPE_INT64: return "int64";
-    case PROTOBUF_C_TYPE_SINT64: return "sint64";
-    case PROTOBUF_C_TYPE_SFIXED64: return "sfixed64";
-    case PROTOBUF_C_TYPE_UINT32: return "uint32";
-    case PROTOBUF_C_TYPE_FIXED32: return "fixed32";
-    case PROTOBUF_C_TYPE_UINT64: return "uint64";
-    case PROTOBUF_C_TYPE_FIXED64: return "fixed64";
-    case PROTOBUF_C_TYPE_FLOAT: return "float";
-    case PROTOBUF_C_TYPE_DOUBLE: return "double";
-    case PROTOBUF_C_TYPE_BOOL: return "bool";
-    case PROTOBUF_C_TYPE_ENUM: return "enum";
-    case PROTOBUF_C_TYPE_STRING: return "string";
-    case PROTOBUF_C_TYPE_BYTES: return "bytes";
-    case PROTOBUF_C_TYPE_MESSAGE: return "message";
+    case PROTOBUF_C_TYPE_INT32:
+        return "int32";
+    case PROTOBUF_C_TYPE_SINT32:
+        return "sint32";
+    case PROTOBUF_C_TYPE_SFIXED32:
+        return "sfixed32";
+    case PROTOBUF_C_TYPE_INT64:
+        return "int64";
+    case PROTOBUF_C_TYPE_SINT64:
+        return "sint64";
+    case PROTOBUF_C_TYPE_SFIXED64:
+        return "sfixed64";
+    case PROTOBUF_C_TYPE_UINT32:
+        return "uint32";
+    case PROTOBUF_C_TYPE_FIXED32:
+        return "fixed32";
+    case PROTOBUF_C_TYPE_UINT64:
+        return "uint64";
+    case PROTOBUF_C_TYPE_FIXED64:
+        return "fixed64";
+    case PROTOBUF_C_TYPE_FLOAT:
+        return "float";
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return "double";
+    case PROTOBUF_C_TYPE_BOOL:
+        return "bool";
+    case PROTOBUF_C_TYPE_ENUM:
+        return "enum";
+    case PROTOBUF_C_TYPE_STRING:
+        return "string";
+    case PROTOBUF_C_TYPE_BYTES:
+        return "bytes";
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return "message";
     }
     return "?";
 }
@@ -550,13 +595,17 @@ static int read_integer(jdec_t *d, ProtobufCType t, void *dst) {
             lim_pos = INT32_MAX, lim_neg = (uint64_t)INT32_MAX + 1;
             break;
         case PROTOBUF_C_TYPE_UINT32:
-        case PROTOBUF_C_TYPE_FIXED32: lim_pos = UINT32_MAX, lim_neg = 0; break;
+        case PROTOBUF_C_TYPE_FIXED32:
+            lim_pos = UINT32_MAX, lim_neg = 0;
+            break;
         case PROTOBUF_C_TYPE_INT64:
         case PROTOBUF_C_TYPE_SINT64:
         case PROTOBUF_C_TYPE_SFIXED64:
             lim_pos = INT64_MAX, lim_neg = (uint64_t)INT64_MAX + 1;
             break;
-        default: lim_pos = UINT64_MAX, lim_neg = 0; break;
+        default:
+            lim_pos = UINT64_MAX, lim_neg = 0;
+            break;
         }
         if (mag > (neg ? lim_neg : lim_pos)) why = "is out of range";
     }
@@ -569,14 +618,18 @@ static int read_integer(jdec_t *d, ProtobufCType t, void *dst) {
         *(int32_t *)dst = neg ? (int32_t)(-(int64_t)mag) : (int32_t)mag;
         break;
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: *(uint32_t *)dst = (uint32_t)mag; break;
+    case PROTOBUF_C_TYPE_FIXED32:
+        *(uint32_t *)dst = (uint32_t)mag;
+        break;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
         *(int64_t *)dst =
             neg ? (mag == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)mag) : (int64_t)mag;
         break;
-    default: *(uint64_t *)dst = mag; break;
+    default:
+        *(uint64_t *)dst = mag;
+        break;
     }
     return 0;
 }
@@ -765,9 +818,11 @@ static int read_value(jdec_t *d, const ProtobufCFieldDescriptor *f, void *dst) {
     case PROTOBUF_C_TYPE_UINT32:
     case PROTOBUF_C_TYPE_FIXED32:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return read_integer(d, f->type, dst);
+    case PROTOBUF_C_TYPE_FIXED64:
+        return read_integer(d, f->type, dst);
     case PROTOBUF_C_TYPE_FLOAT:
-    case PROTOBUF_C_TYPE_DOUBLE: return read_real(d, f->type, dst);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return read_real(d, f->type, dst);
     case PROTOBUF_C_TYPE_BOOL:
         if (take_literal(d, "true"))
             *(protobuf_c_boolean *)dst = 1;
@@ -776,7 +831,8 @@ static int read_value(jdec_t *d, const ProtobufCFieldDescriptor *f, void *dst) {
         else
             return jfail(d, "expected true or false, found %s", next_what(d));
         return 0;
-    case PROTOBUF_C_TYPE_ENUM: return read_enum(d, f->descriptor, dst);
+    case PROTOBUF_C_TYPE_ENUM:
+        return read_enum(d, f->descriptor, dst);
     case PROTOBUF_C_TYPE_STRING: {
         const char *at = d->p;
         char *s;
@@ -791,8 +847,10 @@ static int read_value(jdec_t *d, const ProtobufCFieldDescriptor *f, void *dst) {
         *(char **)dst = s;
         return 0;
     }
-    case PROTOBUF_C_TYPE_BYTES: return read_bytes(d, dst);
-    case PROTOBUF_C_TYPE_MESSAGE: return read_submessage(d, f->descriptor, dst);
+    case PROTOBUF_C_TYPE_BYTES:
+        return read_bytes(d, dst);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return read_submessage(d, f->descriptor, dst);
     }
     return jfail(d, "field of unknown type %d", (int)f->type);
 }
@@ -803,19 +861,28 @@ static size_t element_size(ProtobufCType t) {
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: return 4;
+    case PROTOBUF_C_TYPE_FIXED32:
+        return 4;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return 8;
-    case PROTOBUF_C_TYPE_FLOAT: return sizeof(float);
-    case PROTOBUF_C_TYPE_DOUBLE: return sizeof(double);
-    case PROTOBUF_C_TYPE_BOOL: return sizeof(protobuf_c_boolean);
-    case PROTOBUF_C_TYPE_ENUM: return sizeof(int);
-    case PROTOBUF_C_TYPE_STRING: return sizeof(char *);
-    case PROTOBUF_C_TYPE_BYTES: return sizeof(ProtobufCBinaryData);
-    case PROTOBUF_C_TYPE_MESSAGE: return sizeof(ProtobufCMessage *);
+    case PROTOBUF_C_TYPE_FIXED64:
+        return 8;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return sizeof(float);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return sizeof(double);
+    case PROTOBUF_C_TYPE_BOOL:
+        return sizeof(protobuf_c_boolean);
+    case PROTOBUF_C_TYPE_ENUM:
+        return sizeof(int);
+    case PROTOBUF_C_TYPE_STRING:
+        return sizeof(char *);
+    case PROTOBUF_C_TYPE_BYTES:
+        return sizeof(ProtobufCBinaryData);
+    case PROTOBUF_C_TYPE_MESSAGE:
+        return sizeof(ProtobufCMessage *);
     }
     return 8;
 }
@@ -1056,14 +1123,29 @@ void srv_json_string(srv_strbuf_t *b, const char *s) {
         run = 0;
         char esc[8] = {'\\', 0};
         switch (c) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        default: break;
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            break;
         }
         if (esc[1]) {
             srv_strbuf_put(b, esc, 2);
@@ -1215,9 +1297,15 @@ static void write_value(srv_strbuf_t *o, const ProtobufCFieldDescriptor *f, cons
     case PROTOBUF_C_TYPE_FIXED64:
         snprintf(buf, sizeof buf, "\"%llu\"", (unsigned long long)*(const uint64_t *)v);
         break;
-    case PROTOBUF_C_TYPE_FLOAT: put_real(o, *(const float *)v, 1); return;
-    case PROTOBUF_C_TYPE_DOUBLE: put_real(o, *(const double *)v, 0); return;
-    case PROTOBUF_C_TYPE_BOOL: puts_(o, *(const protobuf_c_boolean *)v ? "true" : "false"); return;
+    case PROTOBUF_C_TYPE_FLOAT:
+        put_real(o, *(const float *)v, 1);
+        return;
+    case PROTOBUF_C_TYPE_DOUBLE:
+        put_real(o, *(const double *)v, 0);
+        return;
+    case PROTOBUF_C_TYPE_BOOL:
+        puts_(o, *(const protobuf_c_boolean *)v ? "true" : "false");
+        return;
     case PROTOBUF_C_TYPE_ENUM: {
         const ProtobufCEnumValue *ev =
             protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)v);
@@ -1246,7 +1334,9 @@ static void write_value(srv_strbuf_t *o, const ProtobufCFieldDescriptor *f, cons
             puts_(o, "{}");
         return;
     }
-    default: snprintf(buf, sizeof buf, "null"); break;
+    default:
+        snprintf(buf, sizeof buf, "null");
+        break;
     }
     puts_(o, buf);
 }
@@ -1274,22 +1364,30 @@ static int field_present(const ProtobufCMessage *m, const ProtobufCFieldDescript
     case PROTOBUF_C_TYPE_SINT32:
     case PROTOBUF_C_TYPE_SFIXED32:
     case PROTOBUF_C_TYPE_UINT32:
-    case PROTOBUF_C_TYPE_FIXED32: return *(const uint32_t *)v != 0;
+    case PROTOBUF_C_TYPE_FIXED32:
+        return *(const uint32_t *)v != 0;
     case PROTOBUF_C_TYPE_INT64:
     case PROTOBUF_C_TYPE_SINT64:
     case PROTOBUF_C_TYPE_SFIXED64:
     case PROTOBUF_C_TYPE_UINT64:
-    case PROTOBUF_C_TYPE_FIXED64: return *(const uint64_t *)v != 0;
-    case PROTOBUF_C_TYPE_FLOAT: return *(const float *)v != 0 || signbit(*(const float *)v);
-    case PROTOBUF_C_TYPE_DOUBLE: return *(const double *)v != 0 || signbit(*(const double *)v);
-    case PROTOBUF_C_TYPE_BOOL: return *(const protobuf_c_boolean *)v != 0;
-    case PROTOBUF_C_TYPE_ENUM: return *(const int *)v != 0;
+    case PROTOBUF_C_TYPE_FIXED64:
+        return *(const uint64_t *)v != 0;
+    case PROTOBUF_C_TYPE_FLOAT:
+        return *(const float *)v != 0 || signbit(*(const float *)v);
+    case PROTOBUF_C_TYPE_DOUBLE:
+        return *(const double *)v != 0 || signbit(*(const double *)v);
+    case PROTOBUF_C_TYPE_BOOL:
+        return *(const protobuf_c_boolean *)v != 0;
+    case PROTOBUF_C_TYPE_ENUM:
+        return *(const int *)v != 0;
     case PROTOBUF_C_TYPE_STRING: {
         const char *s = *(char *const *)v;
         return s && s[0];
     }
-    case PROTOBUF_C_TYPE_BYTES: return ((const ProtobufCBinaryData *)v)->len > 0;
-    default: return 0;
+    case PROTOBUF_C_TYPE_BYTES:
+        return ((const ProtobufCBinaryData *)v)->len > 0;
+    default:
+        return 0;
     }
 }
 

@@ -39,8 +39,10 @@ int srv_queue_push(srv_queue_t *q, srv_qnode_t *n, util_err_t *err) {
         return util_fail_kind(err, UTIL_ERR_LIMIT, "the work queue holds %zu jobs, its limit", cap);
     }
     n->next = NULL;
-    if (q->tail) q->tail->next = n;
-    else q->head = n;
+    if (q->tail)
+        q->tail->next = n;
+    else
+        q->head = n;
     q->tail = n;
     q->len++;
     pthread_cond_signal(&q->nonempty);
@@ -75,7 +77,8 @@ size_t srv_queue_pop_batch(srv_queue_t *q, int max_weight, double wait_s, srv_qn
                            size_t cap) {
     if (cap == 0) return 0;
     pthread_mutex_lock(&q->lock);
-    while (!q->head && !q->closed) pthread_cond_wait(&q->nonempty, &q->lock);
+    while (!q->head && !q->closed)
+        pthread_cond_wait(&q->nonempty, &q->lock);
     if (!q->head) {
         pthread_mutex_unlock(&q->lock);
         return 0;

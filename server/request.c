@@ -27,8 +27,9 @@ Imgret__V1__Metric srv_search_metric(const Imgret__V1__SearchRequest *r) {
 static int check_vector(const Imgret__V1__Vector *v, int dim, const char *what, srv_error_t *e) {
     if (!v) return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: no vector", what);
     if (v->n_values != (size_t)dim)
-        return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: vector has %zu values, the model's FC7 has %d",
-                        what, v->n_values, dim);
+        return srv_fail(e, SRV_INVALID_ARGUMENT,
+                        "%s: vector has %zu values, the model's FC7 has %d", what, v->n_values,
+                        dim);
     for (size_t i = 0; i < v->n_values; i++)
         if (!isfinite(v->values[i]))
             return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: value %zu is not finite", what, i);
@@ -118,8 +119,8 @@ static int validate_extract(const Imgret__V1__ExtractRequest *r, const srv_limit
                             srv_request_t *out, srv_error_t *e) {
     if (r->n_images == 0) return srv_fail(e, SRV_INVALID_ARGUMENT, "no images");
     if (r->n_images > lim->max_images)
-        return srv_fail(e, SRV_INVALID_ARGUMENT, "%zu images; at most %zu per request",
-                        r->n_images, lim->max_images);
+        return srv_fail(e, SRV_INVALID_ARGUMENT, "%zu images; at most %zu per request", r->n_images,
+                        lim->max_images);
     for (size_t i = 0; i < r->n_images; i++)
         if (r->images[i].len == 0)
             return srv_fail(e, SRV_INVALID_ARGUMENT, "image %zu is empty", i);
@@ -171,8 +172,8 @@ static int validate_add(const Imgret__V1__AddRequest *r, const srv_limits_t *lim
         } else if (it->content_case == IMGRET__V1__NEW_ITEM__CONTENT_VECTOR) {
             if (check_vector(it->vector, lim->fc7_dim, what, e)) return -1;
             if (it->keep_thumbnail)
-                return srv_fail(e, SRV_INVALID_ARGUMENT,
-                                "%s: keep_thumbnail needs an image item", what);
+                return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: keep_thumbnail needs an image item",
+                                what);
         } else {
             return srv_fail(e, SRV_INVALID_ARGUMENT, "%s: set image or vector", what);
         }
@@ -193,8 +194,8 @@ static int validate_add(const Imgret__V1__AddRequest *r, const srv_limits_t *lim
         }
     }
     if (images > lim->max_images)
-        return srv_fail(e, SRV_INVALID_ARGUMENT, "%zu image items; at most %zu per request",
-                        images, lim->max_images);
+        return srv_fail(e, SRV_INVALID_ARGUMENT, "%zu image items; at most %zu per request", images,
+                        lim->max_images);
     if (with_id > 1) {
         int64_t *ids = malloc(with_id * sizeof *ids);
         if (!ids) return srv_fail(e, SRV_RESOURCE_EXHAUSTED, "out of memory");
@@ -227,9 +228,9 @@ static int validate_remove(const Imgret__V1__RemoveRequest *r, const srv_limits_
 }
 
 static const ProtobufCMessageDescriptor *const descriptors[SRV_N_METHODS] = {
-    &imgret__v1__search_request__descriptor, &imgret__v1__classify_request__descriptor,
+    &imgret__v1__search_request__descriptor,  &imgret__v1__classify_request__descriptor,
     &imgret__v1__extract_request__descriptor, &imgret__v1__add_request__descriptor,
-    &imgret__v1__remove_request__descriptor, &imgret__v1__stats_request__descriptor,
+    &imgret__v1__remove_request__descriptor,  &imgret__v1__stats_request__descriptor,
 };
 
 const ProtobufCMessageDescriptor *srv_request_descriptor(srv_method_t m) {
@@ -259,12 +260,23 @@ int srv_request_decode(srv_method_t m, srv_encoding_t enc, const uint8_t *body, 
     out->msg = msg;
     int rc = 0;
     switch (m) {
-    case SRV_SEARCH: rc = validate_search((void *)msg, lim, out, e); break;
-    case SRV_CLASSIFY: rc = validate_classify((void *)msg, lim, out, e); break;
-    case SRV_EXTRACT: rc = validate_extract((void *)msg, lim, out, e); break;
-    case SRV_ADD: rc = validate_add((void *)msg, lim, out, e); break;
-    case SRV_REMOVE: rc = validate_remove((void *)msg, lim, e); break;
-    default: break;
+    case SRV_SEARCH:
+        rc = validate_search((void *)msg, lim, out, e);
+        break;
+    case SRV_CLASSIFY:
+        rc = validate_classify((void *)msg, lim, out, e);
+        break;
+    case SRV_EXTRACT:
+        rc = validate_extract((void *)msg, lim, out, e);
+        break;
+    case SRV_ADD:
+        rc = validate_add((void *)msg, lim, out, e);
+        break;
+    case SRV_REMOVE:
+        rc = validate_remove((void *)msg, lim, e);
+        break;
+    default:
+        break;
     }
     if (rc) srv_request_clear(out);
     return rc;

@@ -29,20 +29,20 @@ typedef void (*srv_log_fn)(void *ctx, const char *line);
 struct model_placement;
 
 typedef struct srv_options {
-    const char *model_path; /* imgret model file (required) */
-    const char *ae_path;    /* autoencoder model file, or NULL: no codes */
-    const char *store_dir;  /* index folder (created when missing; required) */
-    const char *host;       /* address to bind; NULL: 127.0.0.1 */
-    int port;               /* 0: any free port (see srv_port) */
-    int threads;            /* worker threads; 0: 2 */
-    int max_batch;          /* network inputs per batched forward; 0: 32 */
-    double batch_wait_ms;   /* how long a batch waits for company; 0: 5 ms (< 0: none) */
-    int queue;              /* jobs waiting at most; 0: 64 */
-    size_t max_body;        /* request body bytes; 0: 32 MiB (over: 413) */
-    size_t max_pixels;      /* decoded image pixels, checked from the header; 0: 40 M */
-    double timeout_s;       /* per request, from arrival to reply; 0: 30 s */
-    const char *token;      /* bearer token, or NULL: open */
-    int token_all;          /* 1: every RPC and /thumb, /metrics need it; 0: Add, Remove */
+    const char *model_path;   /* imgret model file (required) */
+    const char *ae_path;      /* autoencoder model file, or NULL: no codes */
+    const char *store_dir;    /* index folder (created when missing; required) */
+    const char *host;         /* address to bind; NULL: 127.0.0.1 */
+    int port;                 /* 0: any free port (see srv_port) */
+    int threads;              /* worker threads; 0: 2 */
+    int max_batch;            /* network inputs per batched forward; 0: 32 */
+    double batch_wait_ms;     /* how long a batch waits for company; 0: 5 ms (< 0: none) */
+    int queue;                /* jobs waiting at most; 0: 64 */
+    size_t max_body;          /* request body bytes; 0: 32 MiB (over: 413) */
+    size_t max_pixels;        /* decoded image pixels, checked from the header; 0: 40 M */
+    double timeout_s;         /* per request, from arrival to reply; 0: 30 s */
+    const char *token;        /* bearer token, or NULL: open */
+    int token_all;            /* 1: every RPC and /thumb, /metrics need it; 0: Add, Remove */
     const char *fc7_factory;  /* FAISS factory for FC7 (NULL: the store's, else Flat) */
     const char *code_factory; /* for codes (NULL: the store's, else BFlat) */
     /* Where each worker's net runs (model/model.h; copied at srv_create):

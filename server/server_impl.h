@@ -39,9 +39,9 @@ typedef struct srv_job {
     size_t *thumb_len;
 
     /* Loop side. */
-    void *http_req;   /* struct evhttp_request * */
-    void *grpc;       /* struct h2_stream * (grpc.c): the call came over gRPC */
-    void *timer;      /* struct event * (the deadline) */
+    void *http_req; /* struct evhttp_request * */
+    void *grpc;     /* struct h2_stream * (grpc.c): the call came over gRPC */
+    void *timer;    /* struct event * (the deadline) */
     struct srv *srv;
     struct srv_job *done_next;
 } srv_job_t;
@@ -67,9 +67,9 @@ struct srv {
     model_placement_t pl; /* every worker's net */
     int fc7_layer, fc7_dim, n_classes;
     char model_hash_hex[2 * MODEL_HASH_BYTES + 1];
-    int ae_bits;      /* 0: no autoencoder */
-    int code_bits;    /* the store's (a multiple of 8; 0: none) */
-    int code_index;   /* a code index is open */
+    int ae_bits;    /* 0: no autoencoder */
+    int code_bits;  /* the store's (a multiple of 8; 0: none) */
+    int code_index; /* a code index is open */
     char fc7_kind[64], code_kind[64];
 
     index_t *ix;
@@ -105,8 +105,8 @@ typedef struct srv_worker {
     feat_extractor_t *ex; /* the net cut at FC7, with the model's input rule */
     int net_batch;
     ae_t *ae;
-    float *x;        /* net_batch inputs */
-    float *fc7;      /* net_batch FC7 vectors of the last forward pass */
+    float *x;   /* net_batch inputs */
+    float *fc7; /* net_batch FC7 vectors of the last forward pass */
     srv_job_t **slot_job;
     int *slot_index; /* input index within its job */
 } srv_worker_t;

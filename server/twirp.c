@@ -43,8 +43,8 @@ size_t srv_error_json(const srv_error_t *e, char *buf, size_t cap) {
 
 /* ---------------------------------------------------------------- routing */
 
-static const char *const method_names[] = {"Search", "Classify", "Extract", "Add", "Remove",
-                                           "Stats", "thumb"};
+static const char *const method_names[] = {"Search", "Classify", "Extract", "Add",
+                                           "Remove", "Stats",    "thumb"};
 
 const char *srv_method_name(srv_method_t m) {
     return (unsigned)m <= SRV_THUMB ? method_names[m] : "?";
@@ -75,7 +75,8 @@ int srv_check_content_type(const char *value, srv_encoding_t *enc, srv_error_t *
         return srv_fail(e, SRV_BAD_ROUTE,
                         "no Content-Type; use application/protobuf or application/json");
     size_t n = strcspn(value, ";");
-    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t')) n--;
+    while (n > 0 && (value[n - 1] == ' ' || value[n - 1] == '\t'))
+        n--;
     static const char pb[] = "application/protobuf", js[] = "application/json";
     if (n == sizeof pb - 1 && !strncasecmp(value, pb, n)) {
         *enc = SRV_PROTOBUF;
@@ -100,7 +101,8 @@ int srv_check_token(const char *token, int scope_all, srv_method_t m, const char
     const char *given = authorization + sizeof bearer - 1;
     size_t tl = strlen(token), gl = strlen(given);
     unsigned diff = (unsigned)(tl ^ gl);
-    for (size_t i = 0; i < tl; i++) diff |= (unsigned char)token[i] ^ (unsigned char)given[i < gl ? i : 0];
+    for (size_t i = 0; i < tl; i++)
+        diff |= (unsigned char)token[i] ^ (unsigned char)given[i < gl ? i : 0];
     if (diff) return srv_fail(e, SRV_PERMISSION_DENIED, "the bearer token is not valid");
     return 0;
 }

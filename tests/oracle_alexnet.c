@@ -104,16 +104,20 @@ int main(int argc, char **argv) {
             std = sqrt(2.0 / (double)fan_in);
             if (p->ndim == 2) std *= 0.3; /* keeps the logits O(10): softmax not saturated */
         }
-        for (size_t j = 0; j < p->count; j++) p->data[j] = (float)(util_rng_normal(&rng) * std);
+        for (size_t j = 0; j < p->count; j++)
+            p->data[j] = (float)(util_rng_normal(&rng) * std);
     }
     model_net_seed_dropout(net, 7);
     size_t nx = (size_t)N * spec.in_c * spec.in_h * spec.in_w;
     float *x = malloc(nx * sizeof *x);
-    for (size_t j = 0; j < nx; j++) x[j] = (float)(util_rng_normal(&rng) * 60.0);
+    for (size_t j = 0; j < nx; j++)
+        x[j] = (float)(util_rng_normal(&rng) * 60.0);
     int labels[4] = {3, 871 % spec.layer[spec.n_layers - 1].out, 5, 1};
     float loss, flabels[4];
-    for (int i = 0; i < 4; i++) flabels[i] = (float)labels[i];
-    if (model_net_forward(net, x, N, 1, &err) || model_net_backward(net, labels, &loss, NULL, &err)) {
+    for (int i = 0; i < 4; i++)
+        flabels[i] = (float)labels[i];
+    if (model_net_forward(net, x, N, 1, &err) ||
+        model_net_backward(net, labels, &loss, NULL, &err)) {
         fprintf(stderr, "oracle: %s\n", err.msg);
         return 1;
     }
@@ -132,7 +136,8 @@ int main(int argc, char **argv) {
         int li = model_spec_find(&spec, drops[d]);
         const float *in = model_net_output(net, li - 1, &s), *out = model_net_output(net, li, NULL);
         float *mask = malloc(sizeof(float) * (size_t)N * s.c);
-        for (int j = 0; j < N * s.c; j++) mask[j] = in[j] != 0.0f ? out[j] / in[j] : 0.0f;
+        for (int j = 0; j < N * s.c; j++)
+            mask[j] = in[j] != 0.0f ? out[j] / in[j] : 0.0f;
         /* Where the ReLU output is 0 the mask is unobservable and irrelevant:
          * the unit is 0 either way and ReLU stops its gradient. */
         int md[2] = {N, s.c};

@@ -61,6 +61,7 @@ static int test_run_all(const test_case_t *tests, int n, int argc, char **argv) 
         return test_run_all(tests, (int)(sizeof tests / sizeof tests[0]), argc, argv);             \
     }
 
-#define T(fn) {#fn, fn}
+#define T(fn)                                                                                      \
+    { #fn, fn }
 
 #endif

@@ -41,7 +41,8 @@ static float *random_images(const model_spec_t *s, int n, uint64_t seed) {
     float *x = malloc(count * sizeof(float));
     util_rng_t rng;
     util_rng_seed(&rng, seed);
-    for (size_t i = 0; i < count; i++) x[i] = (float)util_rng_normal(&rng) * 20.0f;
+    for (size_t i = 0; i < count; i++)
+        x[i] = (float)util_rng_normal(&rng) * 20.0f;
     return x;
 }
 
@@ -66,7 +67,8 @@ static void compare_steps(const model_spec_t *s, const model_placement_t *pl, in
     model_net_init(many, 42); /* same parameters and dropout RNG */
     float *x = random_images(s, n, 3);
     int labels[16];
-    for (int i = 0; i < n; i++) labels[i] = (i * 7 + 3) % s->layer[s->n_layers - 1].out;
+    for (int i = 0; i < n; i++)
+        labels[i] = (i * 7 + 3) % s->layer[s->n_layers - 1].out;
     for (int step = 0; step < steps; step++) {
         float loss1 = 0, loss2 = 0;
         CHECK_MSG(model_net_forward(one, x, n, 1, &err) == 0, "%s", err.msg);
@@ -100,8 +102,8 @@ static void compare_steps(const model_spec_t *s, const model_placement_t *pl, in
             if (!a || !b) continue;
             double r = rel_diff(b->data, a->data, a->count);
             double m = rel_diff(b->momentum, a->momentum, a->count);
-            CHECK_MSG(r <= REL_TOL && m <= REL_TOL, "step %d, %s after SGD: %g (momentum %g)",
-                      step, a->name, r, m);
+            CHECK_MSG(r <= REL_TOL && m <= REL_TOL, "step %d, %s after SGD: %g (momentum %g)", step,
+                      a->name, r, m);
         }
     }
     free(x);
@@ -143,7 +145,7 @@ static void test_data_parallel_equals_one_device(void) {
     model_spec_t s;
     small_spec(&s);
     model_placement_t pl = two_cpus(MODEL_PARALLEL_DATA);
-    compare_step(&s, &pl, 5); /* 2 + 3 images */
+    compare_step(&s, &pl, 5);        /* 2 + 3 images */
     compare_steps(&s, &pl, 4, 1, 2); /* the second device has no image: it adds zero gradients */
 }
 
@@ -269,9 +271,11 @@ static void test_layer_timing_covers_every_layer(void) {
     }
     model_net_time_layers(net, 0);
     CHECK(model_net_forward(net, x, 2, 0, &err) == 0);
-    for (int i = 0; i < s.n_layers; i++) CHECK(f[i] == kept[i]);
+    for (int i = 0; i < s.n_layers; i++)
+        CHECK(f[i] == kept[i]);
     model_net_time_layers(net, 1);
-    for (int i = 0; i < s.n_layers; i++) CHECK(f[i] == 0.0 && b[i] == 0.0);
+    for (int i = 0; i < s.n_layers; i++)
+        CHECK(f[i] == 0.0 && b[i] == 0.0);
     free(x);
     model_net_free(net);
 }
@@ -337,7 +341,8 @@ int main(int argc, char **argv) {
         {"three_columns_equal_one_device", test_three_columns_equal_one_device},
         {"data_parallel_equals_one_device", test_data_parallel_equals_one_device},
         {"staged_devices_equal_one_device", test_staged_devices_equal_one_device},
-        {"model_file_is_the_same_from_any_placement", test_model_file_is_the_same_from_any_placement},
+        {"model_file_is_the_same_from_any_placement",
+         test_model_file_is_the_same_from_any_placement},
         {"forward_again_reuses_the_devices_input", test_forward_again_reuses_the_devices_input},
         {"layer_timing_covers_every_layer", test_layer_timing_covers_every_layer},
         {"placement_errors_are_clear", test_placement_errors_are_clear},

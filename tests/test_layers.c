@@ -11,7 +11,8 @@ static util_rng_t rng;
 
 static float *randn(size_t n, float scale) {
     float *v = malloc(n * sizeof *v);
-    for (size_t j = 0; j < n; j++) v[j] = (float)util_rng_normal(&rng) * scale;
+    for (size_t j = 0; j < n; j++)
+        v[j] = (float)util_rng_normal(&rng) * scale;
     return v;
 }
 
@@ -19,7 +20,8 @@ static float *randn(size_t n, float scale) {
  * nor a ReLU kink lies within the finite-difference step. */
 static float *spaced(size_t n, int signed_values) {
     float *v = malloc(n * sizeof *v);
-    for (size_t j = 0; j < n; j++) v[j] = 0.05f * (float)(j + 1) - (signed_values ? 0.025f * (float)n : 0.0f);
+    for (size_t j = 0; j < n; j++)
+        v[j] = 0.05f * (float)(j + 1) - (signed_values ? 0.025f * (float)n : 0.0f);
     if (signed_values)
         for (size_t j = 0; j < n; j++)
             if (fabsf(v[j]) < 0.02f) v[j] = 0.03f;
@@ -60,7 +62,8 @@ static int gradcheck(const char *what, loss_fn f, void *ctx, float *v, const flo
 
 static double dot(const float *y, const float *r, size_t n) {
     double s = 0.0;
-    for (size_t j = 0; j < n; j++) s += (double)y[j] * r[j];
+    for (size_t j = 0; j < n; j++)
+        s += (double)y[j] * r[j];
     return s;
 }
 
@@ -123,8 +126,8 @@ static void test_conv_gradients_1x1_direct(void) {
 }
 
 /* The convolution by its definition, in double. */
-static double conv_reference(const model_conv_param_t *p, model_shape_t in, const float *x, const float *w, const float *b, int n, int oc,
-                             int oy, int ox) {
+static double conv_reference(const model_conv_param_t *p, model_shape_t in, const float *x,
+                             const float *w, const float *b, int n, int oc, int oy, int ox) {
     const int cg = p->in_c / p->groups, mg = p->out_c / p->groups, g = oc / mg, k = p->kernel;
     double s = b[oc];
     for (int ic = 0; ic < cg; ic++)
@@ -241,12 +244,18 @@ static void test_conv_winograd_matches_direct_sum(void) {
         model_conv_param_t p;
         model_shape_t in;
     } cases[] = {
-        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}},    {{5, 7, 3, 1, 1, 1}, {5, 5, 13, 13}},
-        {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},   {{6, 10, 3, 1, 2, 2}, {1, 6, 14, 13}},
-        {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},   {{18, 34, 3, 1, 1, 2}, {1, 18, 7, 7}},
-        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},      {{4, 6, 3, 1, 2, 1}, {5, 4, 2, 2}},
-        {{3, 5, 3, 1, 1, 1}, {1, 3, 1, 1}},      {{3, 5, 3, 1, 2, 1}, {5, 3, 1, 1}},
-        {{40, 36, 3, 1, 1, 2}, {12, 40, 13, 13}}, {{17, 9, 3, 1, 0, 1}, {3, 17, 6, 9}},
+        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}},
+        {{5, 7, 3, 1, 1, 1}, {5, 5, 13, 13}},
+        {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},
+        {{6, 10, 3, 1, 2, 2}, {1, 6, 14, 13}},
+        {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},
+        {{18, 34, 3, 1, 1, 2}, {1, 18, 7, 7}},
+        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},
+        {{4, 6, 3, 1, 2, 1}, {5, 4, 2, 2}},
+        {{3, 5, 3, 1, 1, 1}, {1, 3, 1, 1}},
+        {{3, 5, 3, 1, 2, 1}, {5, 3, 1, 1}},
+        {{40, 36, 3, 1, 1, 2}, {12, 40, 13, 13}},
+        {{17, 9, 3, 1, 0, 1}, {3, 17, 6, 9}},
         /* Deeper than one packed slice (kc 256), more rows than one AVX2 block (mc 240). */
         {{300, 260, 3, 1, 1, 1}, {4, 300, 9, 9}},
     };
@@ -288,7 +297,8 @@ static double conv_dx_winograd_error(model_conv_param_t p, model_shape_t in, int
     }
     *same_dw = !memcmp(dw[0], dw[1], nw * sizeof(float)) &&
                !memcmp(db[0], db[1], (size_t)p.out_c * sizeof(float));
-    for (int a = 0; a < 2; a++) free(dx[a]), free(dw[a]);
+    for (int a = 0; a < 2; a++)
+        free(dx[a]), free(dw[a]);
     free(x), free(w), free(dy);
     model_workspace_free(ws);
     return worst / sqrt(sq / (double)nx);
@@ -299,9 +309,9 @@ static void test_conv_winograd_input_gradient(void) {
         model_conv_param_t p;
         model_shape_t in;
     } cases[] = {
-        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}}, {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},
-        {{6, 10, 3, 1, 2, 2}, {3, 6, 7, 6}},  {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},
-        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},   {{3, 5, 3, 1, 1, 1}, {2, 3, 1, 1}},
+        {{5, 7, 3, 1, 1, 1}, {1, 5, 13, 13}},    {{6, 10, 3, 1, 0, 2}, {5, 6, 14, 14}},
+        {{6, 10, 3, 1, 2, 2}, {3, 6, 7, 6}},     {{19, 21, 3, 1, 1, 1}, {5, 19, 7, 7}},
+        {{4, 6, 3, 1, 1, 2}, {5, 4, 2, 2}},      {{3, 5, 3, 1, 1, 1}, {2, 3, 1, 1}},
         {{40, 36, 3, 1, 1, 2}, {6, 40, 13, 13}},
     };
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -531,7 +541,8 @@ static void test_pool_3x3_stride2_matches_the_definition(void) {
                 size_t nx = model_shape_count(in), ny = (size_t)2 * 3 * o.h * o.w;
                 float *x = malloc(nx * sizeof *x), *y = malloc(ny * sizeof *y);
                 int32_t *arg = malloc(ny * sizeof *arg);
-                for (size_t j = 0; j < nx; j++) x[j] = (float)util_rng_below(&rng, 3);
+                for (size_t j = 0; j < nx; j++)
+                    x[j] = (float)util_rng_below(&rng, 3);
                 CHECK(model_pool_forward(&p, in, x, y, arg, NULL) == 0);
                 for (int pl = 0; pl < 6; pl++)
                     for (int oy = 0; oy < o.h; oy++)
@@ -612,8 +623,8 @@ static double fc_loss(void *c) {
 }
 
 static void test_fc_gradients(void) {
-    fc_ctx k = {{10, 4}, 3, randn(30, 1), randn(40, 0.5f), randn(4, 0.5f), malloc(12 * 4),
-                randn(12, 1)};
+    fc_ctx k = {{10, 4},        3,           randn(30, 1), randn(40, 0.5f), randn(4, 0.5f),
+                malloc(12 * 4), randn(12, 1)};
     float dx[30], dw[40], db[4];
     fc_loss(&k);
     CHECK(model_fc_backward(&k.p, k.n, k.x, k.w, k.r, dx, dw, db, NULL) == 0);
@@ -640,7 +651,8 @@ static void test_fc_forward_batch1_matches_definition(void) {
             double worst = 0;
             for (int o = 0; o < p.out; o++) {
                 double s = b[o];
-                for (int k = 0; k < p.in; k++) s += (double)w[(size_t)o * p.in + k] * x[k];
+                for (int k = 0; k < p.in; k++)
+                    s += (double)w[(size_t)o * p.in + k] * x[k];
                 worst = fmax(worst, fabs(y[o] - s) / (1.0 + fabs(s)));
             }
             CHECK_MSG(worst < 1e-4, "in %d on %d threads: error %g", p.in, threads, worst);
@@ -736,7 +748,8 @@ static void test_softmax_xent_gradients_and_value(void) {
     double want = 0;
     for (int i = 0; i < 3; i++) {
         double s = 0;
-        for (int c = 0; c < 5; c++) s += exp(k.logits[i * 5 + c]);
+        for (int c = 0; c < 5; c++)
+            s += exp(k.logits[i * 5 + c]);
         want += -log(exp(k.logits[i * 5 + k.labels[i]]) / s) / 3;
     }
     CHECK_NEAR(loss, want, 1e-5);
@@ -803,11 +816,14 @@ static void test_paper_initialisation(void) {
     model_net_init(net, 5);
     const char *ones[] = {"conv2.bias", "conv4.bias", "conv5.bias", "fc6.bias", "fc7.bias"};
     const char *zeros[] = {"conv1.bias", "conv3.bias", "fc8.bias"};
-    for (int i = 0; i < 5; i++) CHECK(model_net_find_param(net, ones[i])->data[0] == 1.0f);
-    for (int i = 0; i < 3; i++) CHECK(model_net_find_param(net, zeros[i])->data[3] == 0.0f);
+    for (int i = 0; i < 5; i++)
+        CHECK(model_net_find_param(net, ones[i])->data[0] == 1.0f);
+    for (int i = 0; i < 3; i++)
+        CHECK(model_net_find_param(net, zeros[i])->data[3] == 0.0f);
     model_param_t *w = model_net_find_param(net, "fc7.weight");
     double s2 = 0;
-    for (size_t j = 0; j < w->count; j++) s2 += (double)w->data[j] * w->data[j];
+    for (size_t j = 0; j < w->count; j++)
+        s2 += (double)w->data[j] * w->data[j];
     CHECK_NEAR(sqrt(s2 / w->count), 0.01, 2e-4);
     model_net_free(net);
 }

@@ -28,8 +28,8 @@ static void test_conv_rejects_groups_that_do_not_divide(void) {
 static void test_conv_rejects_impossible_settings(void) {
     util_err_t err = {{0}};
     model_conv_param_t bad[] = {
-        {3, 8, 0, 1, 0, 1}, {3, 8, 3, 0, 0, 1}, {3, 8, 3, 1, -1, 1}, {3, 0, 3, 1, 0, 1},
-        {3, 8, 3, 1, 0, 0},
+        {3, 8, 0, 1, 0, 1}, {3, 8, 3, 0, 0, 1}, {3, 8, 3, 1, -1, 1},
+        {3, 0, 3, 1, 0, 1}, {3, 8, 3, 1, 0, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         err.msg[0] = 0;

@@ -54,13 +54,15 @@ static void test_forward_is_batch_independent(void) {
     util_rng_t rng;
     util_rng_seed(&rng, 9);
     float x[4 * 3 * 20 * 20];
-    for (size_t j = 0; j < sizeof x / sizeof x[0]; j++) x[j] = (float)util_rng_normal(&rng);
+    for (size_t j = 0; j < sizeof x / sizeof x[0]; j++)
+        x[j] = (float)util_rng_normal(&rng);
     CHECK(model_net_forward(net, x, 4, 0, NULL) == 0);
     float all[4 * 7];
     memcpy(all, model_net_logits(net, NULL), sizeof all);
     CHECK(model_net_forward(net, x + 2 * 3 * 400, 1, 0, NULL) == 0);
     const float *one = model_net_logits(net, NULL);
-    for (int c = 0; c < 7; c++) CHECK_NEAR(one[c], all[2 * 7 + c], 1e-5 * (1 + fabs(all[14 + c])));
+    for (int c = 0; c < 7; c++)
+        CHECK_NEAR(one[c], all[2 * 7 + c], 1e-5 * (1 + fabs(all[14 + c])));
     model_net_free(net);
 }
 
@@ -79,7 +81,8 @@ static void test_paper_net_winograd_matches_direct(void) {
     util_rng_seed(&rng, 5);
     const size_t n = 2 * 3 * 227 * 227;
     float *x = malloc(n * sizeof *x);
-    for (size_t j = 0; j < n; j++) x[j] = 50.0f * (float)util_rng_normal(&rng);
+    for (size_t j = 0; j < n; j++)
+        x[j] = 50.0f * (float)util_rng_normal(&rng);
     float direct[2 * 1000];
     setenv("IMGRET_CONV", "direct", 1);
     CHECK(model_net_forward(net, x, 2, 0, NULL) == 0);
@@ -99,6 +102,5 @@ static void test_paper_net_winograd_matches_direct(void) {
     model_net_free(net);
 }
 
-TEST_MAIN(T(test_sgd_step_is_the_paper_rule),
-          T(test_training_steps_reduce_the_loss), T(test_forward_is_batch_independent),
-          T(test_paper_net_winograd_matches_direct))
+TEST_MAIN(T(test_sgd_step_is_the_paper_rule), T(test_training_steps_reduce_the_loss),
+          T(test_forward_is_batch_independent), T(test_paper_net_winograd_matches_direct))

@@ -35,7 +35,7 @@ static const kernel_path_t *cur;
 /* Runs body once per kernel path this CPU has, with cur set. */
 #define EACH_PATH                                                                                  \
     for (size_t path_i = 0; path_i < sizeof paths / sizeof paths[0]; path_i++)                     \
-        if (!model_cpu_has_kernels(paths[path_i].name)) {                                         \
+        if (!model_cpu_has_kernels(paths[path_i].name)) {                                          \
             printf("  (no %s on this CPU: that path is not tested here)\n", paths[path_i].name);   \
         } else if ((cur = &paths[path_i]) != NULL)
 
@@ -104,18 +104,18 @@ static void test_sgemm_edges_match_reference_and_openblas(void) {
     static const int ns[] = {1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 48, 63, 65};
     static const int ks[] = {1, 3, 16, 17, 255, 256, 257, 300, 513};
     EACH_PATH {
-    int n_cases = 0, bad = 0;
-    for (int t = 0; t < 3; t++) { /* NN, NT, TN */
-        const int ta = t == 2, tb = t == 1;
-        for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
-            for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
-                const int k = ks[(mi * 3 + ni + (size_t)t) % (sizeof ks / sizeof *ks)];
-                const float beta = (mi + ni) % 2 ? 1.0f : 0.0f;
-                bad += check_case(ta, tb, ms[mi], ns[ni], k, 1.0f, beta, (int)(ni % 3));
-                n_cases++;
-            }
-    }
-    CHECK_MSG(bad == 0, "%s: %d wrong elements over %d products", cur->name, bad, n_cases);
+        int n_cases = 0, bad = 0;
+        for (int t = 0; t < 3; t++) { /* NN, NT, TN */
+            const int ta = t == 2, tb = t == 1;
+            for (size_t mi = 0; mi < sizeof ms / sizeof *ms; mi++)
+                for (size_t ni = 0; ni < sizeof ns / sizeof *ns; ni++) {
+                    const int k = ks[(mi * 3 + ni + (size_t)t) % (sizeof ks / sizeof *ks)];
+                    const float beta = (mi + ni) % 2 ? 1.0f : 0.0f;
+                    bad += check_case(ta, tb, ms[mi], ns[ni], k, 1.0f, beta, (int)(ni % 3));
+                    n_cases++;
+                }
+        }
+        CHECK_MSG(bad == 0, "%s: %d wrong elements over %d products", cur->name, bad, n_cases);
     }
 }
 
@@ -199,8 +199,8 @@ static void test_sgemv_matches_reference(void) {
             for (int i = 0; i < M; i++) {
                 if (!(fabs(y[i] - ref[i]) <= 4.0 * FLT_EPSILON * sqrt(K + 1.0) * mag[i])) {
                     if (bad < 3)
-                        fprintf(stderr, "  %s sgemv K=%d row %d: %.9g, ref %.9g\n", cur->name, K,
-                                i, (double)y[i], ref[i]);
+                        fprintf(stderr, "  %s sgemv K=%d row %d: %.9g, ref %.9g\n", cur->name, K, i,
+                                (double)y[i], ref[i]);
                     bad++;
                 }
             }
@@ -217,12 +217,12 @@ static void test_sgemv_matches_reference(void) {
 static void test_kernel_path_choice_from_environment(void) {
     static const struct {
         const char *env, *want;
-    } cases[] = {{"avx512", "avx512"}, {"avx2", "avx2"}, {"blas", "blas"},
-                 {"sse9", NULL},       {"", NULL}};
+    } cases[] = {
+        {"avx512", "avx512"}, {"avx2", "avx2"}, {"blas", "blas"}, {"sse9", NULL}, {"", NULL}};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const char *env = cases[c].env, *want = cases[c].want;
         if (want && !model_cpu_has_kernels(want)) want = NULL; /* refused here */
-        if (!*env) /* unset: the widest path */
+        if (!*env)                                             /* unset: the widest path */
             want = model_cpu_has_kernels("avx512") ? "avx512"
                    : model_cpu_has_kernels("avx2") ? "avx2"
                                                    : "blas";

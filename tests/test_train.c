@@ -20,7 +20,8 @@ static data_dataset_t *make_data(void) {
         labels[i] = i % CLASSES;
         for (int j = 0; j < SIDE * SIDE; j++) {
             int q = (j / SIDE >= SIDE / 2) * 2 + (j % SIDE >= SIDE / 2);
-            px[i * SIDE * SIDE + j] = (uint8_t)((q == labels[i] ? 180 : 40) + util_rng_below(&rng, 40));
+            px[i * SIDE * SIDE + j] =
+                (uint8_t)((q == labels[i] ? 180 : 40) + util_rng_below(&rng, 40));
         }
     }
     return data_dataset_from_memory(N_IMG, SIDE, SIDE, 1, px, labels, CLASSES, NULL, NULL);
@@ -131,7 +132,8 @@ static void resume_case_on(const char *devices, int stop_after, model_lr_schedul
     ck_ctx c = {path, stop_after, 0, 0};
     model_train_hooks_t hooks = {&c, count_step, NULL, save_ck, NULL, &c.stop};
     model_train_state_init(st, &o);
-    CHECK_MSG(model_train(first, ds, ds, &o, st, &hooks, &err) == MODEL_TRAIN_STOPPED, "%s", err.msg);
+    CHECK_MSG(model_train(first, ds, ds, &o, st, &hooks, &err) == MODEL_TRAIN_STOPPED, "%s",
+              err.msg);
     model_net_free(first);
 
     model_file_t *mf = model_file_load(path, &err);
@@ -143,7 +145,8 @@ static void resume_case_on(const char *devices, int stop_after, model_lr_schedul
         CHECK_MSG(resumed != NULL, "%s", err.msg);
         CHECK(model_train_state_from_checkpoint(st, &o, mf->checkpoint, &err) == 0);
         CHECK(st->epoch * 3 + (int)st->step == stop_after); /* 48 / 16 = 3 steps an epoch */
-        CHECK_MSG(model_train(resumed, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s", err.msg);
+        CHECK_MSG(model_train(resumed, ds, ds, &o, st, NULL, &err) == MODEL_TRAIN_DONE, "%s",
+                  err.msg);
         CHECK(st->n_history == 2);
         CHECK(same_params(straight, resumed));
         model_net_free(resumed);
@@ -215,7 +218,8 @@ static void test_step_learning_rates(void) {
     /* warm-up multiplies the decay */
     o.warmup_epochs = 0.5f;
     st->epoch = 0, st->step = 1;
-    CHECK_NEAR(model_train_step_lr(&o, st, 10), 0.1 * 0.5 * (1 + cos(3.14159265358979 * 1 / 40)) * 2 / 5, 1e-7);
+    CHECK_NEAR(model_train_step_lr(&o, st, 10),
+               0.1 * 0.5 * (1 + cos(3.14159265358979 * 1 / 40)) * 2 / 5, 1e-7);
     free(st);
 }
 
@@ -293,7 +297,8 @@ static void test_bad_images_are_skipped_by_name_during_training(void) {
         }
     }
     snprintf(sub, sizeof sub, "%s/class1", dir);
-    for (int k = 0; k < FX_BAD_KINDS; k++) fx_write_bad(sub, k);
+    for (int k = 0; k < FX_BAD_KINDS; k++)
+        fx_write_bad(sub, k);
     util_err_t err = {{0}};
     data_dataset_t *ds = data_dataset_open_folder(dir, NULL, &err);
     CHECK_MSG(ds != NULL, "%s", err.msg);
@@ -327,7 +332,9 @@ static void test_bad_images_are_skipped_by_name_during_training(void) {
     free(dir);
 }
 
-TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training), T(test_resume_on_staged_devices_is_exact), T(test_resume_after_one_epoch_is_exact), T(test_resume_in_mid_epoch_is_exact),
+TEST_MAIN(T(test_bad_images_are_skipped_by_name_during_training),
+          T(test_resume_on_staged_devices_is_exact), T(test_resume_after_one_epoch_is_exact),
+          T(test_resume_in_mid_epoch_is_exact),
           T(test_resume_with_warmup_and_per_step_decay_is_exact), T(test_step_learning_rates),
           T(test_nan_loss_stops_training_with_a_message),
           T(test_training_learns_and_ten_crop_evaluates))

@@ -69,7 +69,8 @@ uint64_t util_splitmix64(uint64_t x) {
 }
 
 void util_rng_seed(util_rng_t *rng, uint64_t seed) {
-    for (int i = 0; i < 4; i++) rng->s[i] = util_splitmix64(seed + (uint64_t)i * SPLITMIX_GAMMA);
+    for (int i = 0; i < 4; i++)
+        rng->s[i] = util_splitmix64(seed + (uint64_t)i * SPLITMIX_GAMMA);
 }
 
 static uint64_t rotl(uint64_t x, int k) {

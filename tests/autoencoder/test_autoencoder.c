@@ -26,13 +26,17 @@ static void test_metrics_match_hand_computed_ranking(void) {
     /* Precision@10 and @100 over 200 items, relevant every 4th. */
     int32_t l200[200];
     uint32_t o200[200];
-    for (int i = 0; i < 200; i++) l200[i] = i % 4 == 0, o200[i] = (uint32_t)i;
+    for (int i = 0; i < 200; i++)
+        l200[i] = i % 4 == 0, o200[i] = (uint32_t)i;
     ae_ranking_metrics(o200, 200, l200, 1, 50, &m, NULL);
     CHECK_NEAR(m.p10, 0.3, 1e-12);
     CHECK_NEAR(m.p100, 0.25, 1e-12);
 }
 
-typedef struct pair { int d; uint32_t i; } pair_t;
+typedef struct pair {
+    int d;
+    uint32_t i;
+} pair_t;
 static int cmp_pair(const void *a, const void *b) {
     const pair_t *x = a, *y = b;
     return x->d != y->d ? x->d - y->d : (x->i > y->i) - (x->i < y->i);
@@ -43,14 +47,19 @@ static void test_hamming_ranking_equals_brute_force(void) {
     uint8_t db[N * BYTES], q[BYTES], dbl[N * 32], ql[32];
     util_rng_t rng;
     util_rng_seed(&rng, 3);
-    for (int i = 0; i < N * BYTES; i++) db[i] = (uint8_t)util_rng_u64(&rng);
-    for (int i = 0; i < N * 32; i++) dbl[i] = (uint8_t)util_rng_u64(&rng);
-    for (int i = 0; i < BYTES; i++) q[i] = (uint8_t)util_rng_u64(&rng);
-    for (int i = 0; i < 32; i++) ql[i] = (uint8_t)util_rng_u64(&rng);
+    for (int i = 0; i < N * BYTES; i++)
+        db[i] = (uint8_t)util_rng_u64(&rng);
+    for (int i = 0; i < N * 32; i++)
+        dbl[i] = (uint8_t)util_rng_u64(&rng);
+    for (int i = 0; i < BYTES; i++)
+        q[i] = (uint8_t)util_rng_u64(&rng);
+    for (int i = 0; i < 32; i++)
+        ql[i] = (uint8_t)util_rng_u64(&rng);
     pair_t p[N];
     for (int i = 0; i < N; i++) {
         int d = 0;
-        for (int b = 0; b < BYTES * 8; b++) d += ((q[b / 8] ^ db[i * BYTES + b / 8]) >> (b % 8)) & 1;
+        for (int b = 0; b < BYTES * 8; b++)
+            d += ((q[b / 8] ^ db[i * BYTES + b / 8]) >> (b % 8)) & 1;
         p[i] = (pair_t){d, (uint32_t)i};
     }
     qsort(p, N, sizeof p[0], cmp_pair);
@@ -58,12 +67,14 @@ static void test_hamming_ranking_equals_brute_force(void) {
     uint16_t dist[N];
     CHECK(ae_hamming_rank(q, db, N, BYTES, order, dist) == 0);
     int same = 1;
-    for (int i = 0; i < N; i++) same &= order[i] == p[i].i && dist[p[i].i] == p[i].d;
+    for (int i = 0; i < N; i++)
+        same &= order[i] == p[i].i && dist[p[i].i] == p[i].d;
     CHECK(same);
     uint32_t ids[10];
     uint16_t kd[10];
     CHECK(ae_hamming_knn(q, db, N, BYTES, 10, ids, kd) == 10);
-    for (int i = 0; i < 10; i++) CHECK(ids[i] == p[i].i && kd[i] == p[i].d);
+    for (int i = 0; i < 10; i++)
+        CHECK(ids[i] == p[i].i && kd[i] == p[i].d);
     /* Two-stage with the largest radius scans everything and equals the
      * long-code ranking; radius 0 scans only exact short-code matches. */
     uint32_t full[N], two[10];
@@ -71,9 +82,11 @@ static void test_hamming_ranking_equals_brute_force(void) {
     ae_hamming_rank(ql, dbl, N, 32, full, NULL);
     CHECK(ae_two_stage_search(q, ql, db, dbl, N, BYTES, 32, 40, 10, two, &scanned) == 10);
     CHECK(scanned == N);
-    for (int i = 0; i < 10; i++) CHECK(two[i] == full[i]);
+    for (int i = 0; i < 10; i++)
+        CHECK(two[i] == full[i]);
     size_t within = 0;
-    for (int i = 0; i < N; i++) within += p[i].d <= 12;
+    for (int i = 0; i < N; i++)
+        within += p[i].d <= 12;
     ae_two_stage_search(q, ql, db, dbl, N, BYTES, 32, 12, 10, two, &scanned);
     CHECK(scanned == within && within > 0 && within < N);
     /* The hash-table lookup gives the linear scan's results at every radius
@@ -106,12 +119,14 @@ static float *clustered(size_t n, int dim, uint64_t seed, int32_t *labels) {
     util_rng_seed(&rng, seed);
     float centres[4][64];
     for (int c = 0; c < 4; c++)
-        for (int j = 0; j < dim; j++) centres[c][j] = (float)(3 * util_rng_normal(&rng));
+        for (int j = 0; j < dim; j++)
+            centres[c][j] = (float)(3 * util_rng_normal(&rng));
     float *x = malloc(n * dim * sizeof(float));
     for (size_t i = 0; i < n; i++) {
         int c = (int)(i % 4);
         if (labels) labels[i] = c;
-        for (int j = 0; j < dim; j++) x[i * dim + j] = centres[c][j] + (float)util_rng_normal(&rng);
+        for (int j = 0; j < dim; j++)
+            x[i * dim + j] = centres[c][j] + (float)util_rng_normal(&rng);
     }
     return x;
 }
@@ -119,7 +134,8 @@ static float *clustered(size_t n, int dim, uint64_t seed, int32_t *labels) {
 static void test_lsh_is_deterministic_and_keeps_unused_bits_zero(void) {
     float *x = clustered(200, 16, 1, NULL);
     util_err_t err;
-    ae_hasher_t *a = ae_lsh_create(x, 200, 16, 28, 5, &err), *b = ae_lsh_create(x, 200, 16, 28, 5, &err),
+    ae_hasher_t *a = ae_lsh_create(x, 200, 16, 28, 5, &err),
+                *b = ae_lsh_create(x, 200, 16, 28, 5, &err),
                 *c = ae_lsh_create(x, 200, 16, 28, 6, &err);
     uint8_t ca[200 * 4], cb[200 * 4], cc[200 * 4];
     CHECK(a && b && c);
@@ -131,7 +147,8 @@ static void test_lsh_is_deterministic_and_keeps_unused_bits_zero(void) {
     int high = 0, ones = 0;
     for (int i = 0; i < 200; i++) {
         high |= ca[i * 4 + 3] & 0xf0;
-        for (int b2 = 0; b2 < 28; b2++) ones += (ca[i * 4 + b2 / 8] >> (b2 % 8)) & 1;
+        for (int b2 = 0; b2 < 28; b2++)
+            ones += (ca[i * 4 + b2 / 8] >> (b2 % 8)) & 1;
     }
     CHECK(high == 0);
     /* Centred data: bits are neither all 0 nor all 1. */
@@ -147,7 +164,8 @@ static void test_itq_quantisation_loss_decreases(void) {
     ae_hasher_t *h = ae_itq_create(x, 600, 24, 8, 30, 9, loss, &err);
     CHECK_MSG(h != NULL, "%s", err.msg);
     int monotone = 1;
-    for (int i = 0; i < 30; i++) monotone &= loss[i + 1] <= loss[i] * (1 + 1e-5);
+    for (int i = 0; i < 30; i++)
+        monotone &= loss[i + 1] <= loss[i] * (1 + 1e-5);
     CHECK(monotone);
     CHECK_MSG(loss[30] < 0.95 * loss[0], "%g -> %g", loss[0], loss[30]);
     ae_hasher_t *h2 = ae_itq_create(x, 600, 24, 8, 30, 9, NULL, &err);
@@ -170,7 +188,8 @@ static void check_ae_gradient(float balance) {
     float noise[12];
     util_rng_t rng;
     util_rng_seed(&rng, 8);
-    for (int i = 0; i < 12; i++) noise[i] = (float)util_rng_normal(&rng);
+    for (int i = 0; i < 12; i++)
+        noise[i] = (float)util_rng_normal(&rng);
     double loss;
     CHECK(ae_loss_grad(ae, x, 3, noise, &loss, &err) == 0);
     /* Keep the analytic gradients, then probe every parameter. */
@@ -212,7 +231,8 @@ static void test_ae_gradient_matches_finite_differences(void) {
 
 static double middle_fraction(const float *a, size_t n) {
     size_t mid = 0;
-    for (size_t i = 0; i < n; i++) mid += a[i] > 0.1f && a[i] < 0.9f;
+    for (size_t i = 0; i < n; i++)
+        mid += a[i] > 0.1f && a[i] < 0.9f;
     return (double)mid / (double)n;
 }
 
@@ -269,7 +289,8 @@ static void test_ae_training_lowers_error_and_makes_codes_bimodal(void) {
     if (back) {
         ae_encode(back, x, N, act2, codes2, &err);
         double md = 0;
-        for (int i = 0; i < N * B; i++) md = fmax(md, fabs(act[i] - act2[i]));
+        for (int i = 0; i < N * B; i++)
+            md = fmax(md, fabs(act[i] - act2[i]));
         CHECK_MSG(md < 1e-4, "activities differ by %g", md);
         CHECK(ae_bits(back) == B && ae_in_dim(back) == D);
     }
@@ -285,7 +306,8 @@ static void test_ae_l2_normalisation_is_applied_when_encoding_and_kept_in_the_fi
     enum { N = 200, D = 24, B = 8 };
     float *x = clustered(N, D, 7, NULL), *scaled = malloc(N * D * sizeof(float));
     for (int i = 0; i < N; i++)
-        for (int j = 0; j < D; j++) scaled[i * D + j] = x[i * D + j] * (0.25f + (float)(i % 5));
+        for (int j = 0; j < D; j++)
+            scaled[i * D + j] = x[i * D + j] * (0.25f + (float)(i % 5));
     int hidden[1] = {12};
     util_err_t err;
     ae_t *ae = ae_create(D, hidden, 1, B, 5, &err), *plain = ae_create(D, hidden, 1, B, 5, &err);
@@ -303,18 +325,21 @@ static void test_ae_l2_normalisation_is_applied_when_encoding_and_kept_in_the_fi
     CHECK(ae_encode(ae, x, N, a1, c1, &err) == 0);
     CHECK(ae_encode(ae, scaled, N, a2, c2, &err) == 0);
     double md = 0;
-    for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a1[i] - a2[i]));
+    for (int i = 0; i < N * B; i++)
+        md = fmax(md, fabs(a1[i] - a2[i]));
     CHECK_MSG(md < 1e-5, "scaled rows change the activities by %g", md);
     /* Without it, the scale of a row matters. */
     ae_encode(plain, x, N, a1, NULL, &err);
     ae_encode(plain, scaled, N, a3, NULL, &err);
     md = 0;
-    for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a1[i] - a3[i]));
+    for (int i = 0; i < N * B; i++)
+        md = fmax(md, fabs(a1[i] - a3[i]));
     CHECK_MSG(md > 1e-2, "plain autoencoder: activities differ by only %g", md);
     /* A zero row stays finite. */
     float zero[D] = {0}, az[B];
     CHECK(ae_encode(ae, zero, 1, az, NULL, &err) == 0);
-    for (int j = 0; j < B; j++) CHECK(isfinite(az[j]));
+    for (int j = 0; j < B; j++)
+        CHECK(isfinite(az[j]));
 
     char path[] = "/tmp/imgret_ae_l2_XXXXXX";
     int fd = mkstemp(path);
@@ -328,7 +353,8 @@ static void test_ae_l2_normalisation_is_applied_when_encoding_and_kept_in_the_fi
         uint8_t c4[N];
         ae_encode(back, scaled, N, a4, c4, &err);
         md = 0;
-        for (int i = 0; i < N * B; i++) md = fmax(md, fabs(a2[i] - a4[i]));
+        for (int i = 0; i < N * B; i++)
+            md = fmax(md, fabs(a2[i] - a4[i]));
         CHECK_MSG(md < 1e-4, "loaded: activities differ by %g", md);
         CHECK(!memcmp(c2, c4, sizeof c2) || md > 0);
     }

@@ -23,7 +23,8 @@ static const char *tmp_path(const char *name) {
 
 static void fill_rows(float *rows, size_t n, int dim, int64_t first_id) {
     for (size_t i = 0; i < n; i++)
-        for (int j = 0; j < dim; j++) rows[i * dim + j] = (float)(first_id + (int64_t)i) * 100 + j;
+        for (int j = 0; j < dim; j++)
+            rows[i * dim + j] = (float)(first_id + (int64_t)i) * 100 + j;
 }
 
 static int append_n(feat_writer_t *w, size_t n, int dim, int64_t first_id) {
@@ -56,7 +57,8 @@ static int file_matches(const char *path, size_t count, int dim) {
         snprintf(want, sizeof want, "img/%zu.jpg", i);
         ok = feat_file_id(f, i) == (int64_t)i && feat_file_label(f, i) == (int32_t)(i % 7) &&
              !strcmp(feat_file_uri(f, i), want);
-        for (int j = 0; ok && j < dim; j++) ok = r[i * dim + j] == (float)i * 100 + j;
+        for (int j = 0; ok && j < dim; j++)
+            ok = r[i * dim + j] == (float)i * 100 + j;
     }
     feat_file_close(f);
     return ok;
@@ -66,7 +68,8 @@ static void test_feature_file_round_trip(void) {
     const char *p = tmp_path("rt.feat");
     unlink(p);
     uint8_t hash[MODEL_HASH_BYTES];
-    for (int i = 0; i < MODEL_HASH_BYTES; i++) hash[i] = (uint8_t)i;
+    for (int i = 0; i < MODEL_HASH_BYTES; i++)
+        hash[i] = (uint8_t)i;
     util_err_t err;
     feat_writer_t *w = feat_writer_open(p, 8, hash, 16, &err);
     CHECK(w != NULL);
@@ -160,7 +163,8 @@ static void test_feature_file_corrupt_header_is_an_error(void) {
     CHECK_MSG(strstr(err.msg, "checksum") != NULL, "%s", err.msg);
     corrupt_byte(p, 0, 'X');
     CHECK(feat_file_open(p, &err) == NULL && strstr(err.msg, "bad magic"));
-    CHECK(feat_file_open(tmp_path("missing.feat"), &err) == NULL && strstr(err.msg, "missing.feat"));
+    CHECK(feat_file_open(tmp_path("missing.feat"), &err) == NULL &&
+          strstr(err.msg, "missing.feat"));
 }
 
 /* ------------------------------------------------------------ extraction */
@@ -194,7 +198,8 @@ static model_file_t *tiny_model(void) {
     mf->norm.scale = 1.0f / 64;
     mf->norm.stored_size = 8;
     float mean[64];
-    for (int i = 0; i < 64; i++) mean[i] = 100.0f + i;
+    for (int i = 0; i < 64; i++)
+        mean[i] = 100.0f + i;
     model_norm_set_mean_image(&mf->norm, 1, 8, 8, mean, &err);
     return mf;
 }
@@ -202,8 +207,10 @@ static model_file_t *tiny_model(void) {
 static data_dataset_t *tiny_images(int n) {
     uint8_t *px = malloc((size_t)n * 64);
     int *labels = malloc((size_t)n * sizeof *labels);
-    for (int i = 0; i < n * 64; i++) px[i] = (uint8_t)((i * 37 + i / 64 * 11) % 256);
-    for (int i = 0; i < n; i++) labels[i] = i % 3;
+    for (int i = 0; i < n * 64; i++)
+        px[i] = (uint8_t)((i * 37 + i / 64 * 11) % 256);
+    for (int i = 0; i < n; i++)
+        labels[i] = i % 3;
     data_dataset_t *ds = data_dataset_from_memory(n, 8, 8, 1, px, labels, 3, NULL, NULL);
     free(px);
     free(labels);
@@ -311,7 +318,8 @@ static void test_extraction_killed_midway_resumes_without_duplicates(void) {
     feat_writer_close(w, &err);
     feat_file_t *a = feat_file_open(straight, &err), *b = feat_file_open(resumed, &err);
     CHECK(a && b && feat_file_count(a) == 11 && feat_file_count(b) == 11);
-    for (size_t i = 0; a && b && i < 11; i++) CHECK(feat_file_id(b, i) == (int64_t)i);
+    for (size_t i = 0; a && b && i < 11; i++)
+        CHECK(feat_file_id(b, i) == (int64_t)i);
     CHECK(a && b && !memcmp(feat_file_rows(a), feat_file_rows(b), 11 * 12 * sizeof(float)));
     feat_file_close(a);
     feat_file_close(b);
@@ -342,7 +350,8 @@ static void test_extraction_skips_a_corrupt_image(void) {
             fclose(bad);
         } else {
             data_image_t *im = data_image_create(8, 8, 1, &err);
-            for (int k = 0; k < 64; k++) im->pixels[k] = (uint8_t)(k * 3 + i * 20);
+            for (int k = 0; k < 64; k++)
+                im->pixels[k] = (uint8_t)(k * 3 + i * 20);
             CHECK(data_image_write_jpeg(im, tmp_path(name), 95, &err) == 0);
             data_image_free(im);
         }

@@ -62,7 +62,8 @@ typedef struct pair {
 
 static pair_t pair_new(size_t n, util_rng_t *rng, float scale) {
     pair_t p = {n, malloc(n * sizeof(float)), cpu->ops->alloc(cpu, n), gpu->ops->alloc(gpu, n)};
-    for (size_t i = 0; i < n; i++) p.h[i] = rng ? (float)util_rng_normal(rng) * scale : 0.0f;
+    for (size_t i = 0; i < n; i++)
+        p.h[i] = rng ? (float)util_rng_normal(rng) * scale : 0.0f;
     memcpy(p.c, p.h, n * sizeof(float));
     CHECK(gpu->ops->upload(gpu, p.g, p.h, n) == 0);
     return p;
@@ -105,14 +106,15 @@ static void conv_case(int in_c, int hw, int out_c, int k, int stride, int pad, i
     pair_check(&dw, "conv backward dw");
     pair_check(&db, "conv backward db");
     pair_t *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db};
-    for (int i = 0; i < 8; i++) pair_free(all[i]);
+    for (int i = 0; i < 8; i++)
+        pair_free(all[i]);
 }
 
 static void test_conv_matches_cpu(void) {
     conv_case(3, PAPER_SIDE, 96, 11, 4, 0, 1); /* conv1 */
-    conv_case(96, 27, 256, 5, 1, 2, 2); /* conv2: two groups */
-    conv_case(256, 13, 384, 3, 1, 1, 1); /* conv3 */
-    conv_case(384, 13, 384, 3, 1, 1, 2); /* conv4 */
+    conv_case(96, 27, 256, 5, 1, 2, 2);        /* conv2: two groups */
+    conv_case(256, 13, 384, 3, 1, 1, 1);       /* conv3 */
+    conv_case(384, 13, 384, 3, 1, 1, 2);       /* conv4 */
 }
 
 static void test_relu_lrn_pool_match_cpu(void) {
@@ -162,20 +164,25 @@ static void test_relu_lrn_pool_match_cpu(void) {
             CHECK_MSG(gpu->ops->pool_forward(gpu, &p, pin, px.g, py.g, amg, &err) == 0, "%s",
                       err.msg);
             char what[64];
-            snprintf(what, sizeof what, "pool %d %s forward", sizes[si], ceil_mode ? "ceil" : "floor");
+            snprintf(what, sizeof what, "pool %d %s forward", sizes[si],
+                     ceil_mode ? "ceil" : "floor");
             pair_check(&py, what);
             CHECK(cpu->ops->pool_backward(cpu, &p, pin, px.c, py.c, pdy.c, am, pdx.c, NULL) == 0);
-            CHECK_MSG(gpu->ops->pool_backward(gpu, &p, pin, px.g, py.g, pdy.g, amg, pdx.g, &err) == 0,
+            CHECK_MSG(gpu->ops->pool_backward(gpu, &p, pin, px.g, py.g, pdy.g, amg, pdx.g, &err) ==
+                          0,
                       "%s", err.msg);
-            snprintf(what, sizeof what, "pool %d %s backward", sizes[si], ceil_mode ? "ceil" : "floor");
+            snprintf(what, sizeof what, "pool %d %s backward", sizes[si],
+                     ceil_mode ? "ceil" : "floor");
             pair_check(&pdx, what);
             cpu->ops->release(cpu, am);
             gpu->ops->release(gpu, amg);
             pair_t *all[] = {&px, &py, &pdy, &pdx};
-            for (int i = 0; i < 4; i++) pair_free(all[i]);
+            for (int i = 0; i < 4; i++)
+                pair_free(all[i]);
         }
     pair_t *all[] = {&x, &y, &s, &dy, &dx};
-    for (int i = 0; i < 5; i++) pair_free(all[i]);
+    for (int i = 0; i < 5; i++)
+        pair_free(all[i]);
 }
 
 static void test_fc_dropout_sgd_softmax_match_cpu(void) {
@@ -236,13 +243,15 @@ static void test_fc_dropout_sgd_softmax_match_cpu(void) {
     int labels[5] = {0, 999, 17, 500, 3};
     float lc = 0, lg = 0;
     CHECK(model_softmax_xent(n, classes, logits.c, labels, probs.c, dl.c, &lc, NULL) == 0);
-    CHECK_MSG(gpu->ops->softmax_xent(gpu, n, classes, logits.g, labels, probs.g, dl.g, &lg, &err) == 0,
+    CHECK_MSG(gpu->ops->softmax_xent(gpu, n, classes, logits.g, labels, probs.g, dl.g, &lg, &err) ==
+                  0,
               "%s", err.msg);
     pair_check(&probs, "softmax");
     pair_check(&dl, "loss gradient");
     CHECK_NEAR(lg, lc, layer_tol * fabs((double)lc));
     pair_t *all[] = {&x, &w, &b, &y, &dy, &dx, &dw, &db, &v, &mask, &logits, &probs, &dl};
-    for (int i = 0; i < 13; i++) pair_free(all[i]);
+    for (int i = 0; i < 13; i++)
+        pair_free(all[i]);
 }
 
 static void no_dropout(model_spec_t *s) {
@@ -287,7 +296,8 @@ static void test_paper_net_training_step_matches_cpu(void) {
     float *x = malloc(xn * sizeof(float));
     util_rng_t rng;
     util_rng_seed(&rng, 6);
-    for (size_t i = 0; i < xn; i++) x[i] = (float)util_rng_normal(&rng) * 50.0f;
+    for (size_t i = 0; i < xn; i++)
+        x[i] = (float)util_rng_normal(&rng) * 50.0f;
     int labels[4] = {1, 2, 3, 999};
     float lc, lg;
     CHECK(model_net_forward(c, x, n, 1, &err) == 0);
@@ -419,10 +429,12 @@ static void test_two_gpus_columns_and_data_match_one(void) {
             float *x = malloc(xn * sizeof(float));
             util_rng_t rng;
             util_rng_seed(&rng, 8);
-            for (size_t i = 0; i < xn; i++) x[i] = (float)util_rng_normal(&rng) * 50.0f;
+            for (size_t i = 0; i < xn; i++)
+                x[i] = (float)util_rng_normal(&rng) * 50.0f;
             int labels[4] = {0, 1, 2, 3};
             float la, lb;
-            CHECK(model_net_forward(a, x, 4, 1, &err) == 0 && model_net_backward(a, labels, &la, NULL, &err) == 0);
+            CHECK(model_net_forward(a, x, 4, 1, &err) == 0 &&
+                  model_net_backward(a, labels, &la, NULL, &err) == 0);
             CHECK_MSG(model_net_forward(b, x, 4, 1, &err) == 0 &&
                           model_net_backward(b, labels, &lb, NULL, &err) == 0,
                       "%s: %s", how[k], err.msg);
@@ -457,7 +469,8 @@ static void test_nccl_allreduce_sums(void) {
         be[d] = model_backend_cuda_create(d, &err);
         buf[d] = be[d] ? be[d]->ops->alloc(be[d], COUNT) : NULL;
         ok = buf[d] != NULL;
-        for (int i = 0; i < COUNT && ok; i++) h[i] = (float)(i % 17) + 100.0f * (float)d;
+        for (int i = 0; i < COUNT && ok; i++)
+            h[i] = (float)(i % 17) + 100.0f * (float)d;
         ok = ok && be[d]->ops->upload(be[d], buf[d], h, COUNT) == 0;
     }
     CHECK_MSG(ok, "GPU buffers: %s", err.msg);

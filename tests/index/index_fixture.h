@@ -43,7 +43,8 @@ static inline void fx_clustered(float *x, size_t n, int d, int ncl, uint64_t see
     util_rng_t rng;
     util_rng_seed(&rng, seed);
     float *c = malloc(sizeof(float) * (size_t)ncl * (size_t)d);
-    for (size_t i = 0; i < (size_t)ncl * (size_t)d; i++) c[i] = 2.0f * util_rng_uniform(&rng);
+    for (size_t i = 0; i < (size_t)ncl * (size_t)d; i++)
+        c[i] = 2.0f * util_rng_uniform(&rng);
     for (size_t i = 0; i < n; i++) {
         const float *ci = c + (size_t)util_rng_below(&rng, (uint32_t)ncl) * (size_t)d;
         for (int j = 0; j < d; j++) {
@@ -60,7 +61,8 @@ static inline void fx_codes(uint8_t *x, size_t n, int bytes, int ncl, uint64_t s
     util_rng_t rng;
     util_rng_seed(&rng, seed);
     uint8_t *c = malloc((size_t)ncl * (size_t)bytes);
-    for (size_t i = 0; i < (size_t)ncl * (size_t)bytes; i++) c[i] = (uint8_t)util_rng_u64(&rng);
+    for (size_t i = 0; i < (size_t)ncl * (size_t)bytes; i++)
+        c[i] = (uint8_t)util_rng_u64(&rng);
     for (size_t i = 0; i < n; i++) {
         const uint8_t *ci = c + (size_t)util_rng_below(&rng, (uint32_t)ncl) * (size_t)bytes;
         for (int j = 0; j < bytes; j++) {
@@ -84,7 +86,8 @@ static inline double fx_l2sq(const float *a, const float *b, int d) {
 
 static inline int fx_hamming(const uint8_t *a, const uint8_t *b, int bytes) {
     int s = 0;
-    for (int j = 0; j < bytes; j++) s += __builtin_popcount((unsigned)(a[j] ^ b[j]));
+    for (int j = 0; j < bytes; j++)
+        s += __builtin_popcount((unsigned)(a[j] ^ b[j]));
     return s;
 }
 

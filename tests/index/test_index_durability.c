@@ -25,8 +25,10 @@
 static void item_vectors(int64_t id, float *fc7, uint8_t *code) {
     util_rng_t r;
     util_rng_seed(&r, (uint64_t)id * 7919 + 1);
-    for (int j = 0; j < D; j++) fc7[j] = (float)id + util_rng_uniform(&r);
-    for (int j = 0; j < CB / 8; j++) code[j] = (uint8_t)util_rng_u64(&r);
+    for (int j = 0; j < D; j++)
+        fc7[j] = (float)id + util_rng_uniform(&r);
+    for (int j = 0; j < CB / 8; j++)
+        code[j] = (uint8_t)util_rng_u64(&r);
 }
 
 static void opts(index_options_t *o) {
@@ -78,8 +80,9 @@ static int check_item(void *ctx, const store_item_t *it, util_err_t *err) {
     float v[D];
     uint8_t code[CB / 8];
     item_vectors(it->id, v, code);
-    if (!it->fc7 || !it->code || memcmp(it->fc7, v, sizeof v) || memcmp(it->code, code, sizeof code) ||
-        strcmp(it->uri, "file:///durable.jpg") || it->label != (int32_t)(it->id % 1000)) {
+    if (!it->fc7 || !it->code || memcmp(it->fc7, v, sizeof v) ||
+        memcmp(it->code, code, sizeof code) || strcmp(it->uri, "file:///durable.jpg") ||
+        it->label != (int32_t)(it->id % 1000)) {
         if (!c->bad++) c->first_bad = it->id;
     }
     c->n++;
@@ -109,7 +112,8 @@ static void test_acknowledged_adds_survive_sigkill(void) {
         if (round % 2 == 1) {
             struct pollfd pf = {p[0], POLLIN, 0};
             int64_t first;
-            if (poll(&pf, 1, 60000) == 1 && read(p[0], &first, sizeof first) == (ssize_t)sizeof first) {
+            if (poll(&pf, 1, 60000) == 1 &&
+                read(p[0], &first, sizeof first) == (ssize_t)sizeof first) {
                 if (nacked < MAX_ITEMS) acked[nacked++] = first;
                 if (first >= next) next = first + 1;
             }
@@ -148,8 +152,8 @@ static void test_acknowledged_adds_survive_sigkill(void) {
                 index_search_code(ix, c, 1, CB / 8, 1, hc, &err) || hc[0].distance != 0)
                 missing++;
         }
-        CHECK_MSG(missing == 0, "round %d: %d of %zu acknowledged items not found", round,
-                  missing, nacked);
+        CHECK_MSG(missing == 0, "round %d: %d of %zu acknowledged items not found", round, missing,
+                  nacked);
         /* Whatever the store holds is whole, and both indexes hold exactly it. */
         check_ctx_t cc = {0, 0, -1};
         CHECK(store_scan(index_store(ix), check_item, &cc, NULL, &err) == 0);
@@ -158,8 +162,8 @@ static void test_acknowledged_adds_survive_sigkill(void) {
         index_stats_t st;
         CHECK(index_stats(ix, &st, &err) == 0);
         CHECK_MSG(st.items == cc.n && st.fc7_vectors == cc.n && st.code_vectors == cc.n,
-                  "round %d: store %" PRId64 ", FC7 index %" PRId64 ", code index %" PRId64,
-                  round, cc.n, st.fc7_vectors, st.code_vectors);
+                  "round %d: store %" PRId64 ", FC7 index %" PRId64 ", code index %" PRId64, round,
+                  cc.n, st.fc7_vectors, st.code_vectors);
         /* Batches (first id a multiple of 5) are all present or all absent. */
         for (int64_t b = 0; b < next; b += 5) {
             int present = 0;

@@ -58,7 +58,8 @@ static index_t *build(char *dir, size_t cap, const char *ff, const char *cf, uti
         it[i].label = i % 10;
     }
     int rc = 0;
-    for (int b = 0; b < N && !rc; b += 500) rc = index_add(ix, it + b, 500, err);
+    for (int b = 0; b < N && !rc; b += 500)
+        rc = index_add(ix, it + b, 500, err);
     free(it);
     if (rc) {
         index_free(ix);
@@ -92,7 +93,8 @@ static void check_exact_fc7(const float *q, const index_hit_t *h, int k) {
         double t = fx_l2sq(q, g_x + (size_t)i * D, D);
         if (t < kth - 1e-3 * (1 + kth)) {
             int found = 0;
-            for (int j = 0; j < k; j++) found |= h[j].id == 1000 + i;
+            for (int j = 0; j < k; j++)
+                found |= h[j].id == 1000 + i;
             CHECK_MSG(found, "item %d at %g (k-th %g) missing", 1000 + i, t, kth);
         }
     }
@@ -117,7 +119,8 @@ static void check_exact_code(const uint8_t *q, const index_hit_t *h, int k) {
         if (g_removed[i]) continue;
         if (fx_hamming(q, g_c + (size_t)i * CB / 8, CB / 8) < kth) {
             int found = 0;
-            for (int j = 0; j < k; j++) found |= h[j].id == 1000 + i;
+            for (int j = 0; j < k; j++)
+                found |= h[j].id == 1000 + i;
             CHECK_MSG(found, "item %d closer than the k-th missing", 1000 + i);
         }
     }
@@ -133,9 +136,11 @@ static void test_flat_and_bflat_equal_brute_force(void) {
     if (!ix) return;
     index_hit_t h[NQ * K];
     CHECK_MSG(index_search_fc7(ix, g_q, NQ, D, K, h, &err) == 0, "%s", err.msg);
-    for (int q = 0; q < NQ; q++) check_exact_fc7(g_q + (size_t)q * D, h + q * K, K);
+    for (int q = 0; q < NQ; q++)
+        check_exact_fc7(g_q + (size_t)q * D, h + q * K, K);
     CHECK_MSG(index_search_code(ix, g_qc, NQ, CB / 8, K, h, &err) == 0, "%s", err.msg);
-    for (int q = 0; q < NQ; q++) check_exact_code(g_qc + (size_t)q * CB / 8, h + q * K, K);
+    for (int q = 0; q < NQ; q++)
+        check_exact_code(g_qc + (size_t)q * CB / 8, h + q * K, K);
     index_free(ix);
     fx_rmdir(dir);
 }
@@ -158,9 +163,11 @@ static void removed_items_never_return(const char *ff, const char *cf) {
     }
     CHECK_MSG(index_remove(ix, ids, n, &err) == 0, "%s", err.msg);
     CHECK(index_search_fc7(ix, g_q, NQ, D, K, h, &err) == 0);
-    for (int q = 0; q < NQ; q++) check_exact_fc7(g_q + (size_t)q * D, h + q * K, K);
+    for (int q = 0; q < NQ; q++)
+        check_exact_fc7(g_q + (size_t)q * D, h + q * K, K);
     CHECK(index_search_code(ix, g_qc, NQ, CB / 8, K, h, &err) == 0);
-    for (int q = 0; q < NQ; q++) check_exact_code(g_qc + (size_t)q * CB / 8, h + q * K, K);
+    for (int q = 0; q < NQ; q++)
+        check_exact_code(g_qc + (size_t)q * CB / 8, h + q * K, K);
     index_free(ix);
     fx_rmdir(dir);
     memset(g_removed, 0, sizeof g_removed);
@@ -234,9 +241,11 @@ static void test_removal_on_indexes_that_cannot_remove(void) {
         int i = (int)(ids[j] - 1000);
         index_hit_t h[K];
         CHECK(index_search_fc7(ix, g_x + (size_t)i * D, 1, D, K, h, &err) == 0);
-        for (int l = 0; l < K; l++) CHECK(h[l].id != ids[j]);
+        for (int l = 0; l < K; l++)
+            CHECK(h[l].id != ids[j]);
         CHECK(index_search_code(ix, g_c + (size_t)i * CB / 8, 1, CB / 8, K, h, &err) == 0);
-        for (int l = 0; l < K; l++) CHECK(h[l].id != ids[j]);
+        for (int l = 0; l < K; l++)
+            CHECK(h[l].id != ids[j]);
     }
     index_stats_t st;
     CHECK(index_stats(ix, &st, &err) == 0);
@@ -268,7 +277,8 @@ static void test_search_by_id_finds_the_item_itself_first(void) {
     CHECK(index_search_id(ix, INDEX_CODE, 1234, K, h, &err) == 0);
     CHECK(h[0].distance == 0);
     int self = 0;
-    for (int j = 0; j < K && h[j].distance == 0; j++) self |= h[j].id == 1234;
+    for (int j = 0; j < K && h[j].distance == 0; j++)
+        self |= h[j].id == 1234;
     CHECK(self);
     store_record_t r;
     CHECK(index_get(ix, 1234, &r, &err) == 0 && r.label == 234 % 10);
@@ -360,7 +370,8 @@ static void test_ivf_waits_for_enough_vectors_then_trains(void) {
     if (!ix) return;
     store_item_t it[400];
     memset(it, 0, sizeof it);
-    for (int i = 0; i < 400; i++) it[i].id = STORE_ID_AUTO, it[i].fc7 = g_x + (size_t)i * D;
+    for (int i = 0; i < 400; i++)
+        it[i].id = STORE_ID_AUTO, it[i].fc7 = g_x + (size_t)i * D;
     CHECK(index_add(ix, it, 100, &err) == 0);
     index_hit_t h[K];
     CHECK(index_search_fc7(ix, g_q, 1, D, K, h, &err) == -1);

@@ -53,9 +53,11 @@ static void answers(index_t *ix, int64_t *out) {
     for (int q = 0; q < 8; q++) {
         int i = q * 37;
         if (index_search_fc7(ix, g_x + (size_t)i * D, 1, D, K, h, &err)) h[0].id = -2;
-        for (int j = 0; j < K; j++) out[(2 * q) * K + j] = h[j].id;
+        for (int j = 0; j < K; j++)
+            out[(2 * q) * K + j] = h[j].id;
         if (index_search_code(ix, g_c + (size_t)i * CB / 8, 1, CB / 8, K, h, &err)) h[0].id = -2;
-        for (int j = 0; j < K; j++) out[(2 * q + 1) * K + j] = h[j].id;
+        for (int j = 0; j < K; j++)
+            out[(2 * q + 1) * K + j] = h[j].id;
     }
 }
 
@@ -93,7 +95,8 @@ static void test_reopened_snapshot_answers_like_the_live_index(void) {
         if (!ix) continue;
         index_stats_t st;
         CHECK(index_stats(ix, &st, &err) == 0);
-        CHECK_MSG(strstr(st.opened_from, "FC7: snapshot") && strstr(st.opened_from, "code: snapshot"),
+        CHECK_MSG(strstr(st.opened_from, "FC7: snapshot") &&
+                      strstr(st.opened_from, "code: snapshot"),
                   "%s: %s", ff[t], st.opened_from);
         CHECK(st.snapshot_seq == st.seq && st.items == N - 3);
         answers(ix, again);
@@ -218,17 +221,24 @@ static void corrupt_and_check(const char *how) {
     fx_rmdir(dir);
 }
 
-static void test_corrupt_snapshot_is_rebuilt_with_a_log_line(void) { corrupt_and_check("flip"); }
+static void test_corrupt_snapshot_is_rebuilt_with_a_log_line(void) {
+    corrupt_and_check("flip");
+}
 static void test_truncated_snapshot_is_rebuilt_with_a_log_line(void) {
     corrupt_and_check("truncate");
 }
-static void test_damaged_snapshot_header_is_rebuilt(void) { corrupt_and_check("header"); }
-static void test_garbage_snapshot_is_rebuilt(void) { corrupt_and_check("garbage"); }
+static void test_damaged_snapshot_header_is_rebuilt(void) {
+    corrupt_and_check("header");
+}
+static void test_garbage_snapshot_is_rebuilt(void) {
+    corrupt_and_check("garbage");
+}
 
 static int copy_file(const char *from, const char *to) {
     FILE *a = fopen(from, "rb"), *b = fopen(to, "wb");
     int c, ok = a && b;
-    while (ok && (c = fgetc(a)) != EOF) fputc(c, b);
+    while (ok && (c = fgetc(a)) != EOF)
+        fputc(c, b);
     if (a) fclose(a);
     if (b) fclose(b);
     return ok ? 0 : -1;
@@ -320,8 +330,7 @@ static void test_automatic_snapshots_follow_snapshot_every(void) {
     index_free(ix);
     ix = index_open(dir, &o, &err);
     CHECK(ix && index_stats(ix, &st, &err) == 0);
-    CHECK_MSG(strstr(st.opened_from, "snapshot seq 60 + log to 70") != NULL, "%s",
-              st.opened_from);
+    CHECK_MSG(strstr(st.opened_from, "snapshot seq 60 + log to 70") != NULL, "%s", st.opened_from);
     index_free(ix);
     fx_rmdir(dir);
 }

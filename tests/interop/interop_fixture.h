@@ -75,7 +75,8 @@ static inline float *run_logits(const model_file_t *mf, int n, size_t *count) {
     float *x = malloc(in * sizeof *x);
     util_rng_t rng;
     util_rng_seed(&rng, 7);
-    for (size_t i = 0; i < in; i++) x[i] = (float)util_rng_normal(&rng) * 50.0f;
+    for (size_t i = 0; i < in; i++)
+        x[i] = (float)util_rng_normal(&rng) * 50.0f;
     float *out = NULL;
     if (model_net_forward(net, x, n, 0, &err) == 0) {
         model_shape_t ls;

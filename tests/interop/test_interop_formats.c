@@ -45,7 +45,8 @@ static uint8_t *caffe_bytes(const model_file_t *mf, int skip, int extra_type, si
             caffe__blob_proto__init(bw);
             caffe__blob_proto__init(bb);
             int d4[4] = {1, 1, 1, 1};
-            for (int d = 0; d < w->ndim; d++) d4[4 - w->ndim + d] = w->dims[d];
+            for (int d = 0; d < w->ndim; d++)
+                d4[4 - w->ndim + d] = w->dims[d];
             bw->has_num = bw->has_channels = bw->has_height = bw->has_width = 1;
             bw->num = d4[0], bw->channels = d4[1], bw->height = d4[2], bw->width = d4[3];
             bw->n_data = w->count;
@@ -113,8 +114,12 @@ static uint8_t *caffe_bytes(const model_file_t *mf, int skip, int extra_type, si
             b->pool[np].stride = 2;
             p->pooling_param = &b->pool[np++];
             break;
-        case MODEL_RELU: p->type = CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__RELU; break;
-        case MODEL_DROPOUT: p->type = CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DROPOUT; break;
+        case MODEL_RELU:
+            p->type = CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__RELU;
+            break;
+        case MODEL_DROPOUT:
+            p->type = CAFFE__V1_LAYER_PARAMETER__LAYER_TYPE__DROPOUT;
+            break;
         }
         b->v1_ptr[n] = p;
         n++;
@@ -279,8 +284,10 @@ static void reencode(wbuf_t *out, const uint8_t *p, const uint8_t *end, int dept
         uint64_t key = rvarint(&p);
         uint32_t field = (uint32_t)(key >> 3), wire = (uint32_t)(key & 7);
         uint64_t n = 0;
-        if (wire == 0) rvarint(&p);
-        else n = wire == 1 ? 8 : wire == 5 ? 4 : rvarint(&p);
+        if (wire == 0)
+            rvarint(&p);
+        else
+            n = wire == 1 ? 8 : wire == 5 ? 4 : rvarint(&p);
         const uint8_t *body = p;
         p += n;
         if (wire != 2 || field != open_field[depth]) {
@@ -369,7 +376,8 @@ static void test_onnx_export_import_is_exact(void) {
             size_t n1 = 0, n2 = 0;
             float *a = run_logits(mf, 1, &n1), *b = run_logits(back, 1, &n2);
             CHECK(a && b && n1 == n2 && n1 == 10);
-            if (a && b) CHECK_MSG(memcmp(a, b, n1 * sizeof *a) == 0, "opset %d logits differ", opset);
+            if (a && b)
+                CHECK_MSG(memcmp(a, b, n1 * sizeof *a) == 0, "opset %d logits differ", opset);
             free(a);
             free(b);
         }
@@ -439,7 +447,8 @@ static void test_onnx_pool_pads_without_equivalent_are_refused(void) {
     /* pads attribute of pool1: "pads" then four ints 0 (field 8 varint). */
     int done = 0;
     size_t from = 0;
-    while (from + 7 < len && memcmp(buf + from, "MaxPool", 7)) from++;
+    while (from + 7 < len && memcmp(buf + from, "MaxPool", 7))
+        from++;
     for (size_t i = from; i + 16 < len && !done; i++)
         if (!memcmp(buf + i, "\x0a\x04pads\x40\x00\x40\x00\x40\x00\x40\x00", 14)) {
             buf[i + 11] = 2;
@@ -457,6 +466,5 @@ static void test_onnx_pool_pads_without_equivalent_are_refused(void) {
 TEST_MAIN(T(test_caffe_v1_import_converts_bgr_and_lrn), T(test_caffe_missing_layer_is_named),
           T(test_caffe_unknown_layer_type_is_named), T(test_caffe_wrong_conv2_shape_is_named),
           T(test_caffe_truncated_and_huge_lengths_fail_cleanly),
-          T(test_caffe_data_in_any_legal_form_reads_the_same),
-          T(test_onnx_export_import_is_exact), T(test_onnx_damage_is_named),
-          T(test_onnx_pool_pads_without_equivalent_are_refused))
+          T(test_caffe_data_in_any_legal_form_reads_the_same), T(test_onnx_export_import_is_exact),
+          T(test_onnx_damage_is_named), T(test_onnx_pool_pads_without_equivalent_are_refused))

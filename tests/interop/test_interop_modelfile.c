@@ -7,7 +7,8 @@
 
 static void fill_norm(model_file_t *mf) {
     float *mean = malloc(3 * 256 * 256 * sizeof *mean);
-    for (int i = 0; i < 3 * 256 * 256; i++) mean[i] = (float)(i % 251);
+    for (int i = 0; i < 3 * 256 * 256; i++)
+        mean[i] = (float)(i % 251);
     CHECK(model_norm_set_mean_image(&mf->norm, 3, 256, 256, mean, NULL) == 0);
     free(mean);
     mf->norm.has_eigen = 1;
@@ -16,7 +17,7 @@ static void fill_norm(model_file_t *mf) {
                           -0.8140f, -0.5836f, -0.6948f, 0.4203f};
     memcpy(mf->norm.eigval, val, sizeof val);
     memcpy(mf->norm.eigvec, vec, sizeof vec);
-    const char *names[10] = {"zero", "one", "two", "three", "four",
+    const char *names[10] = {"zero", "one", "two",   "three", "four",
                              "five", "six", "seven", "eight", "nine, with a comma"};
     CHECK(model_file_set_class_names(mf, names, 10, NULL) == 0);
     snprintf(mf->source, sizeof mf->source, "test");
@@ -97,7 +98,8 @@ static void test_checkpoint_round_trip_keeps_identity(void) {
     model_net_init(net, 5);
     for (int i = 0; i < model_net_n_params(net); i++) {
         model_param_t *p = model_net_param(net, i);
-        for (size_t j = 0; j < p->count; j++) p->momentum[j] = (float)j * 1e-3f - (float)i;
+        for (size_t j = 0; j < p->count; j++)
+            p->momentum[j] = (float)j * 1e-3f - (float)i;
     }
     util_rng_seed(model_net_rng(net), 99);
     model_file_t *mf = model_file_from_net(net, 1, &err);
@@ -212,7 +214,8 @@ static void test_flipped_byte_is_a_hash_mismatch(void) {
     size_t len = 0;
     uint8_t *buf = saved_bytes(path, &len, 1);
     uint64_t model_len = 0;
-    for (int i = 7; i >= 0; i--) model_len = model_len << 8 | buf[16 + i];
+    for (int i = 7; i >= 0; i--)
+        model_len = model_len << 8 | buf[16 + i];
     /* A byte in the parameters, in the spec, in the checkpoint. */
     const size_t at[] = {96 + model_len / 2, 100, 96 + model_len + 10};
     const char *want[] = {"content hash mismatch", "content hash mismatch",
@@ -239,7 +242,8 @@ static void test_huge_declared_sizes_fail_before_allocating(void) {
     const uint64_t sizes[] = {(uint64_t)2 << 30, ((uint64_t)2 << 30) + 1, UINT64_MAX};
     const char *want[] = {"truncated", "over the", "over the"};
     for (int k = 0; k < 3; k++) {
-        for (int i = 0; i < 8; i++) buf[16 + i] = (uint8_t)(sizes[k] >> (8 * i));
+        for (int i = 0; i < 8; i++)
+            buf[16 + i] = (uint8_t)(sizes[k] >> (8 * i));
         CHECK(spit(path, buf, len) == 0);
         CHECK(load_fails_with(path, want[k]));
     }

@@ -59,8 +59,9 @@ int main(int argc, char **argv) {
     model_net_init(net, 42);
     model_file_t *mf = model_file_from_net(net, 0, &err);
     if (!mf) return die("model file", &err);
-    static const char *const names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    static const char *const names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                          "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                          "Bag",         "Ankle boot"};
     if (model_file_set_class_names(mf, names, 10, &err)) return die("class names", &err);
     mf->norm.stored_size = 32; /* Fashion-MNIST style: 28x28 items padded by 2 */
     mf->norm.mean_kind = MODEL_MEAN_PIXEL;

@@ -55,8 +55,11 @@ static void test_batches_fill_up_to_max_weight_in_order(void) {
 static void test_kinds_do_not_share_a_batch(void) {
     srv_queue_t q;
     srv_queue_init(&q, 16);
-    srv_qnode_t n[5] = {{0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}, {0, 2, SRV_KIND_FORWARD},
-                        {0, 1, SRV_KIND_SEARCH}, {0, 1, SRV_KIND_SEARCH}};
+    srv_qnode_t n[5] = {{0, 1, SRV_KIND_SEARCH},
+                        {0, 1, SRV_KIND_SEARCH},
+                        {0, 2, SRV_KIND_FORWARD},
+                        {0, 1, SRV_KIND_SEARCH},
+                        {0, 1, SRV_KIND_SEARCH}};
     for (int i = 0; i < 5; i++)
         srv_queue_push(&q, &n[i], NULL);
     srv_qnode_t *out[8];
@@ -154,5 +157,5 @@ static void test_close_wakes_workers_and_drains(void) {
 }
 
 TEST_MAIN(T(test_push_refuses_beyond_capacity), T(test_batches_fill_up_to_max_weight_in_order),
-          T(test_kinds_do_not_share_a_batch), T(test_cap_limits_nodes_per_batch), T(test_batch_waits_for_company_within_budget),
-          T(test_close_wakes_workers_and_drains))
+          T(test_kinds_do_not_share_a_batch), T(test_cap_limits_nodes_per_batch),
+          T(test_batch_waits_for_company_within_budget), T(test_close_wakes_workers_and_drains))

@@ -168,7 +168,8 @@ static void test_route_accepts_the_six_methods_only(void) {
     CHECK(srv_route("/twirp/imgret.v1.ImageSearch/Nope", &m, &e) == -1 && e.code == SRV_BAD_ROUTE);
     CHECK(srv_route("/twirp/imgret.v1.ImageSearch/search", &m, &e) == -1);
     CHECK(srv_route("/twirp/imgret.v1.ImageSearch/Search/", &m, &e) == -1);
-    CHECK(srv_route("/twirp/imgret.v2.ImageSearch/Search", &m, &e) == -1 && e.code == SRV_BAD_ROUTE);
+    CHECK(srv_route("/twirp/imgret.v2.ImageSearch/Search", &m, &e) == -1 &&
+          e.code == SRV_BAD_ROUTE);
     CHECK(srv_route("/", &m, &e) == -1);
     CHECK(srv_route(NULL, &m, &e) == -1);
 }
@@ -200,10 +201,13 @@ static void test_token_missing_is_401_wrong_is_403(void) {
           e.code == SRV_PERMISSION_DENIED);
     CHECK(srv_check_token("s3cret", 0, SRV_REMOVE, "Bearer s3cre", &e) == -1);
     CHECK(srv_check_token("s3cret", 0, SRV_REMOVE, "Bearer s3cretx", &e) == -1);
-    CHECK(srv_check_token("s3cret", 0, SRV_REMOVE, "Bearer ", &e) == -1 && e.code == SRV_PERMISSION_DENIED);
+    CHECK(srv_check_token("s3cret", 0, SRV_REMOVE, "Bearer ", &e) == -1 &&
+          e.code == SRV_PERMISSION_DENIED);
     CHECK(srv_check_token("s3cret", 0, SRV_ADD, "Bearer s3cret", &e) == 0);
-    CHECK(srv_check_token("s3cret", 1, SRV_SEARCH, NULL, &e) == -1 && e.code == SRV_UNAUTHENTICATED);
-    CHECK(srv_check_token("s3cret", 1, SRV_SEARCH, "Basic abc", &e) == -1 && e.code == SRV_UNAUTHENTICATED);
+    CHECK(srv_check_token("s3cret", 1, SRV_SEARCH, NULL, &e) == -1 &&
+          e.code == SRV_UNAUTHENTICATED);
+    CHECK(srv_check_token("s3cret", 1, SRV_SEARCH, "Basic abc", &e) == -1 &&
+          e.code == SRV_UNAUTHENTICATED);
     CHECK(srv_check_token("s3cret", 1, SRV_STATS, "bearer s3cret", &e) == 0);
 }
 
@@ -214,16 +218,19 @@ static void test_malformed_bodies_are_malformed(void) {
     static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t truncated[] = {0x0a, 0x10, 'a', 'b'}; /* field 1, length 16, 2 bytes */
     for (int m = 0; m < SRV_N_METHODS; m++) {
-        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, junk, sizeof junk, &l, &r, &e) == -1);
+        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, junk, sizeof junk, &l, &r, &e) ==
+              -1);
         CHECK(e.code == SRV_MALFORMED);
-        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, truncated, sizeof truncated, &l, &r, &e) == -1);
+        CHECK(srv_request_decode((srv_method_t)m, SRV_PROTOBUF, truncated, sizeof truncated, &l, &r,
+                                 &e) == -1);
         CHECK(e.code == SRV_MALFORMED);
         CHECK(r.msg == NULL);
     }
     /* An empty body is an empty message: fine for Stats, no query for Search. */
     CHECK(srv_request_decode(SRV_STATS, SRV_PROTOBUF, NULL, 0, &l, &r, &e) == 0);
     srv_request_clear(&r);
-    CHECK(srv_request_decode(SRV_SEARCH, SRV_PROTOBUF, NULL, 0, &l, &r, &e) == -1 && e.code == SRV_INVALID_ARGUMENT);
+    CHECK(srv_request_decode(SRV_SEARCH, SRV_PROTOBUF, NULL, 0, &l, &r, &e) == -1 &&
+          e.code == SRV_INVALID_ARGUMENT);
 }
 
 static void test_search_validation(void) {

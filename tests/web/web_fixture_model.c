@@ -13,8 +13,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: web_fixture_model OUT.imgret\n");
         return 2;
     }
-    static const char *const names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                                          "Sandal",      "Shirt",   "Sneaker",  "Bag",   "Ankle boot"};
+    static const char *const names[10] = {"T-shirt/top", "Trouser",   "Pullover", "Dress",
+                                          "Coat",        "Sandal",    "Shirt",    "Sneaker",
+                                          "Bag",         "Ankle boot"};
     util_err_t err = {{0}};
     model_spec_t s;
     if (model_spec_alexnet_small(&s, 1, 28, 10, &err)) goto fail;

@@ -335,13 +335,12 @@ cudaError_t cudaMemcpy(void *dst, const void *src, size_t count, enum cudaMemcpy
 /* cudaMemcpyPeer: dst in an allocation of dstDevice, src in one of
  * srcDevice (the same device allowed: a device copy), whatever the current
  * device is. */
-cudaError_t cudaMemcpyPeer(void *dst, int dstDevice, const void *src, int srcDevice,
-                           size_t count) {
+cudaError_t cudaMemcpyPeer(void *dst, int dstDevice, const void *src, int srcDevice, size_t count) {
     const char *call = "cudaMemcpyPeer";
     int n = fake_cuda_device_count();
     if (dstDevice < 0 || dstDevice >= n || srcDevice < 0 || srcDevice >= n) {
-        fake_cuda_report(call, "device %d or %d is not one of the %d devices", dstDevice,
-                         srcDevice, n);
+        fake_cuda_report(call, "device %d or %d is not one of the %d devices", dstDevice, srcDevice,
+                         n);
         return fail(cudaErrorInvalidDevice);
     }
     if (count == 0) return cudaSuccess;
