@@ -1,7 +1,6 @@
 /* Overlapping max pooling (section 3.4 of the paper: z = 3, s = 2). */
 #include "model/internal.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 static int pooled(int size, const model_pool_param_t *p) {
