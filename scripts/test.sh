@@ -31,12 +31,12 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
   LSAN_OPTIONS=suppressions=$PWD/tests/lsan.supp \
   ctest --test-dir build/asan --output-on-failure -j"$jobs" -L unit
 
-# The libFuzzer targets, over the server's request decoding and validation
+# The libFuzzer targets, over the server's request decoding and validation, gRPC's framing
 # and over data_decode's image decoders, each for a bounded time
 # (IMGRET_FUZZ_SECONDS, default 30), when clang is here.
 if command -v clang >/dev/null 2>&1; then
   CC=clang CXX=clang++ cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DIMGRET_WERROR=ON \
     -DIMGRET_FUZZ=ON -DIMGRET_FUZZ_SECONDS="${IMGRET_FUZZ_SECONDS:-30}" -DIMGRET_CUDA=OFF >/dev/null
-  cmake --build build/fuzz -j"$jobs" --target fuzz_server_request fuzz_data_decode
+  cmake --build build/fuzz -j"$jobs" --target fuzz_server_request fuzz_server_grpc fuzz_data_decode
   ctest --test-dir build/fuzz --output-on-failure -L fuzz
 fi
