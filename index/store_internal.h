@@ -10,6 +10,10 @@
 
 #include "index/index.h"
 
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
 typedef struct store_ops store_ops_t;
 
 struct store {
@@ -54,5 +58,27 @@ struct store_ops {
 
 extern const store_ops_t store_sqlite_ops;
 extern const store_ops_t store_pg_ops;
+
+/* A backend's get: the borrowed row `it` (valid until the backend moves on)
+ * copied into the caller's record, which owns its uri, fc7 and code; 0, or
+ * -1 (UTIL_ERR_LIMIT) with *out zeroed when memory runs out. Inline, so the
+ * backends call nothing of store.c (which names their ops tables). */
+static inline int store_record_from_row(const store_t *s, const store_item_t *it,
+                                        store_record_t *out, util_err_t *err) {
+    out->id = it->id;
+    out->label = it->label;
+    out->added_us = it->added_us;
+    out->seq = it->seq;
+    out->uri = strdup(it->uri);
+    const size_t fb = sizeof(float) * (size_t)s->fc7_dim, cb = (size_t)s->code_bits / 8;
+    if (it->fc7 && (out->fc7 = malloc(fb))) memcpy(out->fc7, it->fc7, fb);
+    if (it->code && (out->code = malloc(cb))) memcpy(out->code, it->code, cb);
+    if (out->uri && (!it->fc7 || out->fc7) && (!it->code || out->code)) return 0;
+    free(out->uri);
+    free(out->fc7);
+    free(out->code);
+    memset(out, 0, sizeof *out);
+    return util_fail_kind(err, UTIL_ERR_LIMIT, "item %" PRId64 ": out of memory", it->id);
+}
 
 #endif

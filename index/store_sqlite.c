@@ -438,23 +438,7 @@ static int sq_get(store_t *bs, int64_t id, store_record_t *out, util_err_t *err)
     } else {
         store_item_t it;
         ret = row_item(s, st, &it, err);
-        if (!ret) {
-            out->id = it.id;
-            out->label = it.label;
-            out->added_us = it.added_us;
-            out->seq = it.seq;
-            out->uri = strdup(it.uri);
-            size_t fb = sizeof(float) * (size_t)s->b.fc7_dim, cb = (size_t)s->b.code_bits / 8;
-            if (it.fc7 && (out->fc7 = malloc(fb))) memcpy(out->fc7, it.fc7, fb);
-            if (it.code && (out->code = malloc(cb))) memcpy(out->code, it.code, cb);
-            if (!out->uri || (it.fc7 && !out->fc7) || (it.code && !out->code)) {
-                free(out->uri);
-                free(out->fc7);
-                free(out->code);
-                memset(out, 0, sizeof *out);
-                ret = util_fail_kind(err, UTIL_ERR_LIMIT, "item %" PRId64 ": out of memory", id);
-            }
-        }
+        if (!ret) ret = store_record_from_row(&s->b, &it, out, err);
     }
     sqlite3_reset(st);
     pthread_mutex_unlock(&s->lock);
